@@ -1,0 +1,1 @@
+"""The bgm runtime: everything a compiled model imports (torch only, never dsl or compiler)."""
