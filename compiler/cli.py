@@ -1,0 +1,258 @@
+"""`bgmc`: check, format, compile, fit and sample .bgm models.
+
+Exit status: 0 on success, 1 on a user error (one diagnostic, no traceback), 2 on bad
+usage. `check`, `fmt` and `compile` never import torch; fitting and sampling import
+the runtime lazily. Every file a command writes is written whole or not at all.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dsl.diagnostics import BgmError
+
+EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except BgmError as exc:
+        print(exc.render(color=sys.stderr.isatty()), file=sys.stderr)
+        return EXIT_USER
+    except KeyboardInterrupt:
+        print("bgmc: interrupted; no output was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # runtime errors are imported lazily; match by base class name
+        if _is_user_error(exc):
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USER
+        if getattr(args, "debug", False):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc}\n(this is a bug in bgmc; rerun "
+              "with --debug for a traceback and please report it)", file=sys.stderr)
+        return 3
+
+
+def _is_user_error(exc: Exception) -> bool:
+    return any(c.__name__ == "BgmRuntimeError" and c.__module__ == "runtime.errors"
+               for c in type(exc).__mro__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bgmc", description="The bgm model compiler.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = p.add_subparsers(dest="command")
+
+    c = sub.add_parser("check", help="parse and check a model")
+    c.add_argument("model")
+    c.set_defaults(run=cmd_check)
+
+    f = sub.add_parser("fmt", help="print a model in canonical form")
+    f.add_argument("model")
+    f.add_argument("-i", "--in-place", action="store_true", help="rewrite the file")
+    f.add_argument("--check", action="store_true",
+                   help="exit 1 if the file is not in canonical form")
+    f.set_defaults(run=cmd_fmt)
+
+    k = sub.add_parser("compile", help="write the generated PyTorch module")
+    k.add_argument("model")
+    k.add_argument("-o", "--output", help="output .py file (default: standard output)")
+    k.set_defaults(run=cmd_compile)
+
+    fit = sub.add_parser("fit", help="fit a model to data")
+    fit.add_argument("model")
+    _data_args(fit)
+    fit.add_argument("--method", choices=["mle", "map"], default="map")
+    fit.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
+    fit.add_argument("--restarts", type=int, default=1, help="best of N random starts")
+    fit.add_argument("--init", default="2",
+                     help="radius R of uniform(-R, R) initial values, or a JSON file")
+    fit.add_argument("--iter", type=int, default=2000, help="maximum iterations")
+    fit.add_argument("--lr", type=float, default=0.05, help="Adam's learning rate")
+    fit.add_argument("-o", "--output", help="write the estimates as JSON")
+    fit.set_defaults(run=cmd_fit)
+
+    s = sub.add_parser("sample", help="draw from the prior, or the predictive given a fit")
+    s.add_argument("model")
+    _data_args(s)
+    s.add_argument("-n", "--draws", type=int, default=10)
+    s.add_argument("--fit", help="a point-estimate JSON from 'bgmc fit'")
+    s.add_argument("-o", "--output", help="write the draws (.json or .npz)")
+    s.set_defaults(run=cmd_sample)
+    return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", required=True, help="data file (.json, .csv or .npz)")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+# ---- commands -------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from compiler.pipeline import compile_path  # noqa: PLC0415
+    compiled = compile_path(args.model)
+    m = compiled.model
+    counts = {role: len(m.of_role(role)) for role in ("latent", "observed", "deterministic")}
+    print(f"{args.model}: ok ({counts['latent']} latent, {counts['observed']} observed, "
+          f"{counts['deterministic']} deterministic)")
+    return EXIT_OK
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from dsl.parser import parse_file  # noqa: PLC0415
+    from dsl.printer import format_program  # noqa: PLC0415
+    program, source = parse_file(args.model)
+    text = format_program(program)
+    if args.check:
+        if text != source.text:
+            print(f"{args.model}: not in canonical form (run 'bgmc fmt -i')", file=sys.stderr)
+            return EXIT_USER
+        return EXIT_OK
+    if args.in_place:
+        write_atomic(args.model, text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    from compiler.pipeline import compile_path  # noqa: PLC0415
+    compiled = compile_path(args.model)
+    if args.output:
+        write_atomic(args.output, compiled.python)
+    else:
+        sys.stdout.write(compiled.python)
+    return EXIT_OK
+
+
+def _program(path: str) -> Any:
+    from compiler.api import compile_file  # noqa: PLC0415
+    return compile_file(path)
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    import torch  # noqa: PLC0415
+
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.optimize import optimize  # noqa: PLC0415
+    program = _program(args.model)
+    model = program.bind(args.data, args.device)
+    init, radius = None, 2.0
+    try:
+        radius = float(args.init)
+    except ValueError:
+        values = _read_json(args.init, ModelError)
+        init = model.unconstrain(values)
+    result = optimize(model, method=args.method, seed=args.seed, init=init, radius=radius,
+                      restarts=args.restarts, optimizer=args.optimizer, max_iter=args.iter,
+                      lr=args.lr)
+    report = point_report(program.name, result)
+    _print_estimates(report)
+    if not result.converged:
+        print(f"warning: not converged (gradient norm {result.grad_norm:.3g})",
+              file=sys.stderr)
+    if args.output:
+        write_atomic(args.output, json.dumps(report, indent=1) + "\n")
+    del torch
+    return EXIT_OK
+
+
+def point_report(name: str, result: Any) -> dict[str, Any]:
+    return {
+        "model": name,
+        "method": result.method,
+        "objective": result.objective,
+        "converged": result.converged,
+        "iterations": result.iterations,
+        "grad_norm": result.grad_norm,
+        "restarts": result.restarts,
+        "estimates": {k: v.cpu().tolist() for k, v in result.values.items()},
+    }
+
+
+def _print_estimates(report: dict[str, Any]) -> None:
+    label = "log likelihood" if report["method"] == "mle" else "log joint density"
+    print(f"{report['method'].upper()} of {report['model']}: {label} {report['objective']:.6g}"
+          f" ({report['iterations']} iterations, gradient norm {report['grad_norm']:.2g})")
+    for name, value in report["estimates"].items():
+        print(f"  {name} = {_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) < 100 else text[:96] + " ..."
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from runtime.errors import ModelError  # noqa: PLC0415
+    program = _program(args.model)
+    given = None
+    if args.fit:
+        report = _read_json(args.fit, ModelError)
+        estimates = report.get("estimates") if isinstance(report, dict) else None
+        if not isinstance(estimates, dict):
+            raise ModelError(f"'{args.fit}' is not a point-estimate file from 'bgmc fit'")
+        import numpy as np  # noqa: PLC0415
+        given = {k: np.repeat(np.asarray(v, dtype=float)[None], args.draws, axis=0)
+                 for k, v in estimates.items()}
+    draws = program.sample(args.data, n=args.draws, seed=args.seed, given=given,
+                           device=args.device)
+    if args.output:
+        _write_draws(args.output, draws)
+    for name, value in draws.items():
+        print(f"{name}: shape {list(value.shape)}, mean {float(value.mean()):.4g}")
+    return EXIT_OK
+
+
+def _write_draws(path: str, draws: dict[str, Any]) -> None:
+    if path.endswith(".npz"):
+        import io  # noqa: PLC0415
+
+        import numpy as np  # noqa: PLC0415
+        buffer = io.BytesIO()
+        np.savez(buffer, **draws)
+        write_atomic(path, buffer.getvalue())
+    else:
+        write_atomic(path, json.dumps({k: v.tolist() for k, v in draws.items()}) + "\n")
+
+
+def _read_json(path: str, error: type) -> Any:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise error(f"cannot read '{path}': {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"'{path}' is not valid JSON (line {exc.lineno}, column {exc.colno})") \
+            from None
+
+
+def write_atomic(path: str | Path, content: str | bytes) -> None:
+    """Write to a temporary file beside the target, then rename: readers never see half."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode() if isinstance(content, str) else content)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

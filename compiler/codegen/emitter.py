@@ -1,0 +1,42 @@
+"""The only writer of Python syntax: lines, indentation and comments (as Jinja2's
+CodeGenerator does), so generated modules are formatted the same way every time."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class Emitter:
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._depth = 0
+
+    def line(self, text: str = "") -> None:
+        self._lines.append(("    " * self._depth + text).rstrip() if text else "")
+
+    def lines(self, texts: list[str]) -> None:
+        for t in texts:
+            self.line(t)
+
+    def comment(self, text: str) -> None:
+        for part in text.splitlines() or [""]:
+            self.line(f"# {part}".rstrip())
+
+    def blank(self) -> None:
+        if self._lines and self._lines[-1] != "":
+            self._lines.append("")
+
+    @contextmanager
+    def indent(self, header: str | None = None) -> Iterator[None]:
+        if header is not None:
+            self.line(header)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+
+    def text(self) -> str:
+        while self._lines and self._lines[-1] == "":
+            self._lines.pop()
+        return "\n".join(self._lines) + "\n"

@@ -1,0 +1,429 @@
+"""Expressions to vectorised PyTorch source.
+
+Every value has a layout: [batch...] + [one dim per vectorised loop it varies over, in
+loop order] + [its element dims]. Batch dims (chains, particles, draws) are never named:
+code indexes from the right with `...`. Combining two values aligns them by inserting
+size-1 dims (`mu[..., None]`), so a plate never becomes a Python loop. Loops run step by
+step (`sequential`) appear as Python ints instead of dims.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from compiler.functions import FUNCTIONS
+from compiler.indexing import IndexForm, LoopScope, classify
+from compiler.ir import GraphicalModel
+from compiler.shapes import ExprType
+from compiler.sizes import Size
+from dsl import nodes as n
+from dsl.diagnostics import BgmError, Diagnostic
+from dsl.printer import format_expr
+
+
+@dataclass(frozen=True)
+class Value:
+    code: str
+    loops: tuple[int, ...]  # LoopScope keys of the loop dims present, in context order
+    rank: int  # element rank
+    integer: bool = False
+    number: bool = False  # a Python number literal: broadcasts without reshaping
+    atomic: bool = True  # can be indexed or called on without parentheses
+
+
+class Unsupported(Exception):
+    def __init__(self, message: str, node: Any):
+        super().__init__(message)
+        self.diagnostic = Diagnostic(message, getattr(node, "span", None))
+
+
+# DSL function -> (torch call template, argument conversion); `{0}` is the argument.
+_ELEMENTWISE = {
+    "exp": "torch.exp({0})", "log": "torch.log({0})", "log1p": "torch.log1p({0})",
+    "expm1": "torch.expm1({0})", "sqrt": "torch.sqrt({0})", "square": "torch.square({0})",
+    "abs": "torch.abs({0})", "sigmoid": "torch.sigmoid({0})", "inv_logit": "torch.sigmoid({0})",
+    "logit": "torch.logit({0})", "softplus": "torch.nn.functional.softplus({0})",
+    "tanh": "torch.tanh({0})", "sin": "torch.sin({0})", "cos": "torch.cos({0})",
+    "lgamma": "torch.lgamma({0})", "digamma": "torch.digamma({0})", "erf": "torch.erf({0})",
+    "Phi": "rt.Phi({0})", "log_sigmoid": "torch.nn.functional.logsigmoid({0})",
+    "floor": "torch.floor({0})", "ceil": "torch.ceil({0})", "round": "torch.round({0})",
+    "pow": "torch.pow({0}, {1})", "fmin": "torch.minimum({0}, {1})",
+    "fmax": "torch.maximum({0}, {1})",
+}
+_REDUCE = {"sum": "rt.reduce_sum", "prod": "rt.reduce_prod", "mean": "rt.reduce_mean",
+           "sd": "rt.reduce_sd", "variance": "rt.reduce_variance", "max": "rt.reduce_max",
+           "min": "rt.reduce_min", "log_sum_exp": "rt.reduce_logsumexp",
+           "norm": "rt.reduce_norm"}
+_VECTOR = {"softmax": "torch.softmax({0}, -1)", "log_softmax": "torch.log_softmax({0}, -1)",
+           "cumsum": "torch.cumsum({0}, -1)"}
+_GENERATOR = {"sum": "sum", "prod": "prod", "mean": "mean", "max": "amax", "min": "amin",
+              "log_sum_exp": "logsumexp"}
+
+
+@dataclass
+class Scope:
+    """Where an expression is evaluated: its vectorised loops and its step-by-step loops."""
+
+    loops: tuple[LoopScope, ...]  # vectorised, outer first (generators appended)
+    sequential: dict[str, str] = field(default_factory=dict)  # loop var -> Python int name
+    sequential_scopes: tuple[LoopScope, ...] = ()
+
+    def with_loop(self, scope: LoopScope) -> Scope:
+        return Scope(self.loops + (scope,), self.sequential, self.sequential_scopes)
+
+    def keys(self) -> tuple[int, ...]:
+        return tuple(s.key for s in self.loops)
+
+    def all_scopes(self) -> tuple[LoopScope, ...]:
+        return self.loops + self.sequential_scopes
+
+
+class ExprCompiler:
+    """Compiles expressions of one model. `names` maps user names to Python locals;
+    `reader(name, items, scope, node)` may take over reads of step-by-step variables."""
+
+    def __init__(self, model: GraphicalModel, names: dict[str, str], ints: dict[str, Any],
+                 reader: Any = None):
+        self.model = model
+        self.names = names
+        self.ints = ints
+        self.reader = reader
+
+    # ---- helpers
+    def size(self, s: Size, scope: Scope | None = None) -> str:
+        seq = scope.sequential if scope else {}
+
+        def name(x: str) -> str:
+            return seq.get(x, self.names.get(x, x))
+        code = s.code(name)
+        return code
+
+    def etype(self, e: Any) -> ExprType:
+        t = self.model.types.get(id(e))  # type: ignore[attr-defined]
+        if t is None:  # pragma: no cover - shapes.py types every expression
+            raise BgmError([Diagnostic("internal error: untyped expression (a bug in bgmc)",
+                                       getattr(e, "span", None))], self.model.source)
+        return t  # type: ignore[no-any-return]
+
+    @staticmethod
+    def paren(v: Value) -> str:
+        return v.code if v.atomic else f"({v.code})"
+
+    def align(self, v: Value, loops: tuple[int, ...], rank: int) -> str:
+        """Code for `v` reshaped to the layout (loops, rank) by inserting size-1 dims."""
+        if v.number:
+            return v.code
+        entries = [":" if key in v.loops else "None" for key in loops]
+        entries += ["None"] * (rank - v.rank) + [":"] * v.rank
+        if all(e == ":" for e in entries):
+            return v.code
+        while entries and entries[-1] == ":" and v.rank == 0 and rank == 0:
+            entries.pop()
+        return f"{self.paren(v)}[..., {', '.join(entries)}]"
+
+    def real(self, v: Value) -> Value:
+        """The value as a real tensor (int data and 0/1 comparisons are cast)."""
+        if v.number:
+            return replace(v, code=repr(float(v.code)) if v.integer else v.code, integer=False)
+        if not v.integer:
+            return v
+        return replace(v, code=f"data__.real({v.code})", integer=False, atomic=True)
+
+    def tensor(self, v: Value) -> Value:
+        """A torch tensor even for a literal (torch functions need one)."""
+        if not v.number:
+            return v
+        return replace(v, code=f"data__.tensor({float(v.code)!r})", number=False, atomic=True)
+
+    # ---- expressions
+    def expr(self, e: Any, scope: Scope) -> Value:
+        if isinstance(e, n.Number):
+            return Value(repr(e.value), (), 0, isinstance(e.value, int), number=True)
+        if isinstance(e, n.Name):
+            return self._name(e, scope)
+        if isinstance(e, n.Unary):
+            v = self.expr(e.operand, scope)
+            return replace(v, code=f"-{self.paren(v)}", atomic=False)
+        if isinstance(e, n.Binary):
+            return self._binary(e, scope)
+        if isinstance(e, n.Compare):
+            a, b = self.expr(e.left, scope), self.expr(e.right, scope)
+            loops = self._union(scope, a, b)
+            rank = max(a.rank, b.rank)
+            code = f"data__.real({self.align(a, loops, rank)} {e.op} {self.align(b, loops, rank)})"
+            if a.number and b.number:
+                code = f"data__.tensor(float({a.code} {e.op} {b.code}))"
+            return Value(code, loops, rank, False)
+        if isinstance(e, n.Vector):
+            return self._vector(e, scope)
+        if isinstance(e, n.Index):
+            return self._index(e, scope)
+        if isinstance(e, n.Generator):
+            return self._generator(e, scope)
+        if isinstance(e, n.Call):
+            return self._call(e, scope)
+        raise Unsupported(f"cannot compile '{format_expr(e)}'", e)
+
+    def _union(self, scope: Scope, *values: Value) -> tuple[int, ...]:
+        present = {k for v in values for k in v.loops}
+        return tuple(k for k in scope.keys() if k in present)
+
+    def _name(self, e: n.Name, scope: Scope) -> Value:
+        for s in scope.loops:
+            if s.var == e.id:
+                code = f"data__.iota({self.size(s.lo, scope)}, {self.size(s.hi, scope)})"
+                return Value(code, (s.key,), 0, True)
+        if e.id in scope.sequential:
+            return Value(scope.sequential[e.id], (), 0, True, number=True)
+        v = self.model.variables[e.id]
+        if v.role == "const":
+            return Value(repr(v.value), (), 0, isinstance(v.value, int), number=True)
+        if self.reader is not None:
+            taken = self.reader(e.id, (), scope, e)
+            if taken is not None:
+                return taken  # type: ignore[no-any-return]
+        t = self.etype(e)
+        return Value(self.names[e.id], (), t.rank, t.integer)
+
+    def _binary(self, e: n.Binary, scope: Scope) -> Value:
+        a, b = self.expr(e.left, scope), self.expr(e.right, scope)
+        if e.op == "@":
+            return self._matmul(a, b, scope)
+        if a.number and b.number:
+            op = "**" if e.op == "^" else e.op
+            value = f"({a.code} {op} {b.code})"
+            integer = a.integer and b.integer and e.op in "+-*"
+            return Value(value if integer else f"float{value}", (), 0, integer, number=True)
+        if e.op in ("/", "^"):
+            a, b = self.real(a), self.real(b)
+        loops = self._union(scope, a, b)
+        rank = max(a.rank, b.rank)
+        op = "**" if e.op == "^" else e.op
+        left, right = self.align(a, loops, rank), self.align(b, loops, rank)
+        if e.op == "^" and a.number:
+            left = f"data__.tensor({a.code})"
+        return Value(f"{left} {op} {right}", loops, rank, a.integer and b.integer and
+                     e.op in "+-*", atomic=False)
+
+    def _matmul(self, a: Value, b: Value, scope: Scope) -> Value:
+        a, b = self.real(a), self.real(b)
+        loops = self._union(scope, a, b)
+        x = self.align(a, loops, a.rank)
+        y = self.align(b, loops, b.rank)
+        px = x if x == a.code and a.atomic else f"({x})" if not x.endswith("]") else x
+        py = y if y == b.code and b.atomic else f"({y})" if not y.endswith("]") else y
+        ranks = (a.rank, b.rank)
+        if ranks == (2, 2):
+            return Value(f"{px} @ {py}", loops, 2, atomic=False)
+        if ranks == (2, 1):
+            return Value(f"({px} @ {py}[..., None])[..., 0]", loops, 1)
+        if ranks == (1, 2):
+            return Value(f"({px}[..., None, :] @ {py})[..., 0, :]", loops, 1)
+        return Value(f"({px} * {py}).sum(-1)", loops, 0)
+
+    def _vector(self, e: n.Vector, scope: Scope) -> Value:
+        items = [self.real(self.expr(i, scope)) for i in e.items]
+        loops = self._union(scope, *items)
+        rank = max(i.rank for i in items)
+        if not loops and rank == 0 and all(i.number for i in items):
+            return Value(f"data__.tensor([{', '.join(i.code for i in items)}])", (), 1)
+        parts = ", ".join(self.align(i, loops, rank) if not i.number else i.code
+                          for i in items)
+        return Value(f"rt.stack_last([{parts}], {rank})", loops, rank + 1)
+
+    # ---- indexing
+    def _index(self, e: n.Index, scope: Scope) -> Value:
+        base, items = e.base, list(e.items)
+        while isinstance(base, n.Index):
+            items = list(base.items) + items
+            base = base.base
+        if not isinstance(base, n.Name) or base.id not in self.model.variables or \
+                any(s.var == base.id for s in scope.loops):
+            raise Unsupported("only variables can be indexed", e)
+        return self.read(base.id, tuple(items), scope, e)
+
+    def read(self, name: str, items: tuple[Any, ...], scope: Scope, node: Any) -> Value:
+        """The value of `name[items]` in `scope`."""
+        v = self.model.variables[name]
+        if v.role == "const":
+            raise Unsupported("constants cannot be indexed", node)
+        if self.reader is not None:
+            taken = self.reader(name, items, scope, node)
+            if taken is not None:
+                return taken  # type: ignore[no-any-return]
+        rank = len(v.shape or ())
+        integer = self.etype(node).integer if id(node) in self.model.types else False  # type: ignore[attr-defined]
+        base = Value(self.names[name], (), rank, integer)
+        return self.index_value(base, items, scope, node, v.shape or ())
+
+    def index_value(self, base: Value, items: tuple[Any, ...], scope: Scope, node: Any,
+                    shape: tuple[Size, ...]) -> Value:
+        forms = [classify(i, scope.all_scopes(), self.ints) for i in items]
+        for f in forms:
+            if f.kind == "prefix":
+                raise Unsupported("prefix slices are not supported yet", f.node)
+            if f.loop is not None and f.loop.var in scope.sequential:
+                forms[forms.index(f)] = IndexForm("scalar", f.node, lo=Size.name(f.loop.var)
+                                                  + (f.offset or Size.const(0)))
+        if not items:
+            return base
+        fast = self._basic_index(base, forms, scope, shape)
+        if fast is not None:
+            return fast
+        return self._gather_index(base, forms, scope)
+
+    def _loop_slice(self, f: IndexForm, dim: Size, scope: Scope) -> str:
+        assert f.loop is not None and f.offset is not None
+        start = f.loop.lo + f.offset - Size.const(1)
+        stop = f.loop.hi + f.offset
+        if start.constant == 0 and stop == dim:
+            return ":"
+        s = "" if start.constant == 0 else self.size(start, scope)
+        t = "" if stop == dim else self.size(stop, scope)
+        return f"{s}:{t}"
+
+    def _basic_index(self, base: Value, forms: list[IndexForm], scope: Scope,
+                     shape: tuple[Size, ...]) -> Value | None:
+        """Plain slicing when loop indices come first and in loop order."""
+        if any(f.kind == "gather" for f in forms):
+            return None
+        keys = scope.keys()
+        order = [keys.index(f.loop.key) for f in forms if f.kind == "loop"
+                 and f.loop is not None]
+        if order != sorted(order) or len(set(order)) != len(order):
+            return None
+        seen_kept = False
+        for f in forms:
+            if f.kind == "loop" and seen_kept:
+                return None
+            seen_kept = seen_kept or f.kind in ("slice", "full")
+        entries: list[str] = []
+        rank = 0
+        loops: list[int] = []
+        for f, dim in zip(forms, shape, strict=False):
+            if f.kind == "loop":
+                entries.append(self._loop_slice(f, dim, scope))
+                loops.append(f.loop.key)  # type: ignore[union-attr]
+            elif f.kind == "scalar":
+                entries.append(self._zero_based(f.lo, scope))  # type: ignore[arg-type]
+            elif f.kind == "slice":
+                lo = f.lo - Size.const(1)  # type: ignore[operator]
+                entries.append(f"{self.size(lo, scope) if lo.constant != 0 else ''}:"
+                               f"{self.size(f.hi, scope) if f.hi != dim else ''}")  # type: ignore[arg-type]
+                rank += 1
+            else:
+                entries.append(":")
+                rank += 1
+        entries += [":"] * (base.rank - len(forms))
+        rank += base.rank - len(forms)
+        if base.loops:
+            return None
+        code = base.code if all(x == ":" for x in entries) else \
+            f"{self.paren(base)}[..., {', '.join(entries)}]"
+        return Value(code, tuple(loops), rank, base.integer)
+
+    def _zero_based(self, s: Size, scope: Scope) -> str:
+        return self.size(s - Size.const(1), scope)
+
+    def _gather_index(self, base: Value, forms: list[IndexForm], scope: Scope) -> Value:
+        """Advanced indexing with integer tensors laid out over the loops."""
+        if base.loops:
+            raise Unsupported("indexing this expression is not supported", forms[0].node)
+        parts: list[str] = []
+        loops: tuple[int, ...] = ()
+        gathered: list[Value] = []
+        for f in forms:
+            if f.kind in ("loop", "gather"):
+                v = self.expr(f.node, scope)
+                gathered.append(v)
+        loops = self._union(scope, *gathered)
+        extra = max((g.rank for g in gathered), default=0)
+        kept = 0
+        for f in forms:
+            if f.kind in ("loop", "gather"):
+                v = gathered.pop(0)
+                parts.append(f"rt.index({self.align(v, loops, extra) if not v.number else v.code})")
+            elif f.kind == "scalar":
+                parts.append(self._zero_based(f.lo, scope))  # type: ignore[arg-type]
+            elif f.kind == "slice":
+                lo = f.lo - Size.const(1)  # type: ignore[operator]
+                parts.append(f"slice({self.size(lo, scope)}, {self.size(f.hi, scope)})")  # type: ignore[arg-type]
+                kept += 1
+            else:
+                parts.append("slice(None)")
+                kept += 1
+        rest = base.rank - len(forms)
+        code = f"rt.take({base.code}, {base.rank}, ({', '.join(parts)},), {len(loops) + extra})"
+        return Value(code, loops, extra + kept + rest, base.integer)
+
+    # ---- calls
+    def _generator(self, e: n.Generator, scope: Scope) -> Value:
+        gscope = self.model.scopes[id(e)]  # type: ignore[attr-defined]
+        inner = scope.with_loop(gscope)
+        body = self.expr(e.body, inner)
+        loops = tuple(k for k in inner.keys() if k in body.loops or k == gscope.key)
+        code = self.align(body, loops, body.rank)
+        if gscope.key not in body.loops:  # the body does not depend on the variable
+            count = self.size(gscope.length, scope)
+            if e.func.id == "sum":
+                return replace(body, code=f"{count} * {self.paren(body)}", atomic=False)
+            if e.func.id in ("mean", "max", "min"):
+                return body
+        dim = -1 - body.rank - (len(loops) - 1 - loops.index(gscope.key))
+        method = _GENERATOR[e.func.id]
+        out_loops = tuple(k for k in loops if k != gscope.key)
+        suffix = ".values" if method in ("amax", "amin") and False else ""
+        body_code = code if code != body.code or body.atomic else f"({code})"
+        return Value(f"{body_code}.{method}({dim}){suffix}", out_loops, body.rank, body.integer)
+
+    def _call(self, e: n.Call, scope: Scope) -> Value:
+        name = e.func.id
+        spec = FUNCTIONS.get(name)
+        if spec is None:
+            raise Unsupported(f"calling '{name}' is not supported yet", e)
+        args = [self.expr(a, scope) for a in e.args]
+        t = self.etype(e)
+        if spec.kind == "elementwise":
+            reals = [self.tensor(self.real(a)) for a in args]
+            loops = self._union(scope, *reals)
+            rank = max(a.rank for a in reals)
+            code = _ELEMENTWISE[name].format(*(self.align(a, loops, rank) for a in reals))
+            return Value(code, loops, rank, t.integer)
+        if spec.kind == "reduce":
+            a = self.tensor(self.real(args[0])) if name != "sum" else self.tensor(args[0])
+            return Value(f"{_REDUCE[name]}({a.code}, {a.rank})", a.loops, 0, t.integer)
+        if spec.kind == "vector":
+            a = self.real(args[0])
+            return Value(_VECTOR[name].format(a.code), a.loops, a.rank, t.integer)
+        if spec.kind == "dot":
+            a, b = self.real(args[0]), self.real(args[1])
+            loops = self._union(scope, a, b)
+            return Value(f"({self.align(a, loops, 1)} * {self.align(b, loops, 1)}).sum(-1)",
+                         loops, 0)
+        if spec.kind == "build":
+            dims = ", ".join(self.size(d, scope) for d in t.shape)
+            return Value(f"data__.{name}(({dims},))", (), t.rank)
+        return self._special(name, args, t, e, scope)
+
+    def _special(self, name: str, args: list[Value], t: ExprType, e: n.Call,
+                 scope: Scope) -> Value:
+        if name == "eye":
+            return Value(f"data__.eye({self.size(t.shape[0], scope)})", (), 2)
+        if name == "linspace":
+            a, b = args[0], args[1]
+            if a.loops or b.loops or a.rank or b.rank:
+                raise Unsupported("linspace takes scalar bounds", e)
+            return Value(f"data__.linspace({a.code}, {b.code}, "
+                         f"{self.size(t.shape[0], scope)})", (), 1)
+        if name == "one_hot":
+            k = args[0]
+            return Value(f"rt.one_hot({k.code}, {self.size(t.shape[-1], scope)})", k.loops,
+                         k.rank + 1, True)
+        if name == "length":
+            return Value(f"{args[0].code}.shape[-1]", (), 0, True, number=True)
+        a = self.real(args[0])
+        if name == "diag":
+            return Value(f"torch.diag_embed({a.code})", a.loops, 2)
+        if name == "transpose":
+            return Value(f"{self.paren(a)}.transpose(-1, -2)", a.loops, 2)
+        return Value(f"torch.linalg.cholesky({a.code})", a.loops, 2)  # cholesky

@@ -1,0 +1,54 @@
+"""The compiler's passes in order: parse → resolve → shapes → loops → supports → codegen.
+
+Each pass raises one BgmError with all the mistakes of its kind, and the pipeline stops
+between passes (a shape error after a naming error would only be noise).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from compiler.checks import check_targets
+from compiler.codegen.module import generate
+from compiler.ir import GraphicalModel
+from compiler.loops import classify_loops
+from compiler.resolve import resolve
+from compiler.shapes import infer_shapes
+from compiler.supports import infer_supports
+from dsl import nodes as n
+from dsl.parser import parse_file, parse_source
+from dsl.spans import Source
+
+
+@dataclass
+class Compiled:
+    program: n.Program
+    model: GraphicalModel
+    python: str
+
+    @property
+    def source(self) -> Source:
+        return self.model.source
+
+
+def analyse(program: n.Program, source: Source) -> GraphicalModel:
+    """Every check short of generating code."""
+    model = resolve(program, source)
+    infer_shapes(model)
+    check_targets(model)
+    classify_loops(model)
+    infer_supports(model)
+    model.validate()
+    return model
+
+
+def compile_source(source: Source) -> Compiled:
+    program = parse_source(source)
+    model = analyse(program, source)
+    return Compiled(program, model, generate(model))
+
+
+def compile_path(path: str | Path) -> Compiled:
+    program, source = parse_file(path)
+    model = analyse(program, source)
+    return Compiled(program, model, generate(model))

@@ -1,0 +1,135 @@
+"""Symbolic sizes: integer polynomials over int data (and folded consts).
+
+Loop ranges, declared dims and slice bounds are sizes. They are compared symbolically at
+compile time (`N - 1 + 1` is `N`) and turned into Python code that the generated module
+evaluates once the data is loaded. Anything but + - * of integers and int data is
+rejected: a size never depends on a latent (rule 12).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dsl import nodes as n
+from dsl.printer import format_expr
+
+Monomial = tuple[str, ...]  # sorted names; () is the constant term
+
+
+class NotASize(Exception):
+    """The expression cannot be a size; the message says why."""
+
+    def __init__(self, message: str, node: Any):
+        super().__init__(message)
+        self.node = node
+
+
+@dataclass(frozen=True)
+class Size:
+    terms: tuple[tuple[Monomial, int], ...]  # sorted, no zero coefficients
+
+    @staticmethod
+    def of(terms: dict[Monomial, int]) -> Size:
+        return Size(tuple(sorted((m, c) for m, c in terms.items() if c != 0)))
+
+    @staticmethod
+    def const(value: int) -> Size:
+        return Size.of({(): value})
+
+    @staticmethod
+    def name(name: str) -> Size:
+        return Size.of({(name,): 1})
+
+    def _dict(self) -> dict[Monomial, int]:
+        return dict(self.terms)
+
+    def __add__(self, other: Size) -> Size:
+        d = self._dict()
+        for m, c in other.terms:
+            d[m] = d.get(m, 0) + c
+        return Size.of(d)
+
+    def __neg__(self) -> Size:
+        return Size.of({m: -c for m, c in self.terms})
+
+    def __sub__(self, other: Size) -> Size:
+        return self + (-other)
+
+    def __mul__(self, other: Size) -> Size:
+        d: dict[Monomial, int] = {}
+        for m1, c1 in self.terms:
+            for m2, c2 in other.terms:
+                m = tuple(sorted(m1 + m2))
+                d[m] = d.get(m, 0) + c1 * c2
+        return Size.of(d)
+
+    @property
+    def constant(self) -> int | None:
+        """The value if the size has no symbolic part."""
+        if not self.terms:
+            return 0
+        if len(self.terms) == 1 and self.terms[0][0] == ():
+            return self.terms[0][1]
+        return None
+
+    def names(self) -> set[str]:
+        return {name for m, _ in self.terms for name in m}
+
+    def __str__(self) -> str:
+        return self.code(lambda s: s)
+
+    def code(self, name_code: Any) -> str:
+        """Python source for this size, with `name_code(name)` for each data name."""
+        if not self.terms:
+            return "0"
+        parts: list[str] = []
+        for m, c in sorted(self.terms, key=lambda t: (-len(t[0]), t[0])):
+            factors = [name_code(x) for x in m]
+            body = " * ".join(factors) if factors else str(abs(c))
+            if factors and abs(c) != 1:
+                body = f"{abs(c)} * {body}"
+            sign = "-" if c < 0 else "+"
+            parts.append(f"{sign} {body}" if parts else (f"-{body}" if c < 0 else body))
+        return " ".join(parts)
+
+
+Dim = Size
+
+
+def size_of(e: Any, ints: dict[str, Any]) -> Size:
+    """The size an expression denotes. `ints` maps each allowed name to an int value
+    (a folded const) or None (int data, known only when data is loaded)."""
+    if isinstance(e, n.Number):
+        if not isinstance(e.value, int):
+            raise NotASize("a size must be an integer, not a real number", e)
+        return Size.const(e.value)
+    if isinstance(e, n.Name):
+        if e.id not in ints:
+            raise NotASize(f"'{e.id}' cannot be used in a size: sizes are built from "
+                           "integers, int data and consts", e)
+        value = ints[e.id]
+        if value is None:
+            return Size.name(e.id)
+        if not isinstance(value, int):
+            raise NotASize(f"const '{e.id}' = {value} is not an integer", e)
+        return Size.const(value)
+    if isinstance(e, n.Unary):
+        return -size_of(e.operand, ints)
+    if isinstance(e, n.Binary) and e.op in "+-*":
+        a, b = size_of(e.left, ints), size_of(e.right, ints)
+        return a + b if e.op == "+" else a - b if e.op == "-" else a * b
+    raise NotASize(f"'{format_expr(e)}' cannot be a size: use integers, int data and + - *",
+                   e)
+
+
+def range_length(lo: Size, hi: Size) -> Size:
+    """Number of integers in lo..hi (inclusive)."""
+    return hi - lo + Size.const(1)
+
+
+def dim_text(dim: Size | int) -> str:
+    return str(dim)
+
+
+def shape_text(shape: tuple[Any, ...]) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"

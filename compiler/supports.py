@@ -1,0 +1,215 @@
+"""Supports: where each latent lives, so it can be mapped to unconstrained space.
+
+Contract: `infer_supports(model)` sets `model.supports[name]` for every latent (the
+declared type when given, else its prior's support, rule 7), `model.bound_reads[name]`
+(variables its bounds read) and `model.likelihood_latents` (latents some likelihood or
+`factor` term reads, for rule 23's MLE check). Errors: a declared type wider than the
+prior's support, an integer distribution on real data, a discrete latent (summed out in
+a later version), definitions of one latent with different supports.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from compiler import consts
+from compiler.distributions import DISTRIBUTIONS
+from compiler.ir import GraphicalModel, Statement, Variable
+from compiler.walk import free_names
+from dsl import nodes as n
+from dsl.diagnostics import BgmError, Diagnostic
+from dsl.printer import format_expr
+
+
+@dataclass(frozen=True)
+class Support:
+    kind: str  # real | interval | simplex | ordered | cholesky_corr | int
+    lower: Any = None  # None, a float, or an expression in `statement`'s loop context
+    upper: Any = None
+    statement: int | None = None
+
+    def describe(self) -> str:
+        if self.kind == "interval":
+            lo = "-inf" if self.lower is None else _text(self.lower)
+            hi = "inf" if self.upper is None else _text(self.upper)
+            return f"({lo}, {hi})"
+        return self.kind
+
+
+def _text(bound: Any) -> str:
+    return format_expr(bound) if not isinstance(bound, (int, float)) else repr(bound)
+
+
+def _number(bound: Any, model: GraphicalModel) -> float | None:
+    if bound is None or isinstance(bound, (int, float)):
+        return bound
+    try:
+        return float(consts.fold(bound, {k: v.value for k, v in model.variables.items()
+                                         if v.role == "const"}))
+    except Exception:
+        return None
+
+
+def type_support(t: n.Type, statement: int | None) -> Support:
+    if t.base == "positive":
+        return Support("interval", 0.0, None)
+    if t.base == "unit":
+        return Support("interval", 0.0, 1.0)
+    if t.base in ("simplex", "ordered", "cholesky_corr"):
+        return Support(t.base)
+    if t.base == "int":
+        return Support("int", t.lower, t.upper, statement)
+    if t.lower is None and t.upper is None:
+        return Support("real")
+    return Support("interval", t.lower, t.upper, statement)
+
+
+def prior_support(stmt: Statement, model: GraphicalModel) -> Support:
+    binding = model.bindings[stmt.id]  # type: ignore[attr-defined]
+    spec = DISTRIBUTIONS[binding.name]
+    args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
+    kind, *bounds = spec.support
+    if kind in ("interval", "int"):
+        lo, hi = (args.get(b, b) if isinstance(b, str) and not b.startswith("len:") else
+                  (None if isinstance(b, str) else b) for b in bounds)
+        return Support(str(kind), lo, hi, stmt.id)
+    return Support(str(kind))
+
+
+def infer_supports(model: GraphicalModel) -> None:
+    errors: list[Diagnostic] = []
+    model.supports = {}  # type: ignore[attr-defined]
+    model.bound_reads = {}  # type: ignore[attr-defined]
+    for v in model.of_role("latent"):
+        try:
+            model.supports[v.name] = _latent_support(v, model)  # type: ignore[attr-defined]
+        except _Problem as exc:
+            errors.append(exc.diagnostic)
+            continue
+        s = model.supports[v.name]  # type: ignore[attr-defined]
+        model.bound_reads[v.name] = {x.id for b in (s.lower, s.upper)  # type: ignore[attr-defined]
+                                     if b is not None and not isinstance(b, (int, float))
+                                     for x in free_names(b) if x.id in model.variables}
+    for stmt in model.statements:
+        if stmt.kind == "sample" and stmt.target and \
+                model.variables[stmt.target].role in ("observed", "transformed_data"):
+            problem = _data_problem(stmt, model)
+            if problem:
+                errors.append(problem)
+    model.likelihood_latents = _likelihood_latents(model)  # type: ignore[attr-defined]
+    if errors:
+        raise BgmError(errors, model.source)
+
+
+class _Problem(Exception):
+    def __init__(self, message: str, span: Any, hint: str | None = None):
+        super().__init__(message)
+        self.diagnostic = Diagnostic(message, span, hint)
+
+
+def _latent_support(v: Variable, model: GraphicalModel) -> Support:
+    statements = model.defining(v.name)
+    first = statements[0]
+    spec = DISTRIBUTIONS[model.bindings[first.id].name]  # type: ignore[attr-defined]
+    if spec.discrete:
+        raise _Problem(f"'{v.name}' is a discrete latent variable; summing discrete latents "
+                       "out is not supported yet", first.node.target.name.span,
+                       "until then, write the marginal density with 'factor' and "
+                       "log_sum_exp, or make the variable data")
+    priors = [prior_support(s, model) for s in statements]
+    typed = [s for s in statements if s.node.type is not None]
+    declared = type_support(typed[0].node.type, typed[0].id) if typed else None
+    for s, prior in zip(statements, priors, strict=True):
+        if declared is not None:
+            _check_inside(v, declared, prior, s, model)
+    chosen = declared or priors[0]
+    if declared is None and any(p.describe() != chosen.describe() for p in priors[1:]):
+        raise _Problem(f"the definitions of '{v.name}' give it different supports "
+                       f"({', '.join(p.describe() for p in priors)})",
+                       statements[-1].span, "declare its type on the first definition")
+    if (chosen.lower is not None or chosen.upper is not None) and len(statements) > 1 and \
+            any(_number(b, model) is None for b in (chosen.lower, chosen.upper)
+                if b is not None):
+        raise _Problem(f"'{v.name}' has bounds that depend on other variables and is "
+                       "defined by several statements; this is not supported yet",
+                       first.span)
+    return chosen
+
+
+def _check_inside(v: Variable, declared: Support, prior: Support, stmt: Statement,
+                  model: GraphicalModel) -> None:
+    """Rule 7: the declared support must lie inside the prior's support."""
+    where = stmt.node.type.span if stmt.node.type is not None else stmt.span
+    spec_name = model.bindings[stmt.id].name  # type: ignore[attr-defined]
+    if prior.kind == "real":
+        return
+    wider = f"'{v.name}' is declared {declared.describe()} but {spec_name} has support " \
+        f"{prior.describe()}"
+    if prior.kind in ("simplex", "cholesky_corr"):
+        if declared.kind != prior.kind:
+            raise _Problem(wider, where, f"declare it {prior.kind}[...]")
+        return
+    if declared.kind != "interval":
+        raise _Problem(wider, where, "declare a type inside the prior's support, or leave "
+                                     "the type out")
+    for mine, theirs, is_lower in ((declared.lower, prior.lower, True),
+                                   (declared.upper, prior.upper, False)):
+        if theirs is None:
+            continue
+        if mine is None:
+            raise _Problem(wider, where, f"add {'lower' if is_lower else 'upper'}="
+                                         f"{_text(theirs)} to the type")
+        a, b = _number(mine, model), _number(theirs, model)
+        if a is not None and b is not None and (a < b if is_lower else a > b):
+            raise _Problem(wider, where)
+
+
+def _data_problem(stmt: Statement, model: GraphicalModel) -> Diagnostic | None:
+    binding = model.bindings[stmt.id]  # type: ignore[attr-defined]
+    spec = DISTRIBUTIONS[binding.name]
+    target = model.variables[stmt.target]  # type: ignore[index]
+    if not spec.discrete:
+        return None
+    t = target.declared_type
+    integer = t is not None and t.base == "int"
+    if target.role == "transformed_data":
+        integer = model.types[id(stmt.node.target)].integer if id(stmt.node.target) in \
+            model.types else False  # type: ignore[attr-defined]
+    if integer:
+        return None
+    if spec.name == "Bernoulli" and t is not None and t.base in ("real", "unit"):
+        s = type_support(t, None)
+        if s.kind == "interval" and _number(s.lower, model) == 0.0 and \
+                _number(s.upper, model) == 1.0:
+            return None
+        return Diagnostic(f"Bernoulli on real data needs '{target.name}' declared "
+                          "real<lower=0, upper=1>", stmt.node.target.span)
+    return Diagnostic(f"{spec.name} is a distribution over integers but '{target.name}' is "
+                      "real data", stmt.node.target.span,
+                      f"declare it 'data {target.name}: int...' or use a continuous "
+                      "distribution")
+
+
+def _likelihood_latents(model: GraphicalModel) -> set[str]:
+    found: set[str] = set()
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.add(name)
+        v = model.variables[name]
+        if v.role == "latent":
+            found.add(name)
+        elif v.role == "deterministic":
+            for s in model.defining(name):
+                for r in s.reads:
+                    visit(r)
+    for stmt in model.statements:
+        likelihood = stmt.kind == "factor" or (
+            stmt.kind == "sample" and stmt.target is not None and
+            model.variables[stmt.target].role in ("observed", "transformed_data"))
+        if likelihood:
+            for r in stmt.reads:
+                visit(r)
+    return found

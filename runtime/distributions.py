@@ -1,0 +1,240 @@
+"""The distribution table: bgm's names and parameterisations mapped onto torch.distributions.
+
+Generated code calls these factories with the first parameterisation positionally and
+the others by keyword, exactly as compiler/distributions.py lists them (a test checks
+the two tables agree). Argument validation is off: latents are constrained by
+construction, and data is checked against supports when it is loaded.
+Labels are 1-based (rule 19): Categorical takes values 1..K.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import distributions as td
+from torch.distributions import constraints
+
+_NO_CHECK = {"validate_args": False}
+
+
+def Normal(mu, sigma):
+    return td.Normal(mu, sigma, **_NO_CHECK)
+
+
+def HalfNormal(sigma):
+    return td.HalfNormal(sigma, **_NO_CHECK)
+
+
+def Cauchy(mu, sigma):
+    return td.Cauchy(mu, sigma, **_NO_CHECK)
+
+
+def HalfCauchy(sigma):
+    return td.HalfCauchy(sigma, **_NO_CHECK)
+
+
+def StudentT(nu, mu, sigma):
+    return td.StudentT(nu, mu, sigma, **_NO_CHECK)
+
+
+def Laplace(mu, b):
+    return td.Laplace(mu, b, **_NO_CHECK)
+
+
+def Gumbel(mu, beta):
+    return td.Gumbel(mu, beta, **_NO_CHECK)
+
+
+def Logistic(mu, sigma):
+    base = td.Uniform(torch.zeros_like(torch.as_tensor(mu)), 1.0, **_NO_CHECK)
+    mu, sigma = torch.broadcast_tensors(torch.as_tensor(mu), torch.as_tensor(sigma))
+    base = td.Uniform(torch.zeros_like(mu), torch.ones_like(mu), **_NO_CHECK)
+    return td.TransformedDistribution(
+        base, [td.SigmoidTransform().inv, td.AffineTransform(mu, sigma)], **_NO_CHECK)
+
+
+def Exponential(beta):
+    return td.Exponential(beta, **_NO_CHECK)
+
+
+def Gamma(alpha, beta):
+    return td.Gamma(alpha, beta, **_NO_CHECK)
+
+
+def InverseGamma(alpha, beta):
+    return td.InverseGamma(alpha, beta, **_NO_CHECK)
+
+
+def Beta(alpha, beta):
+    return td.Beta(alpha, beta, **_NO_CHECK)
+
+
+def Uniform(alpha, beta):
+    return td.Uniform(alpha, beta, **_NO_CHECK)
+
+
+def LogNormal(mu, sigma):
+    return td.LogNormal(mu, sigma, **_NO_CHECK)
+
+
+def Weibull(alpha, sigma):
+    return td.Weibull(sigma, alpha, **_NO_CHECK)
+
+
+def ChiSquare(nu):
+    return td.Chi2(nu, **_NO_CHECK)
+
+
+def Pareto(y_min, alpha):
+    return td.Pareto(y_min, alpha, **_NO_CHECK)
+
+
+class _Improper(td.Distribution):
+    """A flat density (0 on the log scale) on the real line or on (0, inf)."""
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, support, like: torch.Tensor | None = None):
+        self._support = support
+        super().__init__(torch.Size(), validate_args=False)
+
+    @property
+    def support(self):  # type: ignore[override]
+        return self._support
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return torch.zeros_like(value)
+
+    def expand(self, batch_shape, _instance=None):
+        return self
+
+
+def Flat():
+    return _Improper(constraints.real)
+
+
+def HalfFlat():
+    return _Improper(constraints.positive)
+
+
+def Bernoulli(p=None, logits=None):
+    return td.Bernoulli(probs=p, logits=logits, **_NO_CHECK)
+
+
+def Binomial(n, p=None, logits=None):
+    return td.Binomial(total_count=n, probs=p, logits=logits, **_NO_CHECK)
+
+
+def Poisson(rate=None, log_rate=None):
+    if log_rate is not None:
+        return _LogPoisson(log_rate)
+    return td.Poisson(rate, **_NO_CHECK)
+
+
+class _LogPoisson(td.Poisson):
+    """Poisson parameterised by its log rate: log_prob stays finite for large |log_rate|."""
+
+    def __init__(self, log_rate):
+        self.log_rate = torch.as_tensor(log_rate)
+        super().__init__(self.log_rate.exp(), validate_args=False)
+
+    def log_prob(self, value):
+        return value * self.log_rate - self.rate - torch.lgamma(value + 1)
+
+
+class _NegativeBinomial2(td.Distribution):
+    """Stan's neg_binomial_2(mu, phi): mean mu, variance mu + mu^2 / phi."""
+
+    arg_constraints = {"mu": constraints.positive, "phi": constraints.positive}
+    support = constraints.nonnegative_integer
+
+    def __init__(self, log_mu, phi):
+        self.log_mu, self.phi = torch.broadcast_tensors(torch.as_tensor(log_mu),
+                                                        torch.as_tensor(phi))
+        super().__init__(self.phi.shape, validate_args=False)
+
+    def log_prob(self, y):
+        phi, log_mu = self.phi, self.log_mu
+        log_mu_phi = torch.logaddexp(log_mu, torch.log(phi))
+        return (torch.lgamma(y + phi) - torch.lgamma(y + 1) - torch.lgamma(phi)
+                + phi * (torch.log(phi) - log_mu_phi) + y * (log_mu - log_mu_phi))
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.batch_shape
+        rate = td.Gamma(self.phi.expand(shape), (self.phi / self.log_mu.exp()).expand(shape))
+        return torch.poisson(rate.sample())
+
+    def expand(self, batch_shape, _instance=None):
+        return _NegativeBinomial2(self.log_mu.expand(batch_shape), self.phi.expand(batch_shape))
+
+
+def NegativeBinomial(mu=None, phi=None, log_mu=None):
+    if log_mu is None:
+        log_mu = torch.log(torch.as_tensor(mu))
+    return _NegativeBinomial2(log_mu, phi)
+
+
+class _OneBasedCategorical(td.Categorical):
+    """Categorical over 1..K (bgm's labels are 1-based, as in Stan and BUGS)."""
+
+    def log_prob(self, value):
+        return super().log_prob(torch.as_tensor(value).long() - 1)
+
+    def sample(self, sample_shape=torch.Size()):
+        return super().sample(sample_shape) + 1
+
+    def expand(self, batch_shape, _instance=None):
+        new = super().expand(batch_shape, _instance or _OneBasedCategorical.__new__(
+            _OneBasedCategorical))
+        return new
+
+
+def Categorical(p=None, logits=None):
+    return _OneBasedCategorical(probs=p, logits=logits, validate_args=False)
+
+
+class _DiscreteUniform(td.Distribution):
+    """Uniform over the integers lower..upper (inclusive)."""
+
+    support = constraints.integer_interval(0, 1)
+    arg_constraints: dict = {}
+
+    def __init__(self, lower, upper):
+        self.lower, self.upper = torch.broadcast_tensors(torch.as_tensor(lower),
+                                                         torch.as_tensor(upper))
+        super().__init__(self.lower.shape, validate_args=False)
+
+    def log_prob(self, value):
+        inside = (value >= self.lower) & (value <= self.upper)
+        size = (self.upper - self.lower + 1).to(torch.get_default_dtype())
+        return torch.where(inside, -torch.log(size), torch.full_like(size, -math.inf))
+
+    def sample(self, sample_shape=torch.Size()):
+        shape = torch.Size(sample_shape) + self.batch_shape
+        u = torch.rand(shape, device=self.lower.device)
+        return self.lower + torch.floor(u * (self.upper - self.lower + 1)).long()
+
+    def expand(self, batch_shape, _instance=None):
+        return _DiscreteUniform(self.lower.expand(batch_shape), self.upper.expand(batch_shape))
+
+
+def DiscreteUniform(lower, upper):
+    return _DiscreteUniform(lower, upper)
+
+
+def Dirichlet(alpha):
+    return td.Dirichlet(alpha, **_NO_CHECK)
+
+
+def MultivariateNormal(mu, Sigma=None, L=None, precision=None):
+    return td.MultivariateNormal(mu, covariance_matrix=Sigma, scale_tril=L,
+                                 precision_matrix=precision, **_NO_CHECK)
+
+
+def LKJCholesky(eta, dim):
+    return td.LKJCholesky(dim, eta, **_NO_CHECK)
+
+
+TABLE = {name: obj for name, obj in dict(globals()).items()
+         if name[:1].isupper() and callable(obj) and not name.startswith("_")}

@@ -1,0 +1,198 @@
+"""CompiledModel: the base class of every generated model class.
+
+It binds a model to its data (loaded, checked, transformed, on a device), packs the
+latent variables' unconstrained coordinates into one flat vector per batch element,
+and offers the log density and the samplers that inference engines call. Engines see
+only `log_prob(theta)` with theta of shape [..., dim]: one call evaluates every chain.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from runtime.accumulate import Accumulator, Mode
+from runtime.data import load_data, read_data_file
+from runtime.device import default_dtype, resolve_device
+from runtime.errors import ModelError
+from runtime.ops import Data
+from runtime.transforms import unconstrained_shape
+
+
+@dataclass(frozen=True)
+class Latent:
+    """A latent variable as the generated code declares it."""
+
+    name: str
+    shape: tuple[int, ...]
+    kind: str  # real | bounded | simplex | ordered | cholesky_corr
+
+    @property
+    def unconstrained_shape(self) -> tuple[int, ...]:
+        return unconstrained_shape(self.kind, self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.unconstrained_shape:
+            n *= d
+        return n
+
+
+class Packer:
+    """Flat unconstrained vectors [..., dim] <-> dicts of per-latent tensors."""
+
+    def __init__(self, latents: tuple[Latent, ...]):
+        self.latents = latents
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for lat in latents:
+            self.slices[lat.name] = slice(start, start + lat.size)
+            start += lat.size
+        self.dim = start
+
+    def unpack(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        batch = theta.shape[:-1]
+        return {lat.name: theta[..., self.slices[lat.name]].reshape(
+            tuple(batch) + lat.unconstrained_shape) for lat in self.latents}
+
+    def pack(self, parts: dict[str, torch.Tensor], batch_ndim: int) -> torch.Tensor:
+        flat = [parts[lat.name].reshape(tuple(parts[lat.name].shape[:batch_ndim]) + (-1,))
+                for lat in self.latents]
+        return torch.cat(flat, -1)
+
+
+class CompiledModel:
+    """Generated subclasses set the class attributes and define the model's functions."""
+
+    name = "Model"
+    source = "<model>"
+    data_specs: tuple[Any, ...] = ()
+    latent_names: tuple[str, ...] = ()
+    observed_names: tuple[str, ...] = ()
+    deterministic_names: tuple[str, ...] = ()
+    transformed_data_names: tuple[str, ...] = ()
+    param_names: tuple[str, ...] = ()
+    latents_without_likelihood: tuple[str, ...] = ()
+    has_factor_statements = False
+    locations: dict[str, str] = {}
+
+    def __init__(self, data: Any, device: str | torch.device = "auto",
+                 dtype: torch.dtype | None = None, simulate: bool = False):
+        self.device = resolve_device(device)
+        self.dtype = dtype or default_dtype(self.device)
+        raw = read_data_file(data) if not isinstance(data, dict) else data
+        optional = self.observed_names if simulate else ()
+        values = load_data(raw if isinstance(data, dict) else data, self.data_specs,
+                           optional=optional)
+        self.data = Data(values, self.device, self.dtype)
+        self.simulate = simulate
+        missing_observed = [n for n in self.observed_names if n not in self.data]
+        if hasattr(self, "transformed_data") and not missing_observed:
+            self.transformed_data(self.data)
+        if hasattr(self, "check_data") and not missing_observed:
+            self.check_data(self.data)
+        self.latents = tuple(self.latent_specs(self.data))
+        self.packer = Packer(self.latents)
+
+    # ---- to be generated
+    def latent_specs(self, data__: Data) -> tuple[Latent, ...]:  # pragma: no cover
+        raise NotImplementedError
+
+    def log_density(self, data__: Data, u__: dict[str, torch.Tensor],
+                    acc__: Accumulator) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    # ---- what engines call
+    @property
+    def dim(self) -> int:
+        return self.packer.dim
+
+    def accumulate(self, theta: torch.Tensor, mode: Mode, record: bool = False) -> Accumulator:
+        acc = Accumulator(mode, theta.dim() - 1, record)
+        self.log_density(self.data, self.packer.unpack(theta), acc)
+        return acc
+
+    def log_prob(self, theta: torch.Tensor, mode: Mode | None = None) -> torch.Tensor:
+        """The log density at unconstrained theta [..., dim] (posterior by default)."""
+        acc = self.accumulate(theta, mode or Mode(jacobian=True, priors=True))
+        total = acc.total
+        if not isinstance(total, torch.Tensor):
+            total = torch.as_tensor(total, dtype=self.dtype, device=self.device)
+        return total.expand(theta.shape[:-1]) if total.dim() < theta.dim() - 1 else total
+
+    def constrain(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Latent and deterministic values (constrained, named as in the model)."""
+        u = self.packer.unpack(theta)
+        acc = Accumulator(Mode(False, True), theta.dim() - 1, record=True)
+        values: dict[str, torch.Tensor] = {}
+        original = acc.constrain
+
+        def keep(name: str, u_: torch.Tensor, transform: Any) -> torch.Tensor:
+            x = original(name, u_, transform)
+            values[name] = x
+            return x
+        acc.constrain = keep  # type: ignore[method-assign]
+        self.log_density(self.data, u, acc)
+        for lat in self.latents:
+            values.setdefault(lat.name, u[lat.name])
+        values.update(acc.deterministics)
+        return values
+
+    def unconstrain(self, values: dict[str, Any], batch_ndim: int = 0) -> torch.Tensor:
+        """The inverse of constrain for the latents (used for user-given inits)."""
+        from runtime.transforms import (  # noqa: PLC0415
+            cholesky_corr,
+            ordered,
+            real,
+            simplex,
+        )
+        parts: dict[str, torch.Tensor] = {}
+        for lat in self.latents:
+            if lat.name not in values:
+                raise ModelError(f"the initial values do not give '{lat.name}'")
+            x = torch.as_tensor(values[lat.name], dtype=self.dtype, device=self.device)
+            maker = {"simplex": simplex, "ordered": ordered, "cholesky_corr": cholesky_corr}
+            if lat.kind in maker:
+                parts[lat.name] = maker[lat.kind]().inv(x)
+            elif lat.kind == "real":
+                parts[lat.name] = real().inv(x)
+            else:
+                parts[lat.name] = self._bounded_inverse(lat.name, x, values)
+        return self.packer.pack(parts, batch_ndim)
+
+    def _bounded_inverse(self, name: str, x: torch.Tensor, values: dict[str, Any]) -> torch.Tensor:
+        """Invert a bounded latent's transform by solving constrain(u) = x numerically-free:
+        the transform is found by running the density once with the other values."""
+        theta = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        transforms: dict[str, Any] = {}
+        acc = Accumulator(Mode(False, True), 0)
+
+        def grab(n: str, u_: torch.Tensor, transform: Any) -> torch.Tensor:
+            transforms[n] = transform
+            return torch.as_tensor(values[n], dtype=self.dtype, device=self.device) \
+                if n in values else transform(u_)
+        acc.constrain = grab  # type: ignore[method-assign]
+        self.log_density(self.data, self.packer.unpack(theta), acc)
+        return transforms[name].inv(x)
+
+    def initial_point(self, generator: torch.Generator, radius: float = 2.0,
+                      batch: tuple[int, ...] = ()) -> torch.Tensor:
+        """Stan's default: uniform(-radius, radius) on every unconstrained coordinate."""
+        u = torch.rand((*batch, self.dim), generator=generator, dtype=self.dtype)
+        return ((2 * u - 1) * radius).to(self.device)
+
+    def draws(self, n: int, seed: int) -> dict[str, torch.Tensor]:
+        """n ancestral draws from the prior (prior predictive included)."""
+        torch.manual_seed(seed)
+        return self.sample_prior(self.data, (n,))
+
+    def predictive(self, given: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
+        """Posterior (or any) predictive draws given latent draws with one batch dim."""
+        torch.manual_seed(seed)
+        lat = self.latents[0] if self.latents else None
+        n = given[lat.name].shape[0] if lat is not None else 1
+        given = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device)
+                 for k, v in given.items()}
+        return self.sample_predictive(self.data, given, (n,))

@@ -1,0 +1,258 @@
+"""Helpers generated code calls by name: the data namespace, assembling variables defined
+in parts or step by step, gathers, reductions over element dims, draws and data checks.
+
+Each helper works on tensors laid out as [batch...] + [loop dims] + [element dims] and
+never needs to know how many batch dims there are: it counts from the right.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from runtime.errors import DataError, ModelError
+
+
+class Data(dict):  # type: ignore[type-arg]
+    """The loaded data as tensors on the model's device, plus constructors that put new
+    tensors on the same device and dtype (so generated code never builds a CPU tensor by
+    accident)."""
+
+    def __init__(self, values: Mapping[str, Any], device: torch.device, dtype: torch.dtype):
+        super().__init__()
+        self.device, self.dtype = device, dtype
+        for name, value in values.items():
+            self[name] = self.convert(value)
+
+    def convert(self, value: Any) -> Any:
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, (int, float)):
+            return value
+        arr = np.asarray(value)
+        dtype = torch.int64 if arr.dtype.kind in "iub" else self.dtype
+        return torch.as_tensor(arr, dtype=dtype, device=self.device)
+
+    def tensor(self, value: Any) -> torch.Tensor:
+        return torch.as_tensor(value, dtype=self.dtype, device=self.device)
+
+    def real(self, value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            return value.to(self.dtype)
+        return float(value)
+
+    def iota(self, lo: int, hi: int) -> torch.Tensor:
+        return torch.arange(lo, hi + 1, device=self.device)
+
+    def zeros(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+    def ones(self, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.ones(shape, dtype=self.dtype, device=self.device)
+
+    def eye(self, k: int) -> torch.Tensor:
+        return torch.eye(k, dtype=self.dtype, device=self.device)
+
+    def linspace(self, a: float, b: float, k: int) -> torch.Tensor:
+        return torch.linspace(float(a), float(b), k, dtype=self.dtype, device=self.device)
+
+
+def size_expr(text: str, fn: Callable[[Mapping[str, Any]], int]) -> Callable[..., int]:
+    """A size computed from the data, with its source text for error messages."""
+    fn.text = text  # type: ignore[attr-defined]
+    return fn
+
+
+def fill(value: Any, shape: tuple[int, ...], data: Data) -> torch.Tensor:
+    """Broadcast a value (laid out with size-1 dims where it does not vary) to the full
+    trailing shape, keeping its batch dims."""
+    if not isinstance(value, torch.Tensor):
+        return torch.full(shape, float(value), dtype=data.dtype, device=data.device)
+    batch = value.shape[:value.dim() - len(shape)]
+    return value.expand(*batch, *shape)
+
+
+class Parts:
+    """A variable defined by several statements on disjoint index sets (rule 10)."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        self.shape = tuple(shape)
+        self.pieces: list[tuple[tuple[Any, ...], torch.Tensor, int]] = []
+
+    def put(self, index: tuple[Any, ...], value: Any, ndim: int) -> None:
+        self.pieces.append((index, torch.as_tensor(value), ndim))
+
+    def build(self) -> torch.Tensor:
+        batch = torch.broadcast_shapes(*(v.shape[:v.dim() - k] for _, v, k in self.pieces))
+        first = self.pieces[0][1]
+        dtype = torch.promote_types(first.dtype, torch.get_default_dtype()) \
+            if not first.is_floating_point() else first.dtype
+        out = torch.zeros(batch + self.shape, dtype=dtype, device=first.device)
+        for index, value, _ in self.pieces:
+            out[(..., *index)] = value
+        return out
+
+
+class Steps:
+    """A variable computed one iteration at a time (a deterministic recursion or an
+    ancestral chain), addressed with 1-based indices along its first dimension."""
+
+    def __init__(self, length: int):
+        self.items: list[Any] = [None] * length
+
+    def __setitem__(self, index: int, value: Any) -> None:
+        self.items[index - 1] = value
+
+    def __getitem__(self, index: int) -> Any:
+        value = self.items[index - 1]
+        if value is None:
+            raise ModelError(f"element {index} is read before it is defined")
+        return value
+
+    def stack(self, elem_rank: int) -> torch.Tensor:
+        if any(v is None for v in self.items):
+            missing = [i + 1 for i, v in enumerate(self.items) if v is None]
+            raise ModelError(f"elements {missing[:5]} are never defined")
+        tensors = [torch.as_tensor(v) for v in self.items]
+        tensors = list(torch.broadcast_tensors(*tensors))
+        return torch.stack(tensors, dim=-1 - elem_rank)
+
+
+def index(value: Any) -> Any:
+    """A 1-based integer index (tensor or int) as a 0-based one."""
+    if isinstance(value, torch.Tensor):
+        return value.long() - 1
+    return int(value) - 1
+
+
+def take(x: torch.Tensor, rank: int, items: tuple[Any, ...], gathered: int) -> torch.Tensor:
+    """x[items] on the last `rank` dims of x, where tensor items are advanced indices laid
+    out over loops; the `gathered` dims they produce are moved in front of kept dims."""
+    trailing = rank - len(items)
+    key = (...,) + tuple(items) + (slice(None),) * trailing
+    tensor_positions = [i for i, it in enumerate(items) if isinstance(it, torch.Tensor)]
+    if not tensor_positions:
+        return x[key]
+    basic = [i for i, it in enumerate(items) if isinstance(it, slice)]
+    if not basic or all(b > max(tensor_positions) for b in basic):
+        return x[key]
+    # move the tensor-indexed dims to the end, index there, then move the result forward
+    nb = x.dim() - rank
+    order = [p for p in range(rank) if p not in tensor_positions] + tensor_positions
+    moved = x.permute(*range(nb), *(nb + p for p in order))
+    new_items = [items[p] for p in order if p not in tensor_positions] + \
+        [items[p] for p in tensor_positions]
+    out = moved[(...,) + tuple(new_items)]
+    kept = out.dim() - nb - gathered
+    return out.movedim(tuple(range(out.dim() - gathered, out.dim())),
+                       tuple(range(nb, nb + gathered))) if kept else out
+
+
+def stack_last(items: list[Any], rank: int) -> torch.Tensor:
+    """[a, b, c] as a vector along a new last dim (after broadcasting the items)."""
+    tensors = [torch.as_tensor(i) for i in items]
+    tensors = list(torch.broadcast_tensors(*tensors))
+    return torch.stack(tensors, -1) if rank == 0 else torch.stack(tensors, -1 - rank)
+
+
+def _flat(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return x.flatten(-rank) if rank > 0 else x.unsqueeze(-1)
+
+
+def reduce_sum(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).sum(-1)
+
+
+def reduce_prod(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).prod(-1)
+
+
+def reduce_mean(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).mean(-1)
+
+
+def reduce_sd(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).std(-1, correction=1)
+
+
+def reduce_variance(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).var(-1, correction=1)
+
+
+def reduce_max(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).amax(-1)
+
+
+def reduce_min(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).amin(-1)
+
+
+def reduce_logsumexp(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).logsumexp(-1)
+
+
+def reduce_norm(x: torch.Tensor, rank: int) -> torch.Tensor:
+    return _flat(x, rank).norm(dim=-1)
+
+
+def one_hot(k: Any, size: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(torch.as_tensor(k).long() - 1, size)
+
+
+def Phi(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (1 + torch.erf(x / math.sqrt(2.0)))
+
+
+def draw(d: Any, shape: tuple[int, ...], where: str, lower: Any = None,
+         upper: Any = None) -> torch.Tensor:
+    """One draw of shape `shape` (batch + loops + element) from d, rejecting draws outside
+    a declared (truncated) support."""
+    if d.__class__.__name__ == "_Improper":
+        raise ModelError("improper prior (Flat/HalfFlat): it has no prior draws", where)
+    batch = torch.Size(shape[:len(shape) - len(d.event_shape)])
+    x = d.expand(batch).sample()
+    if lower is None and upper is None:
+        return x
+    for _ in range(1000):
+        bad = torch.zeros_like(x, dtype=torch.bool)
+        if lower is not None:
+            bad |= x < lower
+        if upper is not None:
+            bad |= x > upper
+        if not bad.any():
+            return x
+        x = torch.where(bad, d.expand(batch).sample(), x)
+    raise ModelError("could not draw inside the declared bounds (truncation too narrow)", where)
+
+
+def check_support(name: str, value: Any, lower: Any, upper: Any, integer: bool,
+                  where: str) -> None:
+    """Observed data must lie in its distribution's support (checked once, at loading)."""
+    v = torch.as_tensor(value)
+    bad = torch.zeros(v.shape, dtype=torch.bool, device=v.device)
+    if integer:
+        bad |= v != torch.round(v)
+    if lower is not None:
+        bad |= v < torch.as_tensor(lower, device=v.device)
+    if upper is not None:
+        bad |= v > torch.as_tensor(upper, device=v.device)
+    if bad.any():
+        first = tuple(int(i) + 1 for i in torch.nonzero(bad)[0])
+        at = f"{name}[{', '.join(map(str, first))}]" if first else name
+        got = v[tuple(i - 1 for i in first)].item() if first else v.item()
+        span = f"{'integers ' if integer else ''}" \
+            f"{'' if lower is None else f'>= {_show(lower, first)}'}" \
+            f"{' and ' if lower is not None and upper is not None else ''}" \
+            f"{'' if upper is None else f'<= {_show(upper, first)}'}"
+        raise DataError(f"data '{at}' = {got:g} is outside the support of its distribution "
+                        f"({span.strip()}) at {where}")
+
+
+def _show(bound: Any, index: tuple[int, ...]) -> str:
+    t = torch.as_tensor(bound)
+    if t.dim() == 0:
+        return f"{t.item():g}"
+    return f"{t.expand(*t.shape)[tuple(i - 1 for i in index[-t.dim():])].item():g}"
