@@ -73,23 +73,43 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a model to data")
     fit.add_argument("model")
     _data_args(fit)
-    fit.add_argument("--method", choices=["mle", "map"], default="map")
+    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="map")
+    fit.add_argument("--chains", type=int, default=4)
+    fit.add_argument("--warmup", type=int, default=1000)
+    fit.add_argument("--draws", type=int, default=1000)
+    fit.add_argument("--adapt-delta", type=float, default=0.8)
+    fit.add_argument("--max-treedepth", type=int, default=10)
+    fit.add_argument("--metric", choices=["diag", "dense"], default="diag")
+    fit.add_argument("--family", choices=["meanfield", "fullrank"], default="meanfield",
+                     help="ADVI's Gaussian family")
+    fit.add_argument("--no-progress", action="store_true")
     fit.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
     fit.add_argument("--restarts", type=int, default=1, help="best of N random starts")
     fit.add_argument("--init", default="2",
                      help="radius R of uniform(-R, R) initial values, or a JSON file")
     fit.add_argument("--iter", type=int, default=2000, help="maximum iterations")
     fit.add_argument("--lr", type=float, default=0.05, help="Adam's learning rate")
-    fit.add_argument("-o", "--output", help="write the estimates as JSON")
+    fit.add_argument("-o", "--output",
+                     help="write the result: JSON for mle/map, NetCDF (.nc) for nuts/advi")
     fit.set_defaults(run=cmd_fit)
 
     s = sub.add_parser("sample", help="draw from the prior, or the predictive given a fit")
     s.add_argument("model")
     _data_args(s)
     s.add_argument("-n", "--draws", type=int, default=10)
-    s.add_argument("--fit", help="a point-estimate JSON from 'bgmc fit'")
+    s.add_argument("--fit", help="a fit from 'bgmc fit': point estimates (.json) or "
+                                 "posterior draws (.nc) for the posterior predictive")
     s.add_argument("-o", "--output", help="write the draws (.json or .npz)")
     s.set_defaults(run=cmd_sample)
+
+    sm = sub.add_parser("summary", help="posterior summary and diagnostics of a fit")
+    sm.add_argument("fit")
+    sm.set_defaults(run=cmd_summary)
+
+    cp = sub.add_parser("compare", help="rank fits by PSIS-LOO (or WAIC)")
+    cp.add_argument("fits", nargs="+")
+    cp.add_argument("--ic", choices=["loo", "waic"], default="loo")
+    cp.set_defaults(run=cmd_compare)
     return p
 
 
@@ -145,8 +165,6 @@ def _program(path: str) -> Any:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    import torch  # noqa: PLC0415
-
     from runtime.errors import ModelError  # noqa: PLC0415
     from runtime.optimize import optimize  # noqa: PLC0415
     program = _program(args.model)
@@ -157,6 +175,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except ValueError:
         values = _read_json(args.init, ModelError)
         init = model.unconstrain(values)
+    if args.method in ("nuts", "advi"):
+        return _fit_posterior(args, model, init, radius)
     result = optimize(model, method=args.method, seed=args.seed, init=init, radius=radius,
                       restarts=args.restarts, optimizer=args.optimizer, max_iter=args.iter,
                       lr=args.lr)
@@ -167,7 +187,73 @@ def cmd_fit(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.output:
         write_atomic(args.output, json.dumps(report, indent=1) + "\n")
-    del torch
+    return EXIT_OK
+
+
+def _fit_posterior(args: argparse.Namespace, model: Any, init: Any, radius: float) -> int:
+    from runtime import posterior  # noqa: PLC0415
+    from runtime.advi import AdviSettings  # noqa: PLC0415
+    from runtime.nuts import NutsSettings  # noqa: PLC0415
+    from runtime.output import write_netcdf  # noqa: PLC0415
+    if args.method == "nuts":
+        settings = NutsSettings(chains=args.chains, warmup=args.warmup, draws=args.draws,
+                                adapt_delta=args.adapt_delta, max_treedepth=args.max_treedepth,
+                                metric=args.metric, seed=args.seed)
+        progress = None if args.no_progress else _progress_bar(args.warmup + args.draws)
+        idata = posterior.run_nuts(model, settings, radius, init, progress)
+        if progress is not None:
+            progress.close()
+    else:
+        idata = posterior.run_advi(model, AdviSettings(family=args.family, seed=args.seed,
+                                                       draws=args.draws), radius, init)
+    if args.output:
+        write_netcdf(idata, args.output)
+    _print_summary(idata)
+    return EXIT_OK
+
+
+class _progress_bar:  # noqa: N801 - used like a function
+    """A terminal progress line with the divergence count (on stderr, only on a tty)."""
+
+    def __init__(self, total: int):
+        self.total = total
+        self.enabled = sys.stderr.isatty()
+
+    def __call__(self, done: int, total: int, warm: bool, divergences: Any) -> None:
+        if not self.enabled or (done % 20 and done != total):
+            return
+        width = 30
+        filled = int(width * done / total)
+        phase = "warmup" if warm else "sampling"
+        per_chain = " ".join(str(int(d)) for d in divergences)
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+                         f"{phase}  divergences per chain: {per_chain}  ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from runtime.output import read_netcdf  # noqa: PLC0415
+    _print_summary(read_netcdf(args.fit))
+    return EXIT_OK
+
+
+def _print_summary(idata: Any) -> None:
+    from runtime.diagnostics import summarize  # noqa: PLC0415
+    table, warnings = summarize(idata)
+    print(table)
+    for w in warnings:
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from runtime.diagnostics import compare  # noqa: PLC0415
+    from runtime.output import read_netcdf  # noqa: PLC0415
+    fits = {Path(f).stem: read_netcdf(f) for f in args.fits}
+    print(compare(fits, args.ic))
     return EXIT_OK
 
 
@@ -201,7 +287,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from runtime.errors import ModelError  # noqa: PLC0415
     program = _program(args.model)
     given = None
-    if args.fit:
+    if args.fit and args.fit.endswith(".nc"):
+        from runtime.diagnostics import posterior_latents  # noqa: PLC0415
+        from runtime.output import read_netcdf  # noqa: PLC0415
+        latents = [v.name for v in program.compiled.model.of_role("latent")]
+        given = posterior_latents(read_netcdf(args.fit), latents, args.draws, args.seed)
+    elif args.fit:
         report = _read_json(args.fit, ModelError)
         estimates = report.get("estimates") if isinstance(report, dict) else None
         if not isinstance(estimates, dict):

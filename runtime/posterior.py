@@ -1,0 +1,69 @@
+"""Full Bayesian inference for a bound model: NUTS or ADVI to an InferenceData."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+
+from runtime import advi, nuts
+from runtime.errors import ModelError
+from runtime.optimize import find_start
+from runtime.accumulate import Mode
+from runtime.output import inference_data
+
+
+def _refuse_params(model: Any, method: str) -> None:
+    if method == "nuts" and model.param_names:
+        names = ", ".join(model.param_names)
+        verb = "is a point parameter" if len(model.param_names) == 1 else \
+            "are point parameters"
+        raise ModelError(f"NUTS needs a prior on every unknown; {names} {verb}: give it a "
+                         "prior (e.g. '~ Flat()') or use --method advi")
+
+
+def starts(model: Any, chains: int, seed: int, radius: float,
+           init: torch.Tensor | None) -> torch.Tensor:
+    """One finite starting point per chain."""
+    generator = torch.Generator().manual_seed(seed + 7919)
+    mode = Mode.for_method("nuts")
+    return torch.stack([find_start(model, mode, generator, radius, init)
+                        for _ in range(chains)])
+
+
+def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
+             init: torch.Tensor | None = None, progress: Any = None) -> Any:
+    _refuse_params(model, "nuts")
+    if model.dim == 0:
+        raise ModelError("the model has no latent variables to sample; use 'bgmc sample'")
+    q0 = starts(model, settings.chains, settings.seed, radius, init)
+    began = time.perf_counter()
+    result = nuts.sample(model.log_prob, q0, settings, progress)
+    seconds = time.perf_counter() - began
+    stats = {
+        "lp": result.log_density,
+        "acceptance_rate": result.stats["accept_stat"],
+        "step_size": result.stats["step_size"],
+        "tree_depth": result.stats["tree_depth"],
+        "n_steps": result.stats["n_leapfrog"],
+        "diverging": result.stats["diverging"],
+        "energy": result.stats["energy"],
+        "reached_max_treedepth": result.stats["tree_depth"] >= settings.max_treedepth,
+    }
+    attrs = {"model": model.name, "method": "nuts", "seed": settings.seed,
+             "chains": settings.chains, "warmup": settings.warmup,
+             "adapt_delta": settings.adapt_delta, "max_treedepth": settings.max_treedepth,
+             "metric": settings.metric, "sampling_seconds": round(seconds, 3)}
+    return inference_data(model, result.draws, stats, attrs)
+
+
+def run_advi(model: Any, settings: advi.AdviSettings, radius: float = 2.0,
+             init: torch.Tensor | None = None) -> Any:
+    q0 = starts(model, 1, settings.seed, radius, init)[0]
+    result = advi.fit(model.log_prob, q0, settings)
+    attrs = {"model": model.name, "method": f"advi-{settings.family}", "seed": settings.seed,
+             "iterations": result.iterations, "converged": result.converged,
+             "elbo": result.elbo[-1] if result.elbo else float("nan")}
+    with torch.no_grad():
+        lp = model.log_prob(result.draws)
+    return inference_data(model, result.draws, {"lp": lp}, attrs)
