@@ -73,7 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a model to data")
     fit.add_argument("model")
     _data_args(fit)
-    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi"], default="map")
+    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "exact"],
+                     default="map")
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--warmup", type=int, default=1000)
     fit.add_argument("--draws", type=int, default=1000)
@@ -175,6 +176,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     except ValueError:
         values = _read_json(args.init, ModelError)
         init = model.unconstrain(values)
+    if args.method == "exact":
+        return _fit_exact(args, program, model)
     if args.method in ("nuts", "advi"):
         return _fit_posterior(args, model, init, radius)
     result = optimize(model, method=args.method, seed=args.seed, init=init, radius=radius,
@@ -187,6 +190,26 @@ def cmd_fit(args: argparse.Namespace) -> int:
               file=sys.stderr)
     if args.output:
         write_atomic(args.output, json.dumps(report, indent=1) + "\n")
+    return EXIT_OK
+
+
+def _fit_exact(args: argparse.Namespace, program: Any, model: Any) -> int:
+    from compiler.conjugacy import NotConjugate, conjugate_plan  # noqa: PLC0415
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.exact import describe, run_exact  # noqa: PLC0415
+    from runtime.output import write_netcdf  # noqa: PLC0415
+    try:
+        plan = conjugate_plan(program.compiled.model)
+    except NotConjugate as exc:
+        raise ModelError(f"--method exact: the model is not conjugate: {exc}; use --method "
+                         "nuts") from None
+    idata, params = run_exact(model, plan, args.draws, args.chains, args.seed)
+    for c in plan:
+        print(c.describe())
+    for line in describe(params):
+        print(line)
+    if args.output:
+        write_netcdf(idata, args.output)
     return EXIT_OK
 
 

@@ -240,14 +240,22 @@ class _Subtree:
         self.sample_q = _where(take, e.q, self.sample_q)
         self.sample_lp = torch.where(take, lp, self.sample_lp)
         self.sample_g = _where(take, e.g, self.sample_g)
-        self.log_w = torch.where(going, new_log_w, self.log_w)
         before = self.rho
-        self.rho = _where(going, self.rho + e.p, self.rho)
-        if n == 0:
-            self.first = _Edge(*(_where(going, a, b) for a, b in
-                                 ((e.q, self.first.q), (e.p, self.first.p), (e.g, self.first.g))))
-        self.last = _Edge(*(_where(going, a, b) for a, b in
-                            ((e.q, self.last.q), (e.p, self.last.p), (e.g, self.last.g))))
+        if bool(going.all()):  # the usual case: no masking needed
+            self.log_w = new_log_w
+            self.rho = self.rho + e.p
+            if n == 0:
+                self.first = e
+            self.last = e
+        else:
+            self.log_w = torch.where(going, new_log_w, self.log_w)
+            self.rho = _where(going, self.rho + e.p, self.rho)
+            if n == 0:
+                self.first = _Edge(*(_where(going, a, b) for a, b in
+                                     ((e.q, self.first.q), (e.p, self.first.p),
+                                      (e.g, self.first.g))))
+            self.last = _Edge(*(_where(going, a, b) for a, b in
+                                ((e.q, self.last.q), (e.p, self.last.p), (e.g, self.last.g))))
         # checkpoints at the start of aligned segments of each size 2^k
         for k in range(self.depth + 1):
             if n % (2 ** k) == 0:

@@ -50,8 +50,12 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
                 if k in model.data}
     sample_stats = {k: _numpy(v) for k, v in stats.items()}
     dims, coords = _one_based(post, 2)
-    d2, c2 = _one_based(loglik, 2, suffix="obs")
     d3, c3 = _one_based(observed, 0, suffix="obs")
+    same = {k: v for k, v in loglik.items() if k in observed and v.shape[2:] ==
+            observed[k].shape}
+    d2, c2 = _one_based(same, 2, suffix="obs")
+    d4, c4 = _one_based({k: v for k, v in loglik.items() if k not in same}, 2, suffix="ll")
+    d2, c2 = {**d2, **d4}, {**c2, **c4}
     return az.from_dict(posterior=post, sample_stats=sample_stats or None,
                         log_likelihood=loglik or None, observed_data=observed or None,
                         dims={**dims, **d2, **d3}, coords={**coords, **c2, **c3},
