@@ -107,6 +107,16 @@ def _parser() -> argparse.ArgumentParser:
     sm.add_argument("fit")
     sm.set_defaults(run=cmd_summary)
 
+    sb = sub.add_parser("sbc", help="simulation-based calibration of a model")
+    sb.add_argument("model")
+    _data_args(sb)
+    sb.add_argument("-n", "--replications", type=int, default=100)
+    sb.add_argument("--warmup", type=int, default=300)
+    sb.add_argument("--draws", type=int, default=400)
+    sb.add_argument("--thin", type=int, default=4)
+    sb.add_argument("-o", "--output", help="rank histograms (.png)")
+    sb.set_defaults(run=cmd_sbc)
+
     cp = sub.add_parser("compare", help="rank fits by PSIS-LOO (or WAIC)")
     cp.add_argument("fits", nargs="+")
     cp.add_argument("--ic", choices=["loo", "waic"], default="loo")
@@ -256,6 +266,25 @@ class _progress_bar:  # noqa: N801 - used like a function
     def close(self) -> None:
         if self.enabled:
             sys.stderr.write("\n")
+
+
+def cmd_sbc(args: argparse.Namespace) -> int:
+    from runtime import sbc  # noqa: PLC0415
+    from runtime.data import read_data_file  # noqa: PLC0415
+    program = _program(args.model)
+    raw = read_data_file(args.data)
+    bar = _progress_bar(args.replications)
+    result = sbc.run(program, raw, sbc.nuts_fitter(args.warmup, args.draws, args.thin),
+                     args.replications, args.seed, device=args.device,
+                     progress=lambda i, n: bar(i, n, False, []))
+    bar.close()
+    print(result.report())
+    if args.output:
+        target = Path(args.output)
+        tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
+        sbc.plot(result, str(tmp))
+        os.replace(tmp, target)
+    return EXIT_OK if result.calibrated else EXIT_USER
 
 
 def cmd_summary(args: argparse.Namespace) -> int:

@@ -1,0 +1,105 @@
+"""NUTS: correct draws on targets with known moments, adaptation, batching, seeding."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from runtime.nuts import Metric, NutsSettings, _no_uturn, sample, windows
+
+torch.set_default_dtype(torch.float64)
+
+
+def _gaussian(scales: torch.Tensor, rho: float = 0.0):
+    d = scales.shape[0]
+    cov = torch.full((d, d), rho) + (1 - rho) * torch.eye(d)
+    cov = cov * scales[:, None] * scales[None, :]
+    precision = torch.linalg.inv(cov)
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:
+        return -0.5 * ((x @ precision) * x).sum(-1)
+    return log_prob, cov
+
+
+def test_standard_gaussian_moments_within_monte_carlo_error():
+    scales = torch.tensor([0.1, 1.0, 10.0])
+    log_prob, cov = _gaussian(scales)
+    r = sample(log_prob, torch.zeros(4, 3), NutsSettings(warmup=400, draws=500, seed=2))
+    x = r.draws.reshape(-1, 3)
+    n_eff = x.shape[0] / 3  # conservative: NUTS on this target has ESS near n
+    assert (x.mean(0).abs() / scales < 5 / math.sqrt(n_eff)).all()
+    sd_ratio = x.std(0) / scales
+    assert ((sd_ratio - 1).abs() < 0.1).all(), sd_ratio
+    assert r.stats["diverging"].sum() == 0
+
+
+def test_step_size_adaptation_reaches_target_acceptance():
+    log_prob, _ = _gaussian(torch.ones(5))
+    r = sample(log_prob, torch.zeros(2, 5), NutsSettings(chains=2, warmup=500, draws=300,
+                                                         adapt_delta=0.9, seed=3))
+    accept = r.stats["accept_stat"].mean()
+    assert 0.85 < accept < 0.97, accept
+
+
+def test_diagonal_metric_learns_the_variances():
+    scales = torch.tensor([0.05, 1.0, 20.0])
+    log_prob, _ = _gaussian(scales)
+    r = sample(log_prob, torch.zeros(4, 3), NutsSettings(warmup=600, draws=100, seed=4))
+    ratio = r.metric / scales ** 2
+    assert ((ratio > 0.6) & (ratio < 1.6)).all(), ratio
+
+
+def test_dense_metric_handles_strong_correlation():
+    log_prob, cov = _gaussian(torch.ones(2), rho=0.999)
+    r = sample(log_prob, torch.zeros(4, 2), NutsSettings(warmup=500, draws=400, seed=5,
+                                                         metric="dense"))
+    x = r.draws.reshape(-1, 2)
+    emp = torch.cov(x.T)
+    assert torch.allclose(emp, cov, atol=0.15)
+    assert r.stats["tree_depth"].float().mean() < 4
+
+
+def test_all_chains_share_each_gradient_call():
+    calls = []
+    log_prob, _ = _gaussian(torch.ones(3))
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append(tuple(x.shape))
+        return log_prob(x)
+    sample(counted, torch.zeros(6, 3), NutsSettings(chains=6, warmup=30, draws=20, seed=1))
+    assert calls and all(shape == (6, 3) for shape in calls)
+
+
+def test_same_seed_same_draws_different_seed_different_draws():
+    log_prob, _ = _gaussian(torch.ones(2))
+    settings = NutsSettings(chains=2, warmup=50, draws=30, seed=11)
+    a = sample(log_prob, torch.zeros(2, 2), settings).draws
+    b = sample(log_prob, torch.zeros(2, 2), settings).draws
+    c = sample(log_prob, torch.zeros(2, 2), NutsSettings(chains=2, warmup=50, draws=30,
+                                                         seed=12)).draws
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_divergences_are_detected_in_a_funnel():
+    def funnel(x: torch.Tensor) -> torch.Tensor:
+        v, z = x[..., 0], x[..., 1:]
+        return -0.5 * v ** 2 / 9 - 0.5 * (z ** 2).sum(-1) * torch.exp(-v) - 0.5 * z.shape[-1] * v
+    r = sample(funnel, torch.zeros(2, 5), NutsSettings(chains=2, warmup=200, draws=300, seed=1))
+    assert r.stats["diverging"].sum() > 0
+
+
+def test_u_turn_criterion():
+    m = Metric(torch.ones(1, 2))
+    p = torch.tensor([[1.0, 0.0]])
+    assert _no_uturn(m, p, p, 2 * p).item()
+    assert not _no_uturn(m, p, -p, torch.tensor([[-0.5, 0.0]])).item()
+
+
+@pytest.mark.parametrize("warmup,first,last", [(1000, 75, 950), (150, 75, 100), (100, 15, 90)])
+def test_stan_windows(warmup, first, last):
+    init, term, ends = windows(warmup)
+    assert init == first and ends[-1] == last == warmup - term
+    sizes = [b - a for a, b in zip([init] + ends[:-1], ends, strict=True)]
+    assert all(b >= a for a, b in zip(sizes, sizes[1:], strict=False))
