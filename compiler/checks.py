@@ -7,9 +7,12 @@ where that can be seen at compile time.
 """
 from __future__ import annotations
 
-from compiler.indexing import classify
-from compiler.ir import GraphicalModel
+from typing import Any
+
+from compiler.indexing import classify, element_range, left_index_diagnostic
+from compiler.ir import GraphicalModel, Statement
 from compiler.shapes import int_env
+from compiler.sizes import Size
 from dsl.diagnostics import BgmError, Diagnostic, Note
 
 
@@ -21,11 +24,8 @@ def check_targets(model: GraphicalModel) -> None:
             continue
         scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
         forms = [classify(i, scopes, ints) for i in stmt.node.target.items]
-        for f in forms:
-            if f.kind in ("gather", "prefix"):
-                errors.append(Diagnostic(
-                    "a left-side index must be a loop variable plus or minus a constant, a "
-                    "constant, or a slice", f.node.span))
+        errors += [left_index_diagnostic(f.node) for f in forms
+                   if f.kind in ("gather", "prefix")]
         used = {f.loop.key for f in forms if f.kind == "loop" and f.loop is not None}
         for loop in stmt.loops:
             if loop.id not in used:
@@ -39,34 +39,45 @@ def check_targets(model: GraphicalModel) -> None:
         raise BgmError(errors, model.source)
 
 
-def _overlaps(model: GraphicalModel, ints: dict) -> list[Diagnostic]:
-    """Two definitions of a 1-index variable covering the same constant position."""
+def _overlaps(model: GraphicalModel, ints: dict[str, Any]) -> list[Diagnostic]:
+    """Rule 10: two definitions of one variable that provably share an element."""
     errors = []
     for v in model.variables.values():
-        if len(v.defs) < 2:
-            continue
-        ranges = []
-        for i in v.defs:
-            stmt = model.statements[i]
-            items = stmt.node.target.items
-            if len(items) != 1:
-                continue
-            scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
-            f = classify(items[0], scopes, ints)
-            if f.kind == "scalar":
-                lo = hi = f.lo
-            elif f.kind == "loop" and f.loop is not None and f.offset is not None:
-                lo, hi = f.loop.lo + f.offset, f.loop.hi + f.offset
-            else:
-                continue
-            ranges.append((lo, hi, stmt))
-        for a in range(len(ranges)):
-            for b in range(a + 1, len(ranges)):
-                lo1, hi1, s1 = ranges[a]
-                lo2, hi2, s2 = ranges[b]
-                d1, d2 = (lo2 - hi1).constant, (lo1 - hi2).constant
-                if d1 is not None and d2 is not None and d1 <= 0 and d2 <= 0:
-                    errors.append(Diagnostic(
-                        f"'{v.name}' is defined twice for the same elements",
-                        s2.node.target.span, notes=(Note("also defined here", s1.node.target.span),)))
+        statements = [model.statements[i] for i in v.defs]
+        boxes = [(_box(stmt, model, ints), stmt) for stmt in statements]
+        for j, (box2, s2) in enumerate(boxes):
+            first = next((s1 for box1, s1 in boxes[:j] if _meet(box1, box2)), None)
+            if first is not None:
+                what = "for the same elements" if box2 else ""
+                errors.append(Diagnostic(
+                    f"'{v.name}' is defined twice {what}".rstrip(), s2.node.target.span,
+                    "every element is defined by exactly one statement (rule 10)",
+                    (Note("first defined here", first.node.target.span),)))
     return errors
+
+
+_Box = list[tuple[Size, Size] | None]
+
+
+def _box(stmt: Statement, model: GraphicalModel, ints: dict[str, Any]) -> _Box:
+    """The range each left-side index of `stmt` covers (None where not known)."""
+    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    return [element_range(classify(item, scopes, ints)) for item in stmt.node.target.items]
+
+
+def _meet(a: _Box, b: _Box) -> bool:
+    """Do two boxes provably share an element? Ranges starting or ending at the same
+    place meet (an empty range is not a useful definition); others when the constant
+    gaps between them say so."""
+    if len(a) != len(b):
+        return False
+    for ra, rb in zip(a, b, strict=True):
+        if ra is None or rb is None:
+            return False
+        (lo1, hi1), (lo2, hi2) = ra, rb
+        if lo1 == lo2 or hi1 == hi2:
+            continue
+        gaps = ((lo2 - hi1).constant, (lo1 - hi2).constant)
+        if gaps[0] is None or gaps[1] is None or gaps[0] > 0 or gaps[1] > 0:
+            return False
+    return True

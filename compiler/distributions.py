@@ -14,6 +14,7 @@ Support specs are tuples:
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 
 SupportSpec = tuple[object, ...]
@@ -116,8 +117,18 @@ _TABLE = [
 DISTRIBUTIONS: dict[str, DistSpec] = {d.name: d for d in _TABLE}
 
 
-def binding_error(spec: DistSpec, n_args: int, keywords: list[str]) -> str | None:
-    """Why no parameterisation of `spec` accepts these arguments (None if one does)."""
+@dataclass(frozen=True)
+class BindingProblem:
+    """Why a call fits no parameterisation, and which argument to point at (an index
+    into the positional arguments followed by the keywords; None: the whole call)."""
+
+    message: str
+    argument: int | None = None
+    hint: str | None = None
+
+
+def binding_problem(spec: DistSpec, n_args: int, keywords: list[str]) -> BindingProblem | None:
+    """None when some parameterisation of `spec` accepts these arguments."""
     return None if bind(spec, n_args, keywords) is not None else _explain(spec, n_args, keywords)
 
 
@@ -143,15 +154,65 @@ def bind(spec: DistSpec, n_args: int, keywords: list[str]) -> tuple[int, list[Pa
 
 
 def _signature(spec: DistSpec) -> str:
-    forms = [f"{spec.name}({', '.join(p.name for p in form)})" for form in spec.forms]
+    """`Bernoulli(p) or Bernoulli(logits=...)`: forms after the first are chosen by the
+    keywords that differ from the first form (rule 18)."""
+    first = spec.forms[0]
+
+    def shown(form: tuple[Param, ...], i: int, p: Param) -> str:
+        same = form is first or (i < len(first) and first[i] == p)
+        return p.name if same else f"{p.name}=..."
+    forms = [f"{spec.name}({', '.join(shown(form, i, p) for i, p in enumerate(form))})"
+             for form in spec.forms]
     return " or ".join(forms)
 
 
-def _explain(spec: DistSpec, n_args: int, keywords: list[str]) -> str:
+def _explain(spec: DistSpec, n_args: int, keywords: list[str]) -> BindingProblem:
+    """The first mistake a reader would spot: an unknown keyword, a parameter given twice,
+    too many arguments, then too few."""
+    written = f"it is written {_signature(spec)}"
     known = {name for form in spec.forms for p in form for name in (p.name, *p.aliases)}
-    unknown = [k for k in keywords if k not in known]
-    if unknown:
-        return f"{spec.name} has no parameter '{unknown[0]}'; it is written {_signature(spec)}"
+    for i, kw in enumerate(keywords):
+        if kw not in known:
+            close = difflib.get_close_matches(kw, sorted(known), n=1, cutoff=0.6)
+            hint = f"did you mean '{close[0]}'?" if close else f"{written}; {_aliases(spec)}"
+            return BindingProblem(f"{spec.name} has no parameter '{kw}'", n_args + i, hint)
+    twice = _given_twice(spec, n_args, keywords)
+    if twice is not None:
+        return twice
+    most = max(len(form) for form in spec.forms)
     given = n_args + len(keywords)
-    return f"{spec.name} is written {_signature(spec)}; got {given} argument" + \
-        ("" if given == 1 else "s")
+    count = f"{spec.name} takes {_count(spec)}, got {given}"
+    if given > most:
+        return BindingProblem(count, most if n_args > most else None, written)
+    return BindingProblem(count, None, written)
+
+
+def _given_twice(spec: DistSpec, n_args: int, keywords: list[str]) -> BindingProblem | None:
+    """A keyword naming a parameter already given by position or by an earlier keyword."""
+    for form in spec.forms:
+        taken = [p.name for p in form[:n_args]]
+        for i, kw in enumerate(keywords):
+            param = next((p for p in form if p.accepts(kw)), None)
+            if param is None:
+                break
+            if param.name in taken:
+                return BindingProblem(f"{spec.name}'s parameter {param.name} is given twice",
+                                      n_args + i, f"it is written {_signature(spec)}")
+            taken.append(param.name)
+    return None
+
+
+def _count(spec: DistSpec) -> str:
+    sizes = sorted({len(form) for form in spec.forms})
+    words = " or ".join(str(k) for k in sizes)
+    return f"{words} argument{'' if sizes == [1] else 's'}"
+
+
+def _aliases(spec: DistSpec) -> str:
+    names = []
+    for form in spec.forms:
+        for p in form:
+            text = p.name + (f" (or {', '.join(p.aliases)})" if p.aliases else "")
+            if text not in names:
+                names.append(text)
+    return "its parameters are " + ", ".join(names) if names else "it takes no parameters"

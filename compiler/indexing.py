@@ -16,6 +16,8 @@ from typing import Any
 
 from compiler.sizes import NotASize, Size, size_of
 from dsl import nodes as n
+from dsl.diagnostics import Diagnostic
+from dsl.printer import format_expr, format_range
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,18 @@ def _slice(item: n.Slice, by_var: dict[str, LoopScope], ints: dict[str, Any]) ->
     return IndexForm("gather", item)
 
 
+def element_range(form: IndexForm) -> tuple[Size, Size] | None:
+    """The positions a left-side index covers along its dimension, lo..hi, when the form
+    says (a constant, a loop variable plus a constant, a slice); None otherwise."""
+    if form.kind == "scalar" and form.lo is not None:
+        return form.lo, form.lo
+    if form.kind == "loop" and form.loop is not None and form.offset is not None:
+        return form.loop.lo + form.offset, form.loop.hi + form.offset
+    if form.kind == "slice" and form.lo is not None and form.hi is not None:
+        return form.lo, form.hi
+    return None
+
+
 def lag_of(form: IndexForm) -> int | None:
     """For a loop or prefix form: how many iterations back it reaches (0 = same iteration),
     None when that is not a constant."""
@@ -121,3 +135,12 @@ def gather_lag(item: Any, loop: LoopScope, scopes: tuple[LoopScope, ...],
             return None
         lag += -coef * lo
     return lag
+
+
+def left_index_diagnostic(item: Any) -> Diagnostic:
+    """Rule 16 for an index on the left of `~` or `=` that is none of the allowed forms
+    (shapes and checks both meet it; one wording)."""
+    text = format_range(item.range) if isinstance(item, n.Slice) else format_expr(item)
+    return Diagnostic(f"the left side cannot be indexed by '{text}'", item.span,
+                      "left-side indices are loop variables plus or minus a constant "
+                      "(x[t], x[t - 1]), constants (x[1]) or slices (x[1..K])")

@@ -65,7 +65,7 @@ class Variable:
     declared_type: n.Type | None = None
     shape: tuple[Any, ...] | None = None  # dims: int or compiler.sizes.Size
     support: Any = None  # compiler.supports.Support
-    discrete: bool = False
+    discrete: bool = False  # integer-valued: a discrete latent, or '=' of integers
     value: Any = None  # consts: the folded Python value
 
 

@@ -18,7 +18,8 @@ from compiler.ir import GraphicalModel, Loop, Statement
 from compiler.shapes import int_env
 from compiler.walk import children
 from dsl import nodes as n
-from dsl.diagnostics import BgmError, Diagnostic
+from dsl.diagnostics import BgmError, Diagnostic, Note
+from dsl.printer import format_expr
 
 
 @dataclass(frozen=True)
@@ -43,17 +44,14 @@ def classify_loops(model: GraphicalModel) -> None:
     for stmt in model.statements:
         reads = _loop_reads(model, stmt, ints)
         same = {r.variable for r in reads if r.lag == 0 and not r.prefix}
+        if _reads_own_element(stmt, reads, ints, model):
+            same.add(stmt.target)  # type: ignore[arg-type]
         excluded |= {(r, stmt.id) for r in stmt.reads
                      if r not in same and (r == stmt.target or
                                            any(x.variable == r for x in reads))}
         for read in reads:
             if read.lag is None or read.lag < 0:
-                errors.append(Diagnostic(
-                    f"'{read.variable}' is read at an iteration of 'for {read.loop.var}' that "
-                    "is not earlier than the one being defined",
-                    read.node.span,
-                    f"inside 'for {read.loop.var}', read '{read.variable}' at "
-                    f"{read.loop.var}, {read.loop.var} - 1, ... or as a prefix"))
+                errors.append(_not_earlier(read))
                 continue
             if read.lag == 0 and not read.prefix:
                 continue
@@ -66,6 +64,52 @@ def classify_loops(model: GraphicalModel) -> None:
     errors += _cycles(model, excluded)
     if errors:
         raise BgmError(errors, model.source)
+
+
+def _not_earlier(read: Read) -> Diagnostic:
+    """A read inside the loop defining the variable that is not provably earlier."""
+    x, t = read.variable, read.loop.var
+    hint = (f"inside 'for {t}', read '{x}' at {t}, at earlier iterations ({x}[{t} - 1], "
+            f"...) or as a prefix ({x}[1..{t} - 1])")
+    if isinstance(read.node, n.Name):
+        message = f"'{x}' is read whole inside 'for {t}', which defines it element by element"
+    elif read.lag is not None:
+        message = (f"'{x}' is read at a later iteration ({format_expr(read.node)}) of "
+                   f"'for {t}', which defines it")
+    else:
+        message = (f"cannot tell which iteration of 'for {t}' this index of '{x}' reads: "
+                   f"'{format_expr(read.node)}'")
+    return Diagnostic(message, read.node.span, hint)
+
+
+def _reads_own_element(stmt: Statement, reads: list[Read], ints: dict[str, Any],
+                       model: GraphicalModel) -> bool:
+    """Does the statement read the very element it defines where no loop tells iterations
+    apart (`mu ~ Normal(mu, 1)`, `z[2] ~ Normal(z[2], 1)`)? Reads at other constant
+    positions (`z[2] ~ Normal(z[1], 1)`) are fine."""
+    target = stmt.target
+    if target is None or target not in stmt.reads or any(r.variable == target for r in reads):
+        return False
+    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)  # type: ignore[attr-defined]
+    mine = [classify(i, scopes, ints) for i in stmt.node.target.items]
+    for node in _occurrences(stmt.expr, target):
+        if isinstance(node, n.Name):
+            return True
+        theirs = [classify(i, scopes, ints) for i in node.items]
+        if len(theirs) == len(mine) and all(
+                a.kind == b.kind == "scalar" and a.lo == b.lo
+                for a, b in zip(mine, theirs, strict=True)):
+            return True
+    return False
+
+
+def _occurrences(e: Any, name: str) -> list[Any]:
+    """The reads of `name` in `e`: bare Names and the Index nodes with it as base."""
+    if isinstance(e, n.Name):
+        return [e] if e.id == name else []
+    if isinstance(e, n.Index) and isinstance(e.base, n.Name) and e.base.id == name:
+        return [e] + [x for item in e.items for x in _occurrences(item, name)]
+    return [x for child in children(e) for x in _occurrences(child, name)]
 
 
 def _defined_in(model: GraphicalModel, name: str, loop: Loop) -> bool:
@@ -129,6 +173,7 @@ def _item_reads(model: GraphicalModel, stmt: Statement, name: str, items: list[A
 
 
 def _cycles(model: GraphicalModel, excluded: set[tuple[str, int]]) -> list[Diagnostic]:
+    """Rule 9: element-level cycles, with lagged reads (chains) left out."""
     g = nx.DiGraph()
     for stmt in model.statements:
         if stmt.target is None:
@@ -136,11 +181,39 @@ def _cycles(model: GraphicalModel, excluded: set[tuple[str, int]]) -> list[Diagn
         for r in stmt.reads:
             if (r, stmt.id) not in excluded:
                 g.add_edge(r, stmt.target, statement=stmt)
-    errors = []
-    for cycle in sorted(nx.simple_cycles(g), key=lambda c: sorted(c))[:3]:
-        first = g.edges[cycle[-1], cycle[0]]["statement"] if len(cycle) > 1 else \
-            g.edges[cycle[0], cycle[0]]["statement"]
-        members = " -> ".join(cycle + [cycle[0]])
-        errors.append(Diagnostic(f"dependency cycle: {members}", first.span,
-                                 "each element must be defined from earlier ones only"))
-    return errors
+    cycles = sorted(nx.simple_cycles(g), key=lambda c: (len(c), sorted(c)))[:3]
+    return [_cycle_diagnostic(g, cycle) for cycle in cycles]
+
+
+def _cycle_diagnostic(g: nx.DiGraph, cycle: list[str]) -> Diagnostic:
+    """Name the members in 'depends on' order, starting from the definition that comes
+    first in the file, with the caret on the read that closes the circle."""
+    links = []  # (variable, what it reads, the defining statement)
+    for i, name in enumerate(cycle):
+        read = cycle[i - 1]
+        links.append((name, read, g.edges[read, name]["statement"]))
+    links.sort(key=lambda link: (link[2].span.line, link[2].span.column))
+    name, read, stmt = links[0]
+    span = _read_span(stmt, read)
+    if len(cycle) == 1:
+        hint = "a variable cannot appear in its own definition"
+        if stmt.loops:
+            t = stmt.loops[-1].var
+            hint = f"to read the previous element, write {name}[{t} - 1]"
+        return Diagnostic(f"'{name}' depends on itself: its definition reads the element it "
+                          "defines", span, hint)
+    order = [name]
+    while len(order) < len(cycle):
+        order.append(next(r for v, r, _ in links if v == order[-1]))
+    chain = f"'{name}' depends on " + ", which depends on ".join(
+        f"'{v}'" for v in order[1:] + [name])
+    notes = tuple(Note(f"'{v}' reads '{r}' here", _read_span(s, r)) for v, r, s in links[1:])
+    return Diagnostic(f"dependency cycle: {chain}", span,
+                      "statements may come in any order, but no variable may depend on "
+                      "itself through others (rule 9)", notes)
+
+
+def _read_span(stmt: Statement, name: str) -> Any:
+    """Where `stmt` reads `name` (with its indices), else the whole statement."""
+    found = _occurrences(stmt.expr, name)
+    return found[0].span if found else stmt.span

@@ -21,6 +21,10 @@ KEYWORDS = frozenset({"model", "data", "param", "const", "net", "for", "in", "fa
 TYPE_NAMES = frozenset({"real", "int", "positive", "unit", "simplex", "ordered",
                         "cholesky_corr"})
 NET_KINDS = frozenset({"MLP", "GRU", "Transformer", "RealNVP"})
+# `act=` values of a net name activations from their own namespace (rule 20), so `relu`
+# is neither a variable nor a reserved word.
+ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "silu", "softplus",
+                         "leaky_relu", "identity"})
 
 # Names the generated module itself uses at module or function scope.
 _GENERATED = frozenset({"torch", "rt", "dist", "self", "math"})

@@ -4,6 +4,10 @@ Contract: returns a GraphicalModel whose variables have roles (data, observed, l
 deterministic, transformed_data, param, net, const), whose statements list their loops
 and the variables they read, and whose graph has an edge from each variable read to the
 variable (or factor) defined; or raises one BgmError with every naming mistake found.
+A name defined by `=` is deterministic (transformed data when computed from data alone);
+its `~` statements observe it, which rule 13 allows for transformed data only. Features
+of later versions (calling nets, guides, `=` onto data) are reported here, where they
+are first seen.
 """
 from __future__ import annotations
 
@@ -16,11 +20,11 @@ from compiler import consts
 from compiler.distributions import DISTRIBUTIONS
 from compiler.functions import FUNCTIONS
 from compiler.ir import GraphicalModel, Loop, Statement, Variable
-from compiler.names import NET_KINDS, did_you_mean, reserved_reason
+from compiler.names import ACTIVATIONS, NET_KINDS, did_you_mean, reserved_reason
 from compiler.walk import calls, free_names, target_exprs, type_exprs
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Note
-from dsl.spans import Source
+from dsl.spans import Source, Span
 
 _DECLS = (n.DataDecl, n.ParamDecl, n.ConstDecl, n.NetDecl)
 _ROLE_OF_DECL = {n.DataDecl: "data", n.ParamDecl: "param", n.ConstDecl: "const",
@@ -34,6 +38,9 @@ class _Builder:
     variables: dict[str, Variable] = field(default_factory=dict)
     statements: list[Statement] = field(default_factory=list)
     loops: dict[int, Loop] = field(default_factory=dict)
+    rejected: set[str] = field(default_factory=set)  # reserved names already reported
+    # undefined names: the first use of each and the names in scope there
+    unknown: dict[str, tuple[n.Name, set[str]]] = field(default_factory=dict)
 
     def error(self, message: str, span: Any, hint: str | None = None,
               notes: tuple[Note, ...] = ()) -> None:
@@ -51,6 +58,7 @@ def resolve(program: n.Program, source: Source) -> GraphicalModel:
     for v in b.variables.values():
         if v.decl is not None:
             _check_decl_reads(v, names_in_scope, b)
+    _report_undefined(b)
     if b.errors:
         raise BgmError(b.errors, source)
     _assign_roles(b)
@@ -84,9 +92,7 @@ def _declare(program: n.Program, b: _Builder) -> None:
 
 
 def _add_variable(b: _Builder, name: n.Name, role: str, decl: Any) -> None:
-    reason = reserved_reason(name.id)
-    if reason:
-        b.error(f"cannot use '{name.id}' as a name: {reason}", name.span)
+    if _rejected(name, b):
         return
     if name.id in b.variables:
         first = b.variables[name.id]
@@ -112,6 +118,12 @@ def _flatten(body: tuple[Any, ...], loops: tuple[Loop, ...], b: _Builder) -> Non
             target = stmt.target.name.id if kind != "factor" else None
             b.statements.append(Statement(len(b.statements), kind, stmt, loops, target,
                                           frozenset()))
+        elif isinstance(stmt, n.Guide):
+            keyword = Span(stmt.span.line, stmt.span.column, stmt.span.line,
+                           stmt.span.column + len("guide"))
+            b.error("a 'guide:' block is not supported yet", keyword,
+                    "variational guides arrive with a later version; remove the block "
+                    "to fit the model by MAP or MLE")
 
 
 def _check_loop_var(stmt: n.For, loops: tuple[Loop, ...], b: _Builder) -> None:
@@ -120,7 +132,7 @@ def _check_loop_var(stmt: n.For, loops: tuple[Loop, ...], b: _Builder) -> None:
         b.error(f"cannot use '{stmt.var.id}' as a loop variable: {reason}", stmt.var.span)
     if any(loop.var == stmt.var.id for loop in loops):
         b.error(f"loop variable '{stmt.var.id}' is already used by an enclosing loop",
-                stmt.var.span)
+                stmt.var.span, "give the inner loop its own variable, such as 'j'")
 
 
 def _define(b: _Builder) -> None:
@@ -131,30 +143,37 @@ def _define(b: _Builder) -> None:
         name = stmt.node.target.name
         existing = b.variables.get(name.id)
         if existing is None:
-            reason = reserved_reason(name.id)
-            if reason:
-                b.error(f"cannot use '{name.id}' as a name: {reason}", name.span)
+            if _rejected(name, b):
                 continue
-            role = "latent" if stmt.kind == "sample" else "deterministic"
-            existing = b.variables[name.id] = Variable(name.id, role, name.span)
+            # the role is provisional: _assign_roles decides once every definition is seen
+            existing = b.variables[name.id] = Variable(name.id, "latent", name.span)
         elif existing.role in ("param", "const", "net"):
             kind = {"param": "a point parameter", "const": "a constant", "net": "a net"}
             b.error(f"'{name.id}' is {kind[existing.role]} and cannot be defined by "
                     f"'{'~' if stmt.kind == 'sample' else '='}'", name.span,
+                    _redefined_hint(existing.role),
                     notes=(Note("declared here", existing.span),))
             continue
-        _check_same_kind(existing, stmt, b)
         existing.defs.append(stmt.id)
 
 
-def _check_same_kind(v: Variable, stmt: Statement, b: _Builder) -> None:
-    if not v.defs:
-        return
-    first = b.statements[v.defs[0]]
-    if first.kind != stmt.kind:
-        b.error(f"'{v.name}' is defined both by '~' and by '='", stmt.node.target.name.span,
-                hint="a variable is either random ('~') or deterministic ('='), not both",
-                notes=(Note("first defined here", first.node.target.name.span),))
+def _redefined_hint(role: str) -> str:
+    return {"param": "a 'param' has no prior; to give it one, remove its 'param' "
+                     "declaration and keep the '~'",
+            "const": "a const gets its value in its declaration",
+            "net": "a net is defined by its declaration"}[role]
+
+
+def _rejected(name: n.Name, b: _Builder) -> bool:
+    """Report a reserved name once; later reads of it stay silent (no cascade)."""
+    reason = reserved_reason(name.id)
+    if reason is None:
+        return False
+    if name.id not in b.rejected:
+        b.error(f"cannot use '{name.id}' as a name: {reason}", name.span,
+                "choose another name")
+    b.rejected.add(name.id)
+    return True
 
 
 # ---- reads ----------------------------------------------------------------------------
@@ -188,7 +207,7 @@ def _check_decl_reads(v: Variable, names: set[str], b: _Builder) -> None:
         exprs.append(v.decl.value)
     if isinstance(v.decl, n.NetDecl):
         exprs += list(v.decl.args) + [k.value for k in v.decl.kwargs
-                                      if not isinstance(k.value, n.String)]
+                                      if not _check_activation(k, b)]
     for e in exprs:
         for name in free_names(e):
             if name.id not in names:
@@ -197,10 +216,47 @@ def _check_decl_reads(v: Variable, names: set[str], b: _Builder) -> None:
                 b.error(f"'{v.name}' refers to itself in its own declaration", name.span)
 
 
+def _check_activation(k: n.Keyword, b: _Builder) -> bool:
+    """True when a net's keyword is not an expression: a string, or `act=NAME`, whose name
+    comes from the activations' own namespace (rule 20) and is checked here."""
+    if isinstance(k.value, n.String):
+        return True
+    if k.name != "act" or not isinstance(k.value, n.Name):
+        return False
+    if k.value.id not in ACTIVATIONS:
+        b.error(f"unknown activation '{k.value.id}'", k.value.span,
+                did_you_mean(k.value.id, ACTIVATIONS) or
+                f"activations are {', '.join(sorted(ACTIVATIONS))}")
+    return True
+
+
 def _undefined(name: n.Name, names: set[str], b: _Builder) -> None:
+    """Note an undefined name; only its first use in the file is reported (one typo,
+    one error)."""
+    seen = b.unknown.get(name.id)
+    if seen is None or _before(name.span, seen[0].span):
+        b.unknown[name.id] = (name, names)
+
+
+def _before(a: Span, b: Span) -> bool:
+    return (a.line, a.column) < (b.line, b.column)
+
+
+def _report_undefined(b: _Builder) -> None:
+    for name, names in b.unknown.values():
+        _report_unknown_name(name, names, b)
+
+
+def _report_unknown_name(name: n.Name, names: set[str], b: _Builder) -> None:
+    if name.id in b.rejected:
+        return  # already reported as a reserved name
     if name.id in DISTRIBUTIONS:
         b.error(f"the distribution '{name.id}' is used as a value", name.span,
                 hint=f"write '{name.id}(...)' on the right of '~'")
+        return
+    if name.id in FUNCTIONS:
+        b.error(f"the function '{name.id}' is used as a value", name.span,
+                hint=f"call it: {name.id}(...)")
         return
     b.error(f"undefined name '{name.id}'", name.span, did_you_mean(name.id, names))
 
@@ -209,48 +265,72 @@ def _check_callee(call: Any, is_dist_position: bool, names: set[str], b: _Builde
     func = call.func.id
     if func in DISTRIBUTIONS:
         if not is_dist_position:
-            b.error(f"the distribution '{func}' can only appear on the right of '~'",
-                    call.func.span, hint="use 'factor' with a log density for other terms")
+            b.error(f"the distribution '{func}' cannot be used as a value", call.func.span,
+                    f"a distribution is the whole right side of '~': draw a variable "
+                    f"(z ~ {func}(...)) and use it; for a log-density term, use 'factor'")
         return
     if is_dist_position and func not in DISTRIBUTIONS:
         hint = did_you_mean(func, set(DISTRIBUTIONS))
         b.error(f"unknown distribution '{func}'", call.func.span,
                 hint or "distributions are capitalised: Normal, Gamma, Bernoulli, ...")
         return
-    if func in FUNCTIONS:
+    if func in FUNCTIONS or func in b.rejected:
         return
     if func in names:
-        return  # a net call; kinds and arities are checked by later passes
+        _check_variable_call(call, b)
+        return
     b.error(f"unknown function '{func}'", call.func.span,
             did_you_mean(func, set(FUNCTIONS) | set(DISTRIBUTIONS)))
+
+
+def _check_variable_call(call: n.Call, b: _Builder) -> None:
+    """Only nets can be called among the user's names, and calling them is for later."""
+    v = b.variables[call.func.id]
+    if v.role == "net":
+        b.error(f"calling the net '{v.name}' is not supported yet", call.func.span,
+                "neural networks in a model arrive with a later version")
+    else:
+        b.error(f"'{v.name}' is not a function and cannot be called", call.func.span,
+                f"to index it, use square brackets: {v.name}[...]")
 
 
 # ---- roles ----------------------------------------------------------------------------
 
 
 def _assign_roles(b: _Builder) -> None:
+    """Data drawn with '~' is observed; a name with an '=' is deterministic, and its '~'
+    statements observe it, which rule 13 allows only for transformed data."""
+    observations: dict[str, list[Statement]] = {}
     for v in b.variables.values():
         if not v.defs:
             continue
-        first = b.statements[v.defs[0]]
+        defs = [b.statements[i] for i in v.defs]
+        assigns = [s for s in defs if s.kind == "assign"]
         if v.role == "data":
-            if first.kind == "sample":
-                v.role = "observed"
-            else:
-                b.error(f"'{v.name}' is data and cannot be defined by '='",
-                        first.node.target.name.span,
-                        hint="'=' onto data is only for flows and implicit models (a net of "
-                             "latents), which are not supported yet; to transform data, "
-                             "define a new name")
+            if assigns:
+                _data_assigned(v, assigns[0], b)
+            v.role = "observed"
+        elif assigns:
+            v.role = "deterministic"
+            v.defs = [s.id for s in assigns]
+            observations[v.name] = [s for s in defs if s.kind == "sample"]
     _mark_transformed_data(b)
-    for stmt in b.statements:
-        if stmt.kind == "sample" and stmt.target in b.variables:
-            target = b.variables[stmt.target]
-            if target.role == "deterministic":
-                b.error(f"'~' on '{target.name}', which is computed from latent variables",
-                        stmt.node.target.name.span,
-                        hint="only data and transformed data may be observed with '~'; "
-                             "a Jacobian would be needed otherwise")
+    for name, samples in observations.items():
+        v = b.variables[name]
+        if samples and v.role == "deterministic":
+            first = b.statements[v.defs[0]]
+            b.error(f"'{name}' is computed by '=' from latent variables, so it cannot also "
+                    "be drawn with '~'", samples[0].node.target.name.span,
+                    "a variable is either random ('~') or computed ('='); to add noise "
+                    f"around it, draw a new variable: {name}_obs ~ Normal({name}, sigma)",
+                    (Note("computed here", first.node.target.name.span),))
+
+
+def _data_assigned(v: Variable, stmt: Statement, b: _Builder) -> None:
+    b.error(f"defining the data '{v.name}' by '=' is not supported yet",
+            stmt.node.target.name.span,
+            "'=' onto data is for flows and implicit models (data = NET(latents)), which "
+            "arrive with a later version; to transform data, give the result a new name")
 
 
 def _mark_transformed_data(b: _Builder) -> None:
@@ -267,11 +347,6 @@ def _mark_transformed_data(b: _Builder) -> None:
                    for s in defs):
                 v.role = "transformed_data"
                 changed = True
-    for v in b.variables.values():  # a `=` later observed with `~` is transformed data too
-        if v.role == "transformed_data":
-            samples = [s for s in b.statements if s.kind == "sample" and s.target == v.name]
-            if samples:
-                v.defs = [i for i in v.defs if b.statements[i].kind == "assign"]
 
 
 def _fold_consts(b: _Builder) -> None:
@@ -281,7 +356,8 @@ def _fold_consts(b: _Builder) -> None:
         for name in free_names(v.decl.value):
             if b.variables[name.id].role != "const":
                 b.error(f"const '{v.name}' reads '{name.id}', which is not a constant",
-                        name.span, hint="a const is built from literals and other consts")
+                        name.span, f"a const is built from literals and other consts (rule "
+                                   f"22); where a size is needed, use '{name.id}' directly")
     if b.errors:
         return
     for v in b.variables.values():

@@ -2,10 +2,12 @@
 
 Contract: after `infer_shapes(model)`, every variable has `shape` (a tuple of Size),
 `model.types[id(expr)]` holds the element type of every expression in a statement, and
-`model.bindings[stmt.id]` the bound parameterisation of every distribution; mistakes
-(wrong arity, unknown keyword, too many indices, constant index out of range, rank or
-constant-size mismatch) are raised together as one BgmError.
-Variables are visited in dependency order so a read always sees a known shape.
+`model.bindings[stmt.id]` the bound parameterisation of every distribution (and the
+bounds of latents' declared types), and `Variable.discrete` says which are integer-valued;
+mistakes (wrong arity, unknown keyword, too many indices, constant index out of range,
+rank or constant-size mismatch, sizes that are not fixed) are raised together as one
+BgmError. Defined variables' shapes are settled by a fixpoint (see _Settle), and a
+variable whose shape failed is reported once, never again through its readers.
 """
 from __future__ import annotations
 
@@ -14,14 +16,14 @@ from typing import Any
 
 import networkx as nx
 
-from compiler.distributions import DISTRIBUTIONS, Param, bind, binding_error
+from compiler.distributions import DISTRIBUTIONS, Param, bind, binding_problem
 from compiler.functions import FUNCTIONS, GENERATOR_REDUCTIONS
-from compiler.indexing import IndexForm, LoopScope, classify
+from compiler.indexing import IndexForm, LoopScope, classify, left_index_diagnostic
 from compiler.ir import GraphicalModel, Statement, Variable
-from compiler.sizes import NotASize, Size, shape_text, size_of
+from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
 from dsl import nodes as n
-from dsl.diagnostics import BgmError, Diagnostic
-from dsl.printer import format_expr
+from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note
+from dsl.printer import format_expr, format_range, format_target
 
 Shape = tuple[Size, ...]
 ONE = Size.const(1)
@@ -50,9 +52,24 @@ class Binding:
 
 
 class ShapeError(Exception):
-    def __init__(self, message: str, node: Any, hint: str | None = None):
+    def __init__(self, message: str, node: Any, hint: str | None = None,
+                 notes: tuple[Note, ...] = ()):
         super().__init__(message)
-        self.diagnostic = Diagnostic(message, getattr(node, "span", None), hint)
+        self.diagnostic = Diagnostic(message, getattr(node, "span", None), hint, notes)
+
+
+def _size_error(exc: NotASize, model: GraphicalModel) -> ShapeError:
+    d = size_diagnostic(exc, model.variables)
+    return ShapeError(d.message, exc.node, d.hint)
+
+
+class _Unknown(Exception):
+    """A read of a variable whose shape could not be found: its own error is reported,
+    so this read is skipped rather than reported a second time."""
+
+    def __init__(self, name: n.Name):
+        super().__init__(name.id)
+        self.name = name
 
 
 def int_env(model: GraphicalModel) -> dict[str, Any]:
@@ -79,13 +96,14 @@ class _Context:
         self.model = model
         self.ints = int_env(model)
         self.errors: list[Diagnostic] = []
+        self.unknown: list[n.Name] = []  # reads of variables whose shape failed (no cascade)
         model.types = {}  # type: ignore[attr-defined]
         model.bindings = {}  # type: ignore[attr-defined]
         model.scopes = {}  # type: ignore[attr-defined]
 
-    def fail(self, exc: ShapeError | NotASize, hint: str | None = None) -> None:
+    def fail(self, exc: ShapeError | NotASize) -> None:
         if isinstance(exc, NotASize):
-            self.errors.append(Diagnostic(str(exc), getattr(exc.node, "span", None), hint))
+            self.errors.append(size_diagnostic(exc, self.model.variables))
         else:
             self.errors.append(exc.diagnostic)
 
@@ -96,7 +114,7 @@ class _Context:
                 lo = size_of(loop.range.lo, self.ints)
                 hi = size_of(loop.range.hi, self.ints)
             except NotASize as exc:
-                self.fail(exc, "loop bounds are built from integers, int data and consts")
+                self.fail(exc)
                 lo = hi = ONE
             self.model.scopes[loop.id] = LoopScope(loop.id, loop.var, lo, hi)
         for v in self.model.variables.values():
@@ -106,16 +124,24 @@ class _Context:
                 v.shape = ()
         if self.errors:
             return
-        for name in self._order():
-            v = self.model.variables[name]
-            if v.defs:
-                self._defined_shape(v)
+        _Settle(self).run()
         for stmt in self.model.statements:
             if stmt.target is None or self.model.variables[stmt.target].role in (
                     "observed", "transformed_data"):
-                self._statement(stmt)
+                self._checked(stmt)
+        if self.unknown and not self.errors:
+            raise InternalError(f"no shape for '{self.unknown[0].id}' and no error reported")
 
-    def _order(self) -> list[str]:
+    def _checked(self, stmt: Statement) -> None:
+        """Type a statement whose target's shape is settled, reporting what is wrong."""
+        try:
+            self.statement(stmt)
+        except _Unknown as exc:
+            self.unknown.append(exc.name)
+        except ShapeError as exc:
+            self.fail(exc)
+
+    def order(self) -> list[str]:
         g = nx.DiGraph()
         g.add_nodes_from(self.model.variables)
         for stmt in self.model.statements:
@@ -137,44 +163,19 @@ class _Context:
             self.fail(exc)
             v.shape = ()
 
-    def _defined_shape(self, v: Variable) -> None:
-        """Positions come from the targets' indices, elements from the right sides; a
-        variable read by its own definition (a chain) first gets a provisional shape."""
-        statements = [self.model.statements[i] for i in v.defs]
-        if v.role == "observed":
-            return
-        positions = self._positions(v, statements)
-        if positions is None:
-            return
-        declared = statements[0].node.type if statements[0].kind == "sample" else None
+    def statements_of(self, v: Variable) -> list[Statement]:
+        return [self.model.statements[i] for i in v.defs]
+
+    def declared_element(self, v: Variable) -> Shape | None:
+        """The element shape the first typed `~` of `v` declares (None: a bad type)."""
+        typed = [s for s in self.statements_of(v) if s.kind == "sample" and s.node.type]
         try:
-            guess = type_shape(declared, self.ints) if declared is not None else ()
+            return type_shape(typed[0].node.type, self.ints) if typed else ()
         except NotASize as exc:
             self.fail(exc)
-            return
-        for _ in range(2):
-            v.shape = positions + guess
-            elems: list[Shape] = []
-            for stmt in statements:
-                try:
-                    elems.append(self._statement(stmt, provisional=True))
-                except ShapeError as exc:
-                    self.fail(exc)
-                    v.shape = None
-                    return
-            if any(e != elems[0] for e in elems[1:]):
-                other = next(e for e in elems if e != elems[0])
-                self.fail(ShapeError(
-                    f"the definitions of '{v.name}' give elements of different shapes "
-                    f"{shape_text(elems[0])} and {shape_text(other)}",
-                    statements[0].node.target))
-                return
-            if elems[0] == guess:
-                return
-            guess = elems[0]
-        v.shape = positions + guess
+            return None
 
-    def _positions(self, v: Variable, statements: list[Statement]) -> Shape | None:
+    def positions(self, v: Variable, statements: list[Statement]) -> Shape | None:
         counts = {len(s.node.target.items) for s in statements}
         if len(counts) != 1:
             self.fail(ShapeError(f"'{v.name}' is indexed with different numbers of indices "
@@ -188,10 +189,7 @@ class _Context:
                                 self.ints)
                 upper = _upper(form)
                 if upper is None:
-                    self.fail(ShapeError(
-                        f"cannot tell the size of '{v.name}' from this index; "
-                        "index the left side by loop variables or constants",
-                        stmt.node.target.items[position]))
+                    self.errors.append(left_index_diagnostic(stmt.node.target.items[position]))
                     return None
                 uppers.append(upper)
             best = _max_size(uppers)
@@ -204,7 +202,7 @@ class _Context:
         return tuple(dims)
 
     # ---- statements
-    def _statement(self, stmt: Statement, provisional: bool = False) -> Shape:
+    def statement(self, stmt: Statement, provisional: bool = False) -> Shape:
         """The element shape a statement defines (and all its expression types); with
         `provisional`, the target's current shape is a guess and is not checked."""
         scopes = self.scopes_of(stmt)
@@ -222,29 +220,58 @@ class _Context:
                     ex.type(item)
         if stmt.kind == "assign":
             value = ex.type(stmt.node.value)
+            if provisional:  # integer-valued only if every definition is
+                v = self.model.variables[stmt.target]  # type: ignore[index]
+                v.discrete = value.integer and (stmt.id == v.defs[0] or v.discrete)
             if target_type is not None:
-                _check_fits(value.shape, target_type, stmt.node.value, "the value")
+                _check_fits(value.shape, target_type, stmt.node.value, "the value",
+                            stmt.node.target)
             return value.shape
         binding = ex.distribution(stmt.node.dist, stmt)
         self.model.bindings[stmt.id] = binding
+        v = self.model.variables[stmt.target]  # type: ignore[index]
+        if provisional:  # a discrete latent is integer-valued (it may index: mu[z[i]])
+            v.discrete = DISTRIBUTIONS[binding.name].discrete
         if target_type is not None:
-            _check_fits(binding.shape, target_type, stmt.node.dist, "a draw",
-                        binding.event_rank)
+            _check_fits(binding.shape, target_type, stmt.node.dist,
+                        f"a draw of {binding.name}", stmt.node.target, binding.event_rank)
             return target_type
-        declared = stmt.node.type
-        if declared is not None:
-            try:
-                elem = type_shape(declared, self.ints)
-            except NotASize as exc:
-                raise ShapeError(str(exc), exc.node) from None
-            _check_fits(binding.shape, elem, stmt.node.dist, "a draw", binding.event_rank)
-            return elem
-        return binding.shape
+        if stmt.node.type is None:
+            return binding.shape
+        elem = self._declared(stmt.node.type, stmt.node.target, ex)
+        _check_fits(binding.shape, elem, stmt.node.dist, f"a draw of {binding.name}",
+                    stmt.node.target, binding.event_rank)
+        return elem
+
+    def _declared(self, t: n.Type, left: n.Target, ex: _Expr) -> Shape:
+        """The element shape a latent's declared type gives; its bounds, which may read
+        other variables (rule 5), are typed and must fit that shape."""
+        try:
+            elem = type_shape(t, self.ints)
+        except NotASize as exc:
+            raise _size_error(exc, self.model) from None
+        for bound in (t.lower, t.upper):
+            if bound is not None:
+                _check_fits(ex.type(bound).shape, elem, bound, "the bound", left)
+        return elem
 
     def _target_type(self, stmt: Statement, ex: _Expr) -> Shape:
-        """The element shape of the target, whose variable's shape is known."""
+        """The element shape of the target, whose variable's shape is known. A `~` on
+        transformed data observes elements the `=` statements define (rule 13); one
+        reaching past them is the mistake of defining a variable both ways."""
         v = self.model.variables[stmt.target]  # type: ignore[index]
-        return ex.index(v.name, v.shape or (), stmt.node.target.items, stmt.node.target).shape
+        target = stmt.node.target
+        try:
+            return ex.index(v.name, v.shape or (), target.items, target).shape
+        except ShapeError:
+            if stmt.kind != "sample" or v.role != "transformed_data":
+                raise
+        first = self.model.statements[v.defs[0]].node.target
+        raise ShapeError(f"'{v.name}' is defined by '=' for some elements and by '~' for "
+                         "others", target.name,
+                         "a variable is either random ('~') or computed ('='); give the "
+                         "'=' part its own name",
+                         (Note("'=' defines it here", first.name.span),))
 
 
 def type_shape(t: n.Type | None, ints: dict[str, Any]) -> Shape:
@@ -284,11 +311,13 @@ def _max_size(sizes: list[Size]) -> Size | None:
     return best
 
 
-def _check_fits(value: Shape, target: Shape, node: Any, what: str, event_rank: int = 0) -> None:
+def _check_fits(value: Shape, target: Shape, node: Any, what: str, left: n.Target,
+                event_rank: int = 0) -> None:
     """`value` must broadcast to `target`; event dims must match exactly."""
+    mismatch = ShapeError(f"shape mismatch: {what} {_has(value)}, but the left side "
+                          f"'{format_target(left)}' {_has(target)}", node)
     if len(value) > len(target):
-        raise ShapeError(f"shape mismatch: {what} has shape {shape_text(value)} but the left "
-                         f"side has shape {shape_text(target)}", node)
+        raise mismatch
     for i, (a, b) in enumerate(zip(reversed(value), reversed(target), strict=False)):
         event = i < event_rank
         if a == b:
@@ -296,12 +325,16 @@ def _check_fits(value: Shape, target: Shape, node: Any, what: str, event_rank: i
         if not event and a.constant == 1:
             continue
         if a.constant is not None and b.constant is not None or event:
-            raise ShapeError(f"shape mismatch: {what} has shape {shape_text(value)} but the "
-                             f"left side has shape {shape_text(target)}", node)
+            raise mismatch
 
 
-def broadcast(shapes: list[Shape], node: Any) -> Shape:
-    """NumPy broadcasting of element shapes; only provable mismatches are errors."""
+def _has(shape: Shape) -> str:
+    return "is a scalar" if not shape else f"has shape {shape_text(shape)}"
+
+
+def broadcast(shapes: list[Shape], node: Any, parts: list[Any] | None = None) -> Shape:
+    """NumPy broadcasting of element shapes; only provable mismatches are errors.
+    `parts`, the expressions with these shapes, name the operands in the message."""
     rank = max((len(s) for s in shapes), default=0)
     out: list[Size] = []
     for i in range(rank):
@@ -313,10 +346,136 @@ def broadcast(shapes: list[Shape], node: Any) -> Shape:
             if chosen.constant == 1:
                 chosen = d
             elif d != chosen and d.constant is not None and chosen.constant is not None:
-                raise ShapeError("shape mismatch: " + " and ".join(shape_text(s) for s in shapes)
-                                 + " do not broadcast", node)
+                raise _broadcast_error(shapes, node, parts)
         out.append(chosen)
     return tuple(out)
+
+
+def _broadcast_error(shapes: list[Shape], node: Any, parts: list[Any] | None) -> ShapeError:
+    if parts is None:
+        what = " and ".join(shape_text(s) for s in shapes)
+    else:
+        what = " and ".join(_operand(p, s) for p, s in zip(parts, shapes, strict=True))
+    return ShapeError(f"shape mismatch: {what}, which do not broadcast", node,
+                      "elementwise operations need equal sizes, or size 1, in each "
+                      "dimension (NumPy broadcasting)")
+
+
+def _operand(e: Any, shape: Shape) -> str:
+    text = format_expr(e)
+    return f"'{text}' {_has(shape)}" if len(text) <= 30 else shape_text(shape)
+
+
+class _Settle:
+    """Shapes of the variables defined by statements.
+
+    Positions come from the targets' indices and need no reads, so they are fixed first;
+    element shapes start from the declared types and are recomputed until nothing
+    changes. The fixpoint also settles variables that read each other across iterations
+    (a[t] reads b[t-1] and b[t] reads a[t-1]), which no order of visits can. Only the
+    last round's problems are real; a variable reading one that failed is not reported
+    (its shape rests on a guess) and gets no shape, so later reads of it stay silent.
+    """
+
+    def __init__(self, ctx: _Context):
+        self.ctx = ctx
+        self.positions: dict[str, Shape] = {}
+        self.failed: set[str] = set()
+
+    def run(self) -> None:
+        self._start()
+        problems: dict[str, Diagnostic | None] = {}
+        for _ in range(len(self.positions) + 2):
+            changed, problems = self._round()
+            if not changed:
+                break
+        else:
+            problems = {name: _unsettled(self.ctx.model.variables[name], self.ctx)
+                        for name in changed}
+        self._finish(problems)
+
+    def _start(self) -> None:
+        for name in self.ctx.order():
+            v = self.ctx.model.variables[name]
+            if not v.defs or v.role == "observed":
+                continue
+            positions = self.ctx.positions(v, self.ctx.statements_of(v))
+            element = self.ctx.declared_element(v) if positions is not None else None
+            if positions is None or element is None:
+                self.failed.add(name)
+                v.shape = None
+                continue
+            self.positions[name] = positions
+            v.shape = positions + element
+
+    def _round(self) -> tuple[set[str], dict[str, Diagnostic | None]]:
+        """One pass over every variable; returns those whose shape changed and the
+        problems found (None: a read of a variable without a shape)."""
+        changed: set[str] = set()
+        problems: dict[str, Diagnostic | None] = {}
+        for name, positions in self.positions.items():
+            v = self.ctx.model.variables[name]
+            was_integer = v.discrete
+            try:
+                element = self._element(v)
+            except ShapeError as exc:
+                problems[name] = exc.diagnostic
+                continue
+            except _Unknown:
+                problems[name] = None
+                continue
+            if positions + element != v.shape or v.discrete != was_integer:
+                v.shape = positions + element
+                changed.add(name)
+        return changed, problems
+
+    def _element(self, v: Variable) -> Shape:
+        statements = self.ctx.statements_of(v)
+        elements = [self.ctx.statement(s, provisional=True) for s in statements]
+        for s, e in zip(statements[1:], elements[1:], strict=True):
+            if e != elements[0]:
+                raise ShapeError(f"the definitions of '{v.name}' give elements of different "
+                                 f"shapes {shape_text(elements[0])} and {shape_text(e)}",
+                                 s.node.target)
+        return elements[0]
+
+    def _finish(self, problems: dict[str, Diagnostic | None]) -> None:
+        broken = self._downstream(self.failed | set(problems))
+        found = [p for p in problems.values() if p is not None]
+        for name, problem in problems.items():
+            reads = {r for s in self.ctx.statements_of(self.ctx.model.variables[name])
+                     for r in s.reads if r != name}
+            if problem is not None and not reads & broken:
+                self.ctx.errors.append(problem)
+        if found and not self.ctx.errors:  # variables failing in a circle: report one
+            self.ctx.errors.append(min(found, key=_position))
+        for name in broken:
+            self.ctx.model.variables[name].shape = None
+
+    def _downstream(self, roots: set[str]) -> set[str]:
+        """`roots` and every defined variable that reads one of them, transitively."""
+        found = set(roots)
+        grew = True
+        while grew:
+            grew = False
+            for name in self.positions:
+                v = self.ctx.model.variables[name]
+                if name not in found and any(r in found for s in self.ctx.statements_of(v)
+                                             for r in s.reads):
+                    found.add(name)
+                    grew = True
+        return found
+
+
+def _position(d: Diagnostic) -> tuple[int, int]:
+    return (d.span.line, d.span.column) if d.span else (0, 0)
+
+
+def _unsettled(v: Variable, ctx: _Context) -> Diagnostic:
+    target = ctx.statements_of(v)[0].node.target
+    return Diagnostic(f"the shape of '{v.name}' depends on itself", target.span,
+                      f"build '{v.name}' from its earlier elements ({v.name}[t - 1]), not "
+                      "from its whole value")
 
 
 class _Expr:
@@ -346,10 +505,10 @@ class _Expr:
             return self._binary(e)
         if isinstance(e, n.Compare):
             a, b = self.type(e.left), self.type(e.right)
-            return ExprType(broadcast([a.shape, b.shape], e), True)
+            return ExprType(broadcast([a.shape, b.shape], e, [e.left, e.right]), True)
         if isinstance(e, n.Vector):
             items = [self.type(i) for i in e.items]
-            inner = broadcast([i.shape for i in items], e)
+            inner = broadcast([i.shape for i in items], e, list(e.items))
             return ExprType((Size.const(len(items)),) + inner, all(i.integer for i in items))
         if isinstance(e, n.Index):
             return self._index(e)
@@ -357,7 +516,7 @@ class _Expr:
             return self._generator(e)
         if isinstance(e, n.Call):
             return self._call(e)
-        raise ShapeError(f"unexpected expression {format_expr(e)}", e)  # pragma: no cover
+        raise InternalError(f"no shape rule for {type(e).__name__}")  # pragma: no cover
 
     def _name(self, e: n.Name) -> ExprType:
         if any(s.var == e.id for s in self.scopes):
@@ -366,32 +525,27 @@ class _Expr:
         if v.role == "net":
             raise ShapeError(f"the net '{e.id}' must be called: {e.id}(...)", e)
         if v.shape is None:
-            raise ShapeError(f"the shape of '{e.id}' is not known here", e)
-        integer = v.declared_type is not None and v.declared_type.base == "int"
-        if v.role == "const":
-            integer = isinstance(v.value, int)
-        return ExprType(v.shape, integer)
+            raise _Unknown(e)
+        return ExprType(v.shape, _integer(v))
 
     def _binary(self, e: n.Binary) -> ExprType:
         a, b = self.type(e.left), self.type(e.right)
         if e.op != "@":
             integer = a.integer and b.integer and e.op in "+-*"
-            return ExprType(broadcast([a.shape, b.shape], e), integer)
+            return ExprType(broadcast([a.shape, b.shape], e, [e.left, e.right]), integer)
         ranks = (a.rank, b.rank)
-        if ranks == (2, 1):
-            _same_dim(a.shape[1], b.shape[0], e)
-            return ExprType((a.shape[0],))
-        if ranks == (1, 2):
-            _same_dim(a.shape[0], b.shape[0], e)
-            return ExprType((b.shape[1],))
-        if ranks == (2, 2):
-            _same_dim(a.shape[1], b.shape[0], e)
-            return ExprType((a.shape[0], b.shape[1]))
-        if ranks == (1, 1):
-            _same_dim(a.shape[0], b.shape[0], e)
-            return ExprType(())
-        raise ShapeError(f"'@' needs vectors or matrices; got shapes {shape_text(a.shape)} "
-                         f"and {shape_text(b.shape)}", e)
+        if ranks in ((2, 1), (1, 2), (2, 2), (1, 1)):
+            inner = [a.shape[-1], b.shape[0]]
+            if inner[0] != inner[1] and None not in (inner[0].constant, inner[1].constant):
+                raise ShapeError(f"shape mismatch in '@': {_operand(e.left, a.shape)} and "
+                                 f"{_operand(e.right, b.shape)}, so the inner dimensions "
+                                 f"{inner[0]} and {inner[1]} differ", e)
+            return ExprType(a.shape[:-1] + b.shape[1:])
+        side, t = (e.left, a) if a.rank not in (1, 2) else (e.right, b)
+        what = "is a scalar" if t.rank == 0 else f"has {t.rank} dimensions"
+        raise ShapeError(f"'@' multiplies vectors and matrices, but '{format_expr(side)}' "
+                         f"{what}", side,
+                         "to multiply by a scalar, use '*'" if t.rank == 0 else None)
 
     def _index(self, e: n.Index) -> ExprType:
         base = e.base
@@ -411,7 +565,7 @@ class _Expr:
         if len(items) > len(shape):
             raise ShapeError(f"'{what}' has {len(shape)} dimension"
                              f"{'' if len(shape) == 1 else 's'} but is indexed with "
-                             f"{len(items)}", node)
+                             f"{len(items)}", node, f"'{what}' {_has(shape)}")
         out: list[Size] = []
         for dim, item in zip(shape, items, strict=False):
             form = classify(item, self.scopes, self.ctx.ints)
@@ -419,8 +573,7 @@ class _Expr:
         out += list(shape[len(items):])
         if integer is None:
             v = self.ctx.model.variables.get(what)
-            integer = v is not None and v.declared_type is not None and \
-                v.declared_type.base == "int"
+            integer = v is not None and _integer(v)
         return ExprType(tuple(out), integer)
 
     def _index_item(self, what: str, dim: Size, form: IndexForm, item: Any) -> list[Size]:
@@ -438,22 +591,43 @@ class _Expr:
             return []
         if form.kind == "loop":
             assert form.loop is not None and form.offset is not None
-            _check_static_range(what, dim, form.loop.lo + form.offset, item)
-            _check_static_range(what, dim, form.loop.hi + form.offset, item)
+            loop = form.loop
+            _check_static_range(what, dim, loop.lo + form.offset, item,
+                                f"the first iteration ({loop.var} = {loop.lo})")
+            _check_static_range(what, dim, loop.hi + form.offset, item,
+                                f"the last iteration ({loop.var} = {loop.hi})")
             return []
+        if isinstance(item, n.Slice):
+            raise self._slice_error(item)
         t = self.type(item)  # gather: an integer array
         if not t.integer:
-            raise ShapeError(f"an index must be an integer; '{format_expr(item)}' is real", item)
+            raise ShapeError(f"an index must be an integer; '{format_expr(item)}' is real", item,
+                             "indices are loop variables, int data, consts or discrete "
+                             "values")
         return list(t.shape)
+
+    def _slice_error(self, item: n.Slice) -> ShapeError:
+        """A slice whose bounds are not sizes, or that starts at a loop variable."""
+        loop_vars = {s.var: None for s in self.scopes}
+        try:
+            for bound in (item.range.lo, item.range.hi):
+                size_of(bound, {**self.ctx.ints, **loop_vars})
+        except NotASize as exc:
+            return _size_error(exc, self.ctx.model)
+        return ShapeError(f"the slice '{format_range(item.range)}' cannot start at a loop "
+                          "variable", item,
+                          "slices are a..b with fixed sizes, or a prefix such as 1..t - 1")
 
     def _generator(self, e: n.Generator) -> ExprType:
         if e.func.id not in GENERATOR_REDUCTIONS:
-            raise ShapeError(f"'{e.func.id}' does not take a generator", e.func,)
+            raise ShapeError(f"'{e.func.id}' does not take a generator", e.func,
+                             "a generator is the sole argument of "
+                             f"{', '.join(GENERATOR_REDUCTIONS)}")
         try:
             lo = size_of(e.range.lo, self.ctx.ints)
             hi = size_of(e.range.hi, self.ctx.ints)
         except NotASize as exc:
-            raise ShapeError(str(exc), exc.node) from None
+            raise _size_error(exc, self.ctx.model) from None
         key = -1 - len(self.ctx.model.types)  # type: ignore[attr-defined]
         inner = _Expr(self.ctx, self.scopes + (LoopScope(key, e.var.id, lo, hi),))
         body = inner.type(e.body)
@@ -462,28 +636,21 @@ class _Expr:
 
     def _call(self, e: n.Call) -> ExprType:
         name = e.func.id
-        if name in DISTRIBUTIONS:
-            raise ShapeError(f"the distribution '{name}' can only appear on the right of '~'",
-                             e.func)
         spec = FUNCTIONS.get(name)
-        if spec is None:
-            raise ShapeError(f"calling the net '{name}' is not supported yet "
-                             "(neural factors arrive with a later version)", e.func)
+        if spec is None:  # resolve reports distributions, nets and variables called
+            raise InternalError(f"shapes met a call of '{name}', which is not a function")
         if e.kwargs:
             raise ShapeError(f"'{name}' takes no keyword arguments", e.kwargs[0])
-        if len(e.args) < spec.min_args or (spec.max_args is not None and
-                                           len(e.args) > spec.max_args):
-            want = str(spec.min_args) if spec.max_args == spec.min_args else \
-                f"at least {spec.min_args}"
-            raise ShapeError(f"'{name}' takes {want} argument"
-                             f"{'' if spec.min_args == 1 else 's'}, got {len(e.args)}", e)
+        too_many = spec.max_args is not None and len(e.args) > spec.max_args
+        if len(e.args) < spec.min_args or too_many:
+            raise _arity_error(e, spec.min_args, spec.max_args)
         args = [self.type(a) for a in e.args]
         return self._call_shape(name, spec.kind, args, e, spec.integer)
 
     def _call_shape(self, name: str, kind: str, args: list[ExprType], e: n.Call,
                     integer: bool) -> ExprType:
         if kind == "elementwise":
-            return ExprType(broadcast([a.shape for a in args], e), integer)
+            return ExprType(broadcast([a.shape for a in args], e, list(e.args)), integer)
         if kind == "reduce":
             return ExprType((), args[0].integer and name in ("sum", "prod", "max", "min"))
         if kind == "vector":
@@ -503,7 +670,7 @@ class _Expr:
         try:
             return size_of(a, self.ctx.ints)
         except NotASize as exc:
-            raise ShapeError(str(exc), exc.node) from None
+            raise _size_error(exc, self.ctx.model) from None
 
     def _special(self, name: str, args: list[ExprType], e: n.Call) -> ExprType:
         if name == "eye":
@@ -527,12 +694,13 @@ class _Expr:
     # ---- distributions
     def distribution(self, e: Any, stmt: Statement) -> Binding:
         if not isinstance(e, n.Call) or e.func.id not in DISTRIBUTIONS:
-            raise ShapeError("expected a distribution after '~', such as Normal(0, 1)", e)
+            raise ShapeError("expected a distribution after '~', such as Normal(0, 1)", e,
+                             "'~' draws from a distribution; to give a fixed value, use '='")
         spec = DISTRIBUTIONS[e.func.id]
         keywords = [k.name for k in e.kwargs]
         bound = bind(spec, len(e.args), keywords)
         if bound is None:
-            raise ShapeError(binding_error(spec, len(e.args), keywords) or "bad arguments", e)
+            raise _binding_error(e, spec.name, len(e.args), keywords)
         form, params = bound
         args = tuple(e.args) + tuple(k.value for k in e.kwargs)
         batch: list[Shape] = []
@@ -549,38 +717,73 @@ class _Expr:
             batch.append(t.shape[:t.rank - param.rank])
             if spec.event_from == param.name:
                 event = t.shape[t.rank - param.rank:]
-        shape = broadcast(batch, e) + event
+        shape = broadcast(batch, e, list(args)) + event
         if spec.name == "LKJCholesky":
             shape = self._lkj_shape(stmt, e)
         return Binding(spec.name, form, tuple(params), args, shape, spec.event_rank)
 
     def _lkj_shape(self, stmt: Statement, e: Any) -> Shape:
-        declared = stmt.node.type
+        """LKJCholesky(eta) takes K from the declared type (rule 18)."""
+        v = self.ctx.model.variables[stmt.target]  # type: ignore[index]
+        declared = stmt.node.type or v.declared_type
         if declared is None or declared.base != "cholesky_corr":
-            v = self.ctx.model.variables[stmt.target]  # type: ignore[index]
-            if v.declared_type is None:
-                raise ShapeError("LKJCholesky takes its size from the declared type: write "
-                                 "'L: cholesky_corr[K] ~ LKJCholesky(eta)'", e)
+            name = format_expr(stmt.node.target.name)
+            raise ShapeError("LKJCholesky takes its size from the declared type", e.func,
+                             f"declare it: {name}: cholesky_corr[K] ~ LKJCholesky(eta)")
         try:
             return type_shape(declared, self.ctx.ints)[-2:]
         except NotASize as exc:
-            raise ShapeError(str(exc), exc.node) from None
+            raise _size_error(exc, self.ctx.model) from None
+
+
+def _binding_error(call: n.Call, name: str, n_args: int, keywords: list[str]) -> ShapeError:
+    """Point at the argument at fault (an unknown or repeated keyword, the first extra
+    argument), else at the distribution's name."""
+    problem = binding_problem(DISTRIBUTIONS[name], n_args, keywords)
+    if problem is None:
+        raise InternalError(f"{name} binds these arguments but bind() said it does not")
+    items = list(call.args) + list(call.kwargs)
+    at = items[problem.argument] if problem.argument is not None else call.func
+    return ShapeError(problem.message, at, problem.hint)
+
+
+def _arity_error(call: n.Call, low: int, high: int | None) -> ShapeError:
+    """Point at the first extra argument, or at the function when some are missing."""
+    want = str(low) if high == low else f"at least {low}" if high is None else \
+        f"{low} to {high}"
+    plural = "" if want == "1" else "s"
+    extra = high is not None and len(call.args) > high
+    return ShapeError(f"'{call.func.id}' takes {want} argument{plural}, got {len(call.args)}",
+                      call.args[high] if extra and high is not None else call.func)
+
+
+def _integer(v: Variable) -> bool:
+    """Integer-valued: int data, an integer const, or a discrete latent."""
+    if v.role == "const":
+        return isinstance(v.value, int)
+    return v.discrete or (v.declared_type is not None and v.declared_type.base == "int")
 
 
 def _same_dim(a: Size, b: Size, node: Any) -> None:
     if a != b and a.constant is not None and b.constant is not None:
-        raise ShapeError(f"shape mismatch: inner dimensions {a} and {b} differ", node)
+        raise ShapeError(f"shape mismatch: the inner dimensions {a} and {b} differ", node)
 
 
-def _check_static_range(what: str, dim: Size, index: Size, node: Any) -> None:
+def _check_static_range(what: str, dim: Size, index: Size, node: Any,
+                        where: str | None = None) -> None:
+    """Compile-time range check of one index (rule 16); `where` says at which loop
+    iteration the index takes this value."""
     value = index.constant
+    hint = f"at {where}, '{format_expr(node)}' is {index}" if where else None
     if value is None:
         diff = (index - dim).constant
         if diff is not None and diff > 0:
-            raise ShapeError(f"index {index} is out of range for '{what}' of size {dim}", node)
+            raise ShapeError(f"index {index} is out of range for '{what}' of size {dim}",
+                             node, hint)
         return
     if value < 1:
         raise ShapeError(f"index {value} is out of range: indices start at 1", node,
-                         "bgm counts from 1, as in the maths and in Stan")
+                         hint or "bgm counts from 1, as in the maths and in Stan")
     if dim.constant is not None and value > dim.constant:
-        raise ShapeError(f"index {value} is out of range for '{what}' of size {dim}", node)
+        raise ShapeError(f"index {value} is out of range for '{what}' of size {dim}", node,
+                         hint)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dsl import nodes as n
+from dsl.diagnostics import Diagnostic
 from dsl.printer import format_expr
 
 Monomial = tuple[str, ...]  # sorted names; () is the constant term
@@ -133,3 +134,33 @@ def dim_text(dim: Size | int) -> str:
 
 def shape_text(shape: tuple[Any, ...]) -> str:
     return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def size_diagnostic(exc: NotASize, variables: dict[str, Any]) -> Diagnostic:
+    """Say why a name cannot be in a size in terms of what the name is (rule 12)."""
+    node = exc.node
+    span = getattr(node, "span", None)
+    fixed = "sizes (loop bounds, dimensions, slice bounds) are fixed when the data is loaded"
+    if not isinstance(node, n.Name):
+        return Diagnostic(str(exc), span)
+    v = variables.get(node.id)
+    if v is None:
+        return Diagnostic(f"a size that depends on the loop variable '{node.id}' is not "
+                          "supported yet", span,
+                          "loop ranges and slices have fixed sizes; triangular loops arrive "
+                          "with a later version")
+    if v.role in ("latent", "deterministic", "param"):
+        role = {"latent": "a latent variable", "deterministic": "computed from latents",
+                "param": "a point parameter"}[v.role]
+        return Diagnostic(f"a size cannot depend on '{v.name}', which is {role}", span,
+                          f"{fixed}: use int data or a const")
+    if v.role in ("data", "observed") and v.declared_type is not None:
+        t = v.declared_type
+        if t.base != "int":
+            return Diagnostic(f"'{v.name}' is {t.base} data, but a size must be an integer",
+                              span, f"declare it 'data {v.name}: int'")
+        return Diagnostic(f"'{v.name}' is an array, but a size must be one integer", span)
+    if v.role == "transformed_data":
+        return Diagnostic(f"a size cannot depend on '{v.name}', which is computed by '='",
+                          span, f"{fixed}: use int data or a const")
+    return Diagnostic(str(exc), span)

@@ -9,7 +9,7 @@ a later version), definitions of one latent with different supports.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from compiler import consts
@@ -18,7 +18,7 @@ from compiler.ir import GraphicalModel, Statement, Variable
 from compiler.walk import free_names
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
-from dsl.printer import format_expr
+from dsl.printer import format_expr, format_type
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def _number(bound: Any, model: GraphicalModel) -> float | None:
     try:
         return float(consts.fold(bound, {k: v.value for k, v in model.variables.items()
                                          if v.role == "const"}))
-    except Exception:
+    except (consts.NotConstant, ArithmeticError, ValueError):
         return None
 
 
@@ -121,12 +121,13 @@ def _latent_support(v: Variable, model: GraphicalModel) -> Support:
     declared = type_support(typed[0].node.type, typed[0].id) if typed else None
     for s, prior in zip(statements, priors, strict=True):
         if declared is not None:
-            _check_inside(v, declared, prior, s, model)
+            _check_inside(v, declared, typed[0].node.type, prior, s, model)
     chosen = declared or priors[0]
     if declared is None and any(p.describe() != chosen.describe() for p in priors[1:]):
         raise _Problem(f"the definitions of '{v.name}' give it different supports "
-                       f"({', '.join(p.describe() for p in priors)})",
-                       statements[-1].span, "declare its type on the first definition")
+                       f"({', '.join(_support_text(p) for p in priors)})",
+                       statements[-1].node.dist.span, "declare its type on the first "
+                                                      "definition")
     if (chosen.lower is not None or chosen.upper is not None) and len(statements) > 1 and \
             any(_number(b, model) is None for b in (chosen.lower, chosen.upper)
                 if b is not None):
@@ -136,32 +137,61 @@ def _latent_support(v: Variable, model: GraphicalModel) -> Support:
     return chosen
 
 
-def _check_inside(v: Variable, declared: Support, prior: Support, stmt: Statement,
-                  model: GraphicalModel) -> None:
-    """Rule 7: the declared support must lie inside the prior's support."""
-    where = stmt.node.type.span if stmt.node.type is not None else stmt.span
+def _check_inside(v: Variable, declared: Support, t: n.Type, prior: Support,
+                  stmt: Statement, model: GraphicalModel) -> None:
+    """Rule 7: the declared support (type `t`, written on one of the definitions) must
+    lie inside the support of each definition's prior."""
+    where = t.span if stmt.node.type is not None else stmt.node.dist.span
     spec_name = model.bindings[stmt.id].name  # type: ignore[attr-defined]
     if prior.kind == "real":
         return
-    wider = f"'{v.name}' is declared {declared.describe()} but {spec_name} has support " \
-        f"{prior.describe()}"
     if prior.kind in ("simplex", "cholesky_corr"):
         if declared.kind != prior.kind:
-            raise _Problem(wider, where, f"declare it {prior.kind}[...]")
+            raise _Problem(f"'{v.name}' is declared {format_type(t)}, but its prior "
+                           f"{spec_name} draws a {prior.kind}", where,
+                           f"declare it {format_type(n.Type(prior.kind, dims=t.dims[-1:]))} "
+                           "or leave the type out")
         return
+    wider = _Problem(f"'{v.name}' is declared {format_type(t)}, which is wider than the support "
+                     f"{_interval_text(prior)} of its prior {spec_name}", where,
+                     "a declared type must lie inside its prior's support (rule 7): "
+                     f"declare {format_type(_suggested(t, prior))} or leave the type out")
     if declared.kind != "interval":
-        raise _Problem(wider, where, "declare a type inside the prior's support, or leave "
-                                     "the type out")
+        raise wider
     for mine, theirs, is_lower in ((declared.lower, prior.lower, True),
                                    (declared.upper, prior.upper, False)):
         if theirs is None:
             continue
         if mine is None:
-            raise _Problem(wider, where, f"add {'lower' if is_lower else 'upper'}="
-                                         f"{_text(theirs)} to the type")
+            raise wider
         a, b = _number(mine, model), _number(theirs, model)
         if a is not None and b is not None and (a < b if is_lower else a > b):
-            raise _Problem(wider, where)
+            raise wider
+
+
+def _bound_node(bound: Any) -> Any:
+    """A support bound as an expression node (the table gives numbers as floats)."""
+    if not isinstance(bound, (int, float)):
+        return bound
+    value = int(bound) if float(bound).is_integer() else bound
+    return n.Number(value) if value >= 0 else n.Unary("-", n.Number(-value))
+
+
+def _support_text(s: Support) -> str:
+    return _interval_text(s) if s.kind == "interval" else s.kind
+
+
+def _interval_text(s: Support) -> str:
+    lo = "-inf" if s.lower is None else format_expr(_bound_node(s.lower))
+    hi = "inf" if s.upper is None else format_expr(_bound_node(s.upper))
+    return f"({lo}, {hi})"
+
+
+def _suggested(t: n.Type, prior: Support) -> n.Type:
+    """The declared type with the prior's bounds: what the user most likely meant."""
+    lower = None if prior.lower is None else _bound_node(prior.lower)
+    upper = None if prior.upper is None else _bound_node(prior.upper)
+    return n.Type("real", lower, upper, t.dims)
 
 
 def _data_problem(stmt: Statement, model: GraphicalModel) -> Diagnostic | None:
@@ -171,23 +201,22 @@ def _data_problem(stmt: Statement, model: GraphicalModel) -> Diagnostic | None:
     if not spec.discrete:
         return None
     t = target.declared_type
-    integer = t is not None and t.base == "int"
-    if target.role == "transformed_data":
-        integer = model.types[id(stmt.node.target)].integer if id(stmt.node.target) in \
-            model.types else False  # type: ignore[attr-defined]
-    if integer:
-        return None
+    if target.discrete or (t is not None and t.base == "int"):
+        return None  # int data, or transformed data computed as integers
     if spec.name == "Bernoulli" and t is not None and t.base in ("real", "unit"):
         s = type_support(t, None)
         if s.kind == "interval" and _number(s.lower, model) == 0.0 and \
                 _number(s.upper, model) == 1.0:
             return None
         return Diagnostic(f"Bernoulli on real data needs '{target.name}' declared "
-                          "real<lower=0, upper=1>", stmt.node.target.span)
+                          "real<lower=0, upper=1>", stmt.node.target.span,
+                          f"declare it 'data {target.name}: int' for 0/1 labels, or "
+                          "real<lower=0, upper=1> for probabilities (rule 7)")
+    fix = f"declare it 'data {target.name}: {format_type(replace(t, base='int'))}'" \
+        if t is not None else "compute it as an integer (floor, round, ...)"
     return Diagnostic(f"{spec.name} is a distribution over integers but '{target.name}' is "
                       "real data", stmt.node.target.span,
-                      f"declare it 'data {target.name}: int...' or use a continuous "
-                      "distribution")
+                      f"{fix}, or use a continuous distribution")
 
 
 def _likelihood_latents(model: GraphicalModel) -> set[str]:

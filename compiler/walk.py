@@ -23,8 +23,7 @@ def children(e: Any) -> Iterator[Any]:
         yield e.body
     elif isinstance(e, n.Index):
         yield e.base
-        for item in e.items:
-            yield item
+        yield from e.items
     elif isinstance(e, n.Vector):
         yield from e.items
     elif isinstance(e, n.Slice):

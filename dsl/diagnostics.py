@@ -57,14 +57,19 @@ def _paint(text: str, code: str, color: bool) -> str:
 
 def excerpt(source: Source, span: Span, color: bool = False) -> list[str]:
     """The numbered source line of a span with carets under it."""
-    text = source.line_text(span.line).rstrip("\n")
+    # Control characters would act on the terminal; show each as one '?' instead.
+    text = "".join(c if c.isprintable() or c == "\t" else "?"
+                   for c in source.line_text(span.line))
     width = len(str(span.line))
     end = span.end_column if span.end_line == span.line else len(text) + 1
     carets = "^" * max(1, end - span.column)
     gutter = " " * width
+    # Tabs are copied so the carets line up however the terminal expands them.
+    pad = "".join(c if c == "\t" else " " for c in text[:span.column - 1])
+    pad += " " * (span.column - 1 - len(pad))
     return [
         f" {span.line} | {text}",
-        f" {gutter} | {' ' * (span.column - 1)}{_paint(carets, '1;31', color)}",
+        f" {gutter} | {pad}{_paint(carets, '1;31', color)}",
     ]
 
 

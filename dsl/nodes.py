@@ -7,7 +7,6 @@ Comments live on statements (leading lines and a trailing comment) so `bgmc fmt`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 
 from dsl.spans import Span
 
@@ -23,10 +22,23 @@ def _span() -> Span:
 
 @dataclass(frozen=True)
 class Number:
-    """An int or real literal; `value`'s Python type records which."""
+    """An int or real literal; `value`'s Python type records which.
+
+    Equality compares that type too: Python says `2 == 2.0`, but `const K = 2` (a size)
+    and `const K = 2.0` (a real) are different programs, and the printer's round-trip
+    contract must be able to tell them apart.
+    """
 
     value: int | float
     span: Span = _span()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Number):
+            return NotImplemented
+        return type(self.value) is type(other.value) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash((type(self.value), self.value))
 
 
 @dataclass(frozen=True)
@@ -118,7 +130,6 @@ class FullSlice:
     span: Span = _span()
 
 
-IndexItem = Union["Expr", Slice, FullSlice]
 
 
 @dataclass(frozen=True)
@@ -138,7 +149,8 @@ class Vector:
     span: Span = _span()
 
 
-Expr = Union[Number, String, Name, Unary, Binary, Compare, Call, Generator, Index, Vector]
+Expr = Number | String | Name | Unary | Binary | Compare | Call | Generator | Index | Vector
+IndexItem = Expr | Slice | FullSlice
 
 # ---- types ------------------------------------------------------------------------
 
@@ -278,7 +290,7 @@ class Guide:
     end_comments: tuple[str, ...] = _comments()
 
 
-Stmt = Union[DataDecl, ParamDecl, ConstDecl, NetDecl, Sample, Assign, Factor, For, Guide]
+Stmt = DataDecl | ParamDecl | ConstDecl | NetDecl | Sample | Assign | Factor | For | Guide
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,19 @@
 
 The grammar lives in grammar.lark and is built once (LALR, contextual lexer). Lark's
 exceptions are turned into one beginner-readable Diagnostic at this boundary
-(`raise ... from None`), using dsl.syntax_messages for the wording.
+(`raise ... from None`), using dsl.syntax_messages for the wording. Rules the grammar
+cannot express (bounds, argument order, rule 2's strings, ...) are checked while building
+the tree and just after (dsl.syntax_checks); those are all reported together, sorted.
 """
 from __future__ import annotations
 
+import difflib
 import functools
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import (
@@ -24,14 +29,23 @@ from lark.indenter import DedentError, Indenter
 from dsl import nodes as n
 from dsl.comments import CommentLog, attach_comments
 from dsl.diagnostics import BgmError, Diagnostic
-from dsl.spans import Source, Span
-from dsl.syntax_messages import describe_unexpected
+from dsl.spans import Source, Span, normalize
+from dsl.syntax_checks import check_syntax
+from dsl.syntax_messages import (
+    Tok,
+    Wording,
+    describe_character,
+    describe_stray,
+    describe_unexpected,
+    match_brackets,
+)
 
 _GRAMMAR = Path(__file__).with_name("grammar.lark")
 
 
 class _SyntaxProblem(Exception):
-    """Raised inside the indenter; converted to a Diagnostic by parse()."""
+    """Raised inside the indenter (tabs, dedents); parse_source() turns it into a
+    BgmError, since Lark would otherwise wrap it in its own exception."""
 
     def __init__(self, message: str, span: Span, hint: str | None = None):
         super().__init__(message)
@@ -40,6 +54,13 @@ class _SyntaxProblem(Exception):
 
 def _token_span(tok: Token) -> Span:
     return Span(tok.line or 1, tok.column or 1, tok.end_line or 1, tok.end_column or 1)
+
+
+_LAYOUT = ("_NL", "_INDENT", "_DEDENT", "$END")
+
+
+def _tok(tok: Token) -> Tok:
+    return Tok(tok.type, str(tok), tok.line or 1, tok.column or 1, tok.end_column or 1)
 
 
 class _BlockIndenter(Indenter):
@@ -65,8 +86,7 @@ class _BlockIndenter(Indenter):
         self.line_tokens = []
         self.open_brackets = []
         self._line_ended = False
-        for tok in super().process(self._watch(stream)):
-            yield tok
+        yield from super().process(self._watch(stream))
 
     def _watch(self, stream: Iterator[Token]) -> Iterator[Token]:
         for tok in stream:
@@ -83,15 +103,28 @@ class _BlockIndenter(Indenter):
                 self.line_tokens.append(tok)
             yield tok
 
+    def line_before(self, tok: Token, after_header: bool) -> list[Token]:
+        """The tokens of `tok`'s logical line that come before it. When the contextual
+        lexer itself rejects a line's first token, that token never reaches _watch, so
+        the previous line's tokens are still kept: they are not this line's, except
+        that after a block header (`after_header`) they are what the wording needs."""
+        if self._line_ended and tok.type not in _LAYOUT and not after_header:
+            return []
+        return [t for t in self.line_tokens if t is not tok]
+
     def handle_NL(self, token: Token) -> Iterator[Token]:
         indent_str = token.rsplit("\n", 1)[1]
+        line = token.end_line or 1
         if self.paren_level == 0 and "\t" in indent_str:
-            line = (token.end_line or 1)
+            raise _SyntaxProblem("a tab in indentation", Span(line, 1, line, len(indent_str) + 1),
+                                 hint="indent with spaces (four per level)")
+        try:
+            yield from super().handle_NL(token)
+        except DedentError:
             raise _SyntaxProblem(
-                "a tab in indentation; indent with spaces",
+                "this line's indentation matches no enclosing block",
                 Span(line, 1, line, len(indent_str) + 1),
-            )
-        yield from super().handle_NL(token)
+                hint="indent it exactly like the block it belongs to") from None
 
 
 @dataclass
@@ -114,6 +147,11 @@ def _parser() -> _ParserState:
     return _ParserState(lark, indenter)
 
 
+def terminal_names() -> set[str]:
+    """Every terminal the built parser knows, for the test that each has a wording."""
+    return {t.name for t in _parser().lark.terminals} | {"_INDENT", "_DEDENT", "$END"}
+
+
 def parse_file(path: str | Path) -> tuple[n.Program, Source]:
     """Read and parse a .bgm file; a missing or unreadable file is a BgmError."""
     try:
@@ -122,21 +160,25 @@ def parse_file(path: str | Path) -> tuple[n.Program, Source]:
         raise BgmError([Diagnostic(f"cannot read '{path}': {exc.strerror}", None)],
                        Source(str(path), "")) from None
     try:
-        text = raw.decode("utf-8-sig")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise BgmError([Diagnostic(f"'{path}' is not UTF-8 text (byte {exc.start})", None)],
+        line = raw[:exc.start].count(b"\n") + 1
+        raise BgmError([Diagnostic(f"'{path}' is not UTF-8 text (line {line}, byte "
+                                   f"{exc.start})", None,
+                                   hint="save the file as UTF-8")],
                        Source(str(path), "")) from None
-    source = Source(str(path), text)
+    source = Source(str(path), normalize(text))
     return parse_source(source), source
 
 
 def parse_string(text: str, path: str = "<string>") -> n.Program:
-    return parse_source(Source(path, text.removeprefix("\ufeff")))
+    return parse_source(Source(path, normalize(text)))
 
 
 def parse_source(source: Source) -> n.Program:
-    """Parse a Source into a Program or raise one BgmError with a single diagnostic."""
-    text = source.text.replace("\r\n", "\n")
+    """Parse a Source into a Program or raise one BgmError listing what is wrong: the
+    first error Lark meets, or every rule the finished tree breaks."""
+    text = normalize(source.text)
     _reject_empty_and_leading_indent(text, source)
     state = _parser()
     text = text if text.endswith("\n") else text + "\n"
@@ -145,112 +187,133 @@ def parse_source(source: Source) -> n.Program:
     except _SyntaxProblem as exc:
         raise BgmError([exc.diagnostic], source) from None
     except UnexpectedInput as exc:
-        raise BgmError([_diagnose(exc, state.indenter, source)], source) from None
-    except DedentError:
-        raise BgmError([_dedent_diagnostic(text)], source) from None
+        raise BgmError([_diagnose(exc, state.indenter, text)], source) from None
     except LarkError as exc:  # pragma: no cover - defensive: Lark's other failures
         raise BgmError([Diagnostic(f"cannot parse this program ({type(exc).__name__})",
                                    None)], source) from None
+    builder = _ToNodes(text)
     try:
-        program: n.Program = _ToNodes(text).transform(tree)
-    except VisitError as exc:
-        if isinstance(exc.orig_exc, _SyntaxProblem):
-            raise BgmError([exc.orig_exc.diagnostic], source) from None
-        raise
+        program: n.Program = builder.transform(tree)
+    except VisitError as exc:  # pragma: no cover - a bug in _ToNodes, not the user's
+        raise exc.orig_exc from None
+    problems = _one_per_place(builder.problems + check_syntax(program))
+    if problems:
+        raise BgmError(problems, source)
     return attach_comments(program, state.indenter.comments)
+
+
+def _one_per_place(problems: list[Diagnostic]) -> list[Diagnostic]:
+    """The first problem found at each position: `f(a=1, "s")` breaks two rules at the
+    string, but one message there is enough."""
+    seen: dict[tuple[int, int], Diagnostic] = {}
+    for d in problems:
+        key = (d.span.line, d.span.column) if d.span else (0, 0)
+        seen.setdefault(key, d)
+    return list(seen.values())
 
 
 def _reject_empty_and_leading_indent(text: str, source: Source) -> None:
     for number, line in enumerate(text.split("\n"), start=1):
-        stripped = line.strip()
+        stripped = line.strip(" \t")
         if not stripped or stripped.startswith("#"):
             continue
         if line[0] in " \t":
-            width = len(line) - len(line.lstrip())
-            raise BgmError([Diagnostic("unexpected indentation at the start of the program",
-                                       Span(number, 1, number, width + 1))], source)
+            width = len(line) - len(line.lstrip(" \t"))
+            raise BgmError([Diagnostic("unexpected indentation on the first statement",
+                                       Span(number, 1, number, width + 1),
+                                       hint="top-level statements start in column 1")],
+                           source)
         return
     raise BgmError([Diagnostic("the program is empty: write at least one statement",
                                Span(1, 1, 1, 1))], source)
 
 
-def _diagnose(exc: UnexpectedInput, indenter: _BlockIndenter, source: Source) -> Diagnostic:
+def _diagnose(exc: UnexpectedInput, indenter: _BlockIndenter, text: str) -> Diagnostic:
+    lines = text.split("\n")
     if isinstance(exc, UnexpectedCharacters):
         line, col = exc.line, exc.column
-        text = source.line_text(line)
-        char = text[col - 1: col] or "?"
-        if char == "." and col > 1 and text[col - 2].isdigit():
-            return Diagnostic("a real number needs digits after the point",
-                              Span(line, col, line, col + 1), hint="write 1.0, not 1.")
-        if char == "'":
-            return Diagnostic("strings use double quotes", Span(line, col, line, col + 1))
-        return Diagnostic(f"unexpected character '{char}'", Span(line, col, line, col + 1))
+        wording = describe_character(lines[line - 1], line, col)
+        return _diagnostic(wording, _at(wording.at) if wording.at else
+                           Span(line, col, line, col + 1))
     assert isinstance(exc, UnexpectedToken)
+    bracket = _bracket_problem(exc.token, indenter, text)
+    if bracket is not None:
+        return bracket
     tok: Token = exc.token
-    unclosed = [b for b in indenter.open_brackets if _never_closed(source.text, b.start_pos)]
-    if unclosed:
-        opener = unclosed[0]
-        closer = ")" if opener.type == "LPAR" else "]"
-        return Diagnostic(f"'{opener}' is never closed",
-                          _token_span(opener), hint=f"add the matching '{closer}'")
-    previous = [t for t in indenter.line_tokens if t is not tok]
-    span = _token_span(tok) if tok.type != "$END" else _end_span(source)
+    expected = _expected(exc)
+    previous = indenter.line_before(tok, after_header="_INDENT" in expected)
+    rest = lines[(tok.line or 1) - 1][(tok.end_column or 1) - 1:].split("#")[0] \
+        if tok.type not in _LAYOUT else ""
+    wording = describe_unexpected(_tok(tok), expected, [_tok(t) for t in previous],
+                                  _written(previous, text), rest)
+    span = _at(wording.at) if wording.at else _found_span(tok, previous, lines)
+    return _diagnostic(wording, span)
+
+
+def _at(tok: Tok) -> Span:
+    return Span(tok.line, tok.column, tok.line, tok.end_column)
+
+
+def _diagnostic(wording: Wording, span: Span) -> Diagnostic:
+    return Diagnostic(wording.message, span, wording.hint)
+
+
+def _expected(exc: UnexpectedToken) -> set[str]:
+    """What the parser could accept where it stopped. Read from the parse table: when the
+    contextual lexer raises, Lark's own `expected` is the lexer's set, which always
+    includes the newline token and so suggests the line could end there."""
+    state = getattr(exc, "state", None)
+    try:
+        return {t for t in state.parse_conf.states[state.position] if t.isupper()}
+    except (AttributeError, KeyError):  # pragma: no cover - older Lark
+        return set(exc.expected)
+
+
+def _written(tokens: list[Token], text: str) -> str:
+    """The source text of the line's tokens so far, as the user spelled it."""
+    if not tokens:
+        return ""
+    start, end = tokens[0].start_pos or 0, tokens[-1].end_pos or 0
+    return " ".join(text[start:end].split())
+
+
+def _found_span(tok: Token, previous: list[Token], lines: list[str]) -> Span:
+    if tok.type == "$END":
+        last = next((i for i in range(len(lines) - 1, -1, -1) if lines[i].strip()), 0)
+        return Span(last + 1, len(lines[last]) + 1, last + 1, len(lines[last]) + 2)
     if tok.type == "_INDENT":
-        line = tok.end_line or span.line
-        span = Span(line, 1, line, len(str(tok)) + 1)
-    if tok.type == "_NL":
-        line = previous[-1].end_line if previous else span.line
-        col = previous[-1].end_column if previous else span.column
-        span = Span(line or 1, col or 1, line or 1, (col or 1) + 1)
-    message, hint = describe_unexpected(
-        tok.type, str(tok), set(exc.expected), [(t.type, str(t)) for t in previous])
-    return Diagnostic(message, span, hint)
+        line = tok.end_line or 1
+        return Span(line, 1, line, len(str(tok)) + 1)
+    if tok.type in ("_NL", "_DEDENT") and previous:
+        end = previous[-1]
+        line, col = end.end_line or 1, end.end_column or 1
+        return Span(line, col, line, col + 1)
+    return _token_span(tok)
 
 
-def _dedent_diagnostic(text: str) -> Diagnostic:
-    """Find the first line whose indentation matches no enclosing block."""
-    stack = [0]
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip() or line.strip().startswith("#"):
-            continue
-        width = len(line) - len(line.lstrip(" "))
-        if width > stack[-1]:
-            stack.append(width)
-            continue
-        while width < stack[-1]:
-            stack.pop()
-        if width != stack[-1]:
-            return Diagnostic("this line's indentation matches no enclosing block",
-                              Span(number, 1, number, width + 1),
-                              hint="indent it like the block it belongs to")
-    return Diagnostic("inconsistent indentation", None)  # pragma: no cover
+def _bracket_problem(tok: Token, indenter: _BlockIndenter, text: str) -> Diagnostic | None:
+    """Rule 4: inside a bracket that never closes, blame the opener, not the token where
+    the parser gave up (often lines later); a closer that matches nothing is its own error."""
+    report = match_brackets(text)
+    if tok.type in _BlockIndenter.CLOSE_PAREN_types and tok.start_pos in report.stray:
+        opener = report.stray[tok.start_pos]
+        where = None if opener is None else _where(text, opener)
+        wording = describe_stray(str(tok), None if opener is None else text[opener],
+                                 where or "")
+        return _diagnostic(wording, _token_span(tok))
+    unclosed = [b for b in indenter.open_brackets if b.start_pos in report.unclosed]
+    if not unclosed:
+        return None
+    opener = unclosed[-1]
+    closer = ")" if opener.type == "LPAR" else "]"
+    return Diagnostic(f"'{opener}' is never closed", _token_span(opener),
+                      hint=f"add the matching '{closer}'")
 
 
-def _never_closed(text: str, start: int | None) -> bool:
-    """Whether the bracket at `start` has no matching closer anywhere after it."""
-    depth, i = 0, start or 0
-    while i < len(text):
-        ch = text[i]
-        if ch == "#":
-            i = text.find("\n", i)
-            if i < 0:
-                break
-        elif ch == '"':
-            close = text.find('"', i + 1)
-            i = close if close >= 0 else len(text)
-        elif ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-            if depth == 0:
-                return False
-        i += 1
-    return True
-
-
-def _end_span(source: Source) -> Span:
-    lines = source.text.rstrip("\n").split("\n")
-    return Span(len(lines), len(lines[-1]) + 1, len(lines), len(lines[-1]) + 2)
+def _where(text: str, offset: int) -> str:
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    return f"at line {line}, column {column}"
 
 
 # ---- tree to nodes ----------------------------------------------------------------
@@ -268,21 +331,23 @@ def _block_span(meta: Any, last: Any) -> Span:
 
 def _line_span(meta: Any, text: str) -> Span:
     """A simple statement's span without the newline token (and comment) Lark counts in:
-    it ends at the first '#' or line break outside brackets."""
+    it ends at the last character of code, skipping comments inside brackets."""
     depth, line, col, end = 0, meta.line, meta.column, (meta.line, meta.column)
-    for ch in text[meta.start_pos:meta.end_pos]:
-        if ch in "([":
-            depth += 1
-        elif ch in ")]":
-            depth -= 1
-        elif depth == 0 and ch in "#\n":
-            break
-        if ch == "\n":
-            line, col = line + 1, 1
+    i, stop = meta.start_pos, meta.end_pos
+    while i < stop:
+        ch = text[i]
+        if ch == "#" or (ch == "\n" and depth == 0):
+            if depth == 0:
+                break
+            i = text.find("\n", i)  # a comment inside brackets: skip to its line break
+            if i < 0:
+                break
             continue
-        col += 1
-        if ch != " ":
+        depth += (ch in "([") - (ch in ")]")
+        line, col = (line + 1, 1) if ch == "\n" else (line, col + 1)
+        if ch not in " \t\n":
             end = (line, col)
+        i += 1
     return Span(meta.line, meta.column, end[0], end[1])
 
 
@@ -296,11 +361,18 @@ _UNBOUNDED_TYPES = ("positive", "unit", "simplex", "ordered", "cholesky_corr")
 
 @v_args(meta=True)
 class _ToNodes(Transformer):  # type: ignore[type-arg]
-    """Lark tree → dsl.nodes; also enforces the purely syntactic rules Lark cannot."""
+    """Lark tree → dsl.nodes; also enforces the purely syntactic rules Lark cannot.
+
+    A broken rule is recorded in `problems` and the tree is still built (the offending
+    part dropped or kept as written), so one parse reports every such mistake."""
 
     def __init__(self, text: str):
         super().__init__()
         self.text = text
+        self.problems: list[Diagnostic] = []
+
+    def _problem(self, message: str, span: Span, hint: str | None = None) -> None:
+        self.problems.append(Diagnostic(message, span, hint))
 
     def _line(self, meta: Any) -> Span:
         return _line_span(meta, self.text)
@@ -308,6 +380,9 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
     def start(self, meta: Any, children: list[Any]) -> n.Program:
         header = children[0] if children and isinstance(children[0], n.Name) else None
         body = tuple(c for c in children if c is not None and not isinstance(c, n.Name))
+        if header is not None and not body:
+            self._problem(f"the model '{header.id}' has no statements", header.span,
+                          hint="add declarations and statements after the 'model' line")
         return n.Program(header, body, span=_span(meta) if not meta.empty else Span(1, 1, 1, 1))
 
     def header(self, meta: Any, children: list[Any]) -> n.Name:
@@ -346,25 +421,29 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
 
     # ---- types
     def type(self, meta: Any, c: list[Any]) -> n.Type:
-        base, bounds, dims = str(c[0]), c[1] or {}, c[2] or ()
+        base, (bounds, bounds_span), dims = str(c[0]), c[1] or ({}, None), c[2] or ()
         if bounds and base in _UNBOUNDED_TYPES:
-            raise _SyntaxProblem(f"'{base}' takes no bounds; use real<lower=..., upper=...>",
-                                 _span(meta))
+            self._problem(f"'{base}' takes no bounds", bounds_span,
+                          hint="bounds go on real or int: real<lower=0, upper=1>")
+            bounds = {}
         return n.Type(base, bounds.get("lower"), bounds.get("upper"), tuple(dims),
                       span=_span(meta))
 
-    def bounds(self, meta: Any, c: list[Any]) -> dict[str, n.Expr]:
+    def bounds(self, meta: Any, c: list[Any]) -> tuple[dict[str, n.Expr], Span]:
         found: dict[str, n.Expr] = {}
         for name, value in (x for x in c if isinstance(x, tuple)):
-            if str(name) in found:
-                raise _SyntaxProblem(f"bound '{name}' is given twice", _token_span(name))
-            found[str(name)] = value
-        return found
+            if str(name) not in _BOUND_NAMES:
+                close = difflib.get_close_matches(str(name), _BOUND_NAMES, n=1)
+                self._problem(f"unknown bound '{name}'", _token_span(name),
+                              hint=(f"did you mean '{close[0]}'? " if close else "")
+                              + "a type takes 'lower' and 'upper'")
+            elif str(name) in found:
+                self._problem(f"bound '{name}' is given twice", _token_span(name))
+            else:
+                found[str(name)] = value
+        return found, _span(meta)
 
     def bound(self, meta: Any, c: list[Any]) -> tuple[Token, n.Expr]:
-        if str(c[0]) not in _BOUND_NAMES:
-            raise _SyntaxProblem(f"unknown bound '{c[0]}'; a type takes 'lower' and 'upper'",
-                                 _token_span(c[0]))
         return (c[0], c[1])
 
     def dims(self, meta: Any, c: list[Any]) -> tuple[n.Expr, ...]:
@@ -375,9 +454,9 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
         return n.Range(c[0], c[1], span=_span(meta))
 
     def compare(self, meta: Any, c: list[Any]) -> n.Compare:
+        # No chain check here: the grammar already refuses `a < b < c`, and an operand
+        # that is a Compare was parenthesised, `(a < b) < c`, which is what we ask for.
         left, op, right = c
-        if isinstance(left, n.Compare) or isinstance(right, n.Compare):  # pragma: no cover
-            raise _SyntaxProblem("comparisons do not chain; use parentheses", _span(meta))
         return n.Compare(str(op), left, right, span=_span(meta))
 
     def binop(self, meta: Any, c: list[Any]) -> n.Binary:
@@ -399,7 +478,11 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
         return n.FullSlice(span=_span(meta))
 
     def real(self, meta: Any, c: list[Any]) -> n.Number:
-        return n.Number(float(c[0]), span=_token_span(c[0]))
+        value = float(c[0])
+        if math.isinf(value):  # would print as `inf`, a name
+            self._problem("this number is too large for a real (the largest is about "
+                          "1.8e308)", _token_span(c[0]))
+        return n.Number(value, span=_token_span(c[0]))
 
     def int(self, meta: Any, c: list[Any]) -> n.Number:
         return n.Number(int(c[0]), span=_token_span(c[0]))
@@ -420,20 +503,22 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
     def vector(self, meta: Any, c: list[Any]) -> n.Vector:
         return n.Vector(tuple(c), span=_span(meta))
 
-    def arguments(self, meta: Any, c: list[Any]) -> tuple[tuple[n.Expr, ...], tuple[n.Keyword, ...]]:
+    def arguments(self, meta: Any,
+                  c: list[Any]) -> tuple[tuple[n.Expr, ...], tuple[n.Keyword, ...]]:
         args: list[n.Expr] = []
         kwargs: list[n.Keyword] = []
         for item in c:
-            if isinstance(item, n.Keyword):
-                if any(k.name == item.name for k in kwargs):
-                    raise _SyntaxProblem(f"keyword argument '{item.name}' is given twice",
-                                         item.span)
-                kwargs.append(item)
-            elif kwargs:
-                raise _SyntaxProblem("a positional argument cannot follow a keyword argument",
-                                     _expr_span(item))
-            else:
+            if not isinstance(item, n.Keyword):
+                if kwargs:
+                    self._problem("a positional argument cannot follow a keyword argument",
+                                  _expr_span(item),
+                                  hint="put positional arguments first, as in "
+                                  "Bernoulli(n, logits=eta)")
                 args.append(item)
+            elif any(k.name == item.name for k in kwargs):
+                self._problem(f"keyword argument '{item.name}' is given twice", item.span)
+            else:
+                kwargs.append(item)
         return tuple(args), tuple(kwargs)
 
     def keyword(self, meta: Any, c: list[Any]) -> n.Keyword:

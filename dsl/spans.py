@@ -4,6 +4,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def normalize(text: str) -> str:
+    """The text the parser reads: no byte-order mark, and every line ending a bare '\n'.
+
+    Positions count lines by '\n' only (as Lark does), so anything that maps a position
+    back to text must read this same normalised form; a lone '\r' ends a line, as in
+    Python's universal newlines, rather than being an invisible stray character.
+    """
+    return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+
+
 @dataclass(frozen=True)
 class Span:
     """A region of source text; lines and columns are 1-based, end_column is exclusive."""
@@ -28,5 +38,7 @@ class Source:
     text: str
 
     def line_text(self, line: int) -> str:
-        lines = self.text.splitlines()
+        """Line `line` (1-based) as the parser counted it; not str.splitlines(), which
+        also breaks at form feeds and U+2028 and would put carets on the wrong line."""
+        lines = normalize(self.text).split("\n")
         return lines[line - 1] if 1 <= line <= len(lines) else ""

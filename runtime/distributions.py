@@ -13,8 +13,10 @@ import math
 import torch
 from torch import distributions as td
 from torch.distributions import constraints
+from torch.distributions.utils import broadcast_all
 
 _NO_CHECK = {"validate_args": False}
+_NO_SHAPE = torch.Size()
 
 
 def Normal(mu, sigma):
@@ -46,8 +48,7 @@ def Gumbel(mu, beta):
 
 
 def Logistic(mu, sigma):
-    base = td.Uniform(torch.zeros_like(torch.as_tensor(mu)), 1.0, **_NO_CHECK)
-    mu, sigma = torch.broadcast_tensors(torch.as_tensor(mu), torch.as_tensor(sigma))
+    mu, sigma = broadcast_all(mu, sigma)
     base = td.Uniform(torch.zeros_like(mu), torch.ones_like(mu), **_NO_CHECK)
     return td.TransformedDistribution(
         base, [td.SigmoidTransform().inv, td.AffineTransform(mu, sigma)], **_NO_CHECK)
@@ -142,6 +143,9 @@ class _LogPoisson(td.Poisson):
     def log_prob(self, value):
         return value * self.log_rate - self.rate - torch.lgamma(value + 1)
 
+    def expand(self, batch_shape, _instance=None):
+        return _LogPoisson(self.log_rate.expand(batch_shape))
+
 
 class _NegativeBinomial2(td.Distribution):
     """Stan's neg_binomial_2(mu, phi): mean mu, variance mu + mu^2 / phi."""
@@ -150,8 +154,7 @@ class _NegativeBinomial2(td.Distribution):
     support = constraints.nonnegative_integer
 
     def __init__(self, log_mu, phi):
-        self.log_mu, self.phi = torch.broadcast_tensors(torch.as_tensor(log_mu),
-                                                        torch.as_tensor(phi))
+        self.log_mu, self.phi = broadcast_all(log_mu, phi)
         super().__init__(self.phi.shape, validate_args=False)
 
     def log_prob(self, y):
@@ -160,7 +163,7 @@ class _NegativeBinomial2(td.Distribution):
         return (torch.lgamma(y + phi) - torch.lgamma(y + 1) - torch.lgamma(phi)
                 + phi * (torch.log(phi) - log_mu_phi) + y * (log_mu - log_mu_phi))
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=_NO_SHAPE):
         shape = torch.Size(sample_shape) + self.batch_shape
         rate = td.Gamma(self.phi.expand(shape), (self.phi / self.log_mu.exp()).expand(shape))
         return torch.poisson(rate.sample())
@@ -171,7 +174,8 @@ class _NegativeBinomial2(td.Distribution):
 
 def NegativeBinomial(mu=None, phi=None, log_mu=None):
     if log_mu is None:
-        log_mu = torch.log(torch.as_tensor(mu))
+        mu, phi = broadcast_all(mu, phi)
+        log_mu = torch.log(mu)
     return _NegativeBinomial2(log_mu, phi)
 
 
@@ -181,7 +185,7 @@ class _OneBasedCategorical(td.Categorical):
     def log_prob(self, value):
         return super().log_prob(torch.as_tensor(value).long() - 1)
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=_NO_SHAPE):
         return super().sample(sample_shape) + 1
 
     def expand(self, batch_shape, _instance=None):
@@ -206,11 +210,14 @@ class _DiscreteUniform(td.Distribution):
         super().__init__(self.lower.shape, validate_args=False)
 
     def log_prob(self, value):
+        value = torch.as_tensor(value)
         inside = (value >= self.lower) & (value <= self.upper)
-        size = (self.upper - self.lower + 1).to(torch.get_default_dtype())
+        dtype = next((t.dtype for t in (value, self.lower) if t.is_floating_point()),
+                     torch.float64)  # not torch's float32 default
+        size = (self.upper - self.lower + 1).to(dtype)
         return torch.where(inside, -torch.log(size), torch.full_like(size, -math.inf))
 
-    def sample(self, sample_shape=torch.Size()):
+    def sample(self, sample_shape=_NO_SHAPE):
         shape = torch.Size(sample_shape) + self.batch_shape
         u = torch.rand(shape, device=self.lower.device)
         return self.lower + torch.floor(u * (self.upper - self.lower + 1)).long()

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from runtime.accumulate import Accumulator, Mode
-from runtime.data import load_data, read_data_file
+from runtime.data import load_data
 from runtime.device import default_dtype, resolve_device
 from runtime.errors import ModelError
 from runtime.ops import Data
@@ -82,14 +82,12 @@ class CompiledModel:
                  dtype: torch.dtype | None = None, simulate: bool = False):
         self.device = resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
-        raw = read_data_file(data) if not isinstance(data, dict) else data
         optional = self.observed_names if simulate else ()
-        values = load_data(raw if isinstance(data, dict) else data, self.data_specs,
-                           optional=optional)
+        values = load_data(data, self.data_specs, optional=optional)
         self.data = Data(values, self.device, self.dtype)
         self.simulate = simulate
         missing_observed = [n for n in self.observed_names if n not in self.data]
-        if hasattr(self, "transformed_data") and not missing_observed:
+        if hasattr(self, "transformed_data"):  # skips what reads missing observed data
             self.transformed_data(self.data)
         if hasattr(self, "check_data") and not missing_observed:
             self.check_data(self.data)

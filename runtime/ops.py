@@ -28,10 +28,10 @@ class Data(dict):  # type: ignore[type-arg]
             self[name] = self.convert(value)
 
     def convert(self, value: Any) -> Any:
-        if isinstance(value, bool):
+        """Int scalars stay Python ints (they are sizes: ranges, shapes); every other
+        value becomes a tensor, so real scalars have the model's dtype."""
+        if isinstance(value, (bool, int)):
             return int(value)
-        if isinstance(value, (int, float)):
-            return value
         arr = np.asarray(value)
         dtype = torch.int64 if arr.dtype.kind in "iub" else self.dtype
         return torch.as_tensor(arr, dtype=dtype, device=self.device)
@@ -39,10 +39,10 @@ class Data(dict):  # type: ignore[type-arg]
     def tensor(self, value: Any) -> torch.Tensor:
         return torch.as_tensor(value, dtype=self.dtype, device=self.device)
 
-    def real(self, value: Any) -> Any:
+    def real(self, value: Any) -> torch.Tensor:
         if isinstance(value, torch.Tensor):
             return value.to(self.dtype)
-        return float(value)
+        return self.tensor(float(value))
 
     def iota(self, lo: int, hi: int) -> torch.Tensor:
         return torch.arange(lo, hi + 1, device=self.device)
@@ -58,6 +58,25 @@ class Data(dict):  # type: ignore[type-arg]
 
     def linspace(self, a: float, b: float, k: int) -> torch.Tensor:
         return torch.linspace(float(a), float(b), k, dtype=self.dtype, device=self.device)
+
+
+def as_tensors(values: list[Any]) -> list[torch.Tensor]:
+    """Tensors for values some of which may be Python numbers (`z[1] = 0.1`): numbers take
+    the dtype and device of the floating tensors among them, as torch.as_tensor alone
+    would make 0.1 a float32 and lose precision when it meets float64."""
+    tensors = [v for v in values if isinstance(v, torch.Tensor)]
+    like = next((t for t in tensors if t.is_floating_point()), None)
+    device = tensors[0].device if tensors else None
+    out = []
+    for v in values:
+        if isinstance(v, torch.Tensor):
+            out.append(v)
+        elif isinstance(v, (bool, int)) and like is None:
+            out.append(torch.as_tensor(v, device=device))
+        else:
+            out.append(torch.as_tensor(v, dtype=like.dtype if like is not None else
+                                       torch.float64, device=device))
+    return out
 
 
 def size_expr(text: str, fn: Callable[[Mapping[str, Any]], int]) -> Callable[..., int]:
@@ -83,25 +102,32 @@ class Parts:
         self.pieces: list[tuple[tuple[Any, ...], torch.Tensor, int]] = []
 
     def put(self, index: tuple[Any, ...], value: Any, ndim: int) -> None:
-        self.pieces.append((index, torch.as_tensor(value), ndim))
+        self.pieces.append((index, value, ndim))
 
     def build(self) -> torch.Tensor:
-        batch = torch.broadcast_shapes(*(v.shape[:v.dim() - k] for _, v, k in self.pieces))
-        first = self.pieces[0][1]
-        dtype = torch.promote_types(first.dtype, torch.get_default_dtype()) \
-            if not first.is_floating_point() else first.dtype
-        out = torch.zeros(batch + self.shape, dtype=dtype, device=first.device)
-        for index, value, _ in self.pieces:
+        values = as_tensors([v for _, v, _ in self.pieces])
+        batch = torch.broadcast_shapes(*(v.shape[:v.dim() - k] for v, (_, _, k) in
+                                         zip(values, self.pieces, strict=True)))
+        dtype = values[0].dtype
+        for v in values[1:]:
+            dtype = torch.promote_types(dtype, v.dtype)
+        out = torch.zeros(batch + self.shape, dtype=dtype, device=values[0].device)
+        for (index, _, _), value in zip(self.pieces, values, strict=True):
             out[(..., *index)] = value
         return out
 
 
 class Steps:
     """A variable computed one iteration at a time (a deterministic recursion or an
-    ancestral chain), addressed with 1-based indices along its first dimension."""
+    ancestral chain), addressed with 1-based indices along its first dimension.
 
-    def __init__(self, length: int):
+    `given` (the observed data, when sampling) supplies the elements no statement
+    generates, such as the first K values of an AR(K) (rule 24)."""
+
+    def __init__(self, name: str, length: int, given: Any = None):
+        self.name = name
         self.items: list[Any] = [None] * length
+        self.given = given
 
     def __setitem__(self, index: int, value: Any) -> None:
         self.items[index - 1] = value
@@ -109,14 +135,26 @@ class Steps:
     def __getitem__(self, index: int) -> Any:
         value = self.items[index - 1]
         if value is None:
-            raise ModelError(f"element {index} is read before it is defined")
+            return self._given(index)
         return value
 
+    def _given(self, index: int) -> Any:
+        if self.given is None:
+            raise ModelError(f"{self.name}[{index}] is read but no statement generates it: "
+                             "supply it in the data")
+        return self.given[index - 1]
+
+    def gather(self, index: torch.Tensor, elem_rank: int) -> torch.Tensor:
+        """The elements at a tensor of 1-based indices, laid out as [batch] + index dims
+        + element dims (`y[t - k]` for k in 1..K, read while y is computed)."""
+        items = as_tensors([self[int(i)] for i in index.reshape(-1).tolist()])
+        stacked = torch.stack(torch.broadcast_tensors(*items), dim=-1 - elem_rank)
+        head = stacked.shape[:stacked.dim() - elem_rank - 1]
+        return stacked.reshape(*head, *index.shape, *stacked.shape[stacked.dim() - elem_rank:])
+
     def stack(self, elem_rank: int) -> torch.Tensor:
-        if any(v is None for v in self.items):
-            missing = [i + 1 for i, v in enumerate(self.items) if v is None]
-            raise ModelError(f"elements {missing[:5]} are never defined")
-        tensors = [torch.as_tensor(v) for v in self.items]
+        tensors = as_tensors([v if v is not None else self._given(i + 1)
+                              for i, v in enumerate(self.items)])
         tensors = list(torch.broadcast_tensors(*tensors))
         return torch.stack(tensors, dim=-1 - elem_rank)
 
@@ -153,9 +191,8 @@ def take(x: torch.Tensor, rank: int, items: tuple[Any, ...], gathered: int) -> t
 
 def stack_last(items: list[Any], rank: int) -> torch.Tensor:
     """[a, b, c] as a vector along a new last dim (after broadcasting the items)."""
-    tensors = [torch.as_tensor(i) for i in items]
-    tensors = list(torch.broadcast_tensors(*tensors))
-    return torch.stack(tensors, -1) if rank == 0 else torch.stack(tensors, -1 - rank)
+    tensors = list(torch.broadcast_tensors(*as_tensors(items)))
+    return torch.stack(tensors, -1 - rank)
 
 
 def _flat(x: torch.Tensor, rank: int) -> torch.Tensor:
@@ -207,13 +244,16 @@ def Phi(x: torch.Tensor) -> torch.Tensor:
 
 
 def draw(d: Any, shape: tuple[int, ...], where: str, lower: Any = None,
-         upper: Any = None) -> torch.Tensor:
+         upper: Any = None, ordered: bool = False) -> torch.Tensor:
     """One draw of shape `shape` (batch + loops + element) from d, rejecting draws outside
-    a declared (truncated) support."""
+    a declared (truncated) support; `ordered` restricts the last dim to increasing order."""
     if d.__class__.__name__ == "_Improper":
         raise ModelError("improper prior (Flat/HalfFlat): it has no prior draws", where)
     batch = torch.Size(shape[:len(shape) - len(d.event_shape)])
-    x = d.expand(batch).sample()
+    d = d.expand(batch)
+    x = d.sample()
+    if ordered:
+        return _ordered(d, x, where)
     if lower is None and upper is None:
         return x
     for _ in range(1000):
@@ -224,8 +264,25 @@ def draw(d: Any, shape: tuple[int, ...], where: str, lower: Any = None,
             bad |= x > upper
         if not bad.any():
             return x
-        x = torch.where(bad, d.expand(batch).sample(), x)
+        x = torch.where(bad, d.sample(), x)
     raise ModelError("could not draw inside the declared bounds (truncation too narrow)", where)
+
+
+def _ordered(d: Any, x: torch.Tensor, where: str) -> torch.Tensor:
+    """A draw of an `ordered` vector whose prior is a density on unordered vectors: the
+    prior restricted to increasing vectors (as Stan reads `ordered[K] ~ ...`). When the
+    elements are iid, sorting an iid draw samples exactly that; otherwise reject."""
+    params = [getattr(d, name) for name in getattr(d, "arg_constraints", {})
+              if isinstance(getattr(d, name, None), torch.Tensor)]
+    if all(bool((p == p[..., :1]).all()) for p in params if p.dim() > 0):
+        return x.sort(-1).values
+    for _ in range(1000):
+        bad = (x[..., 1:] <= x[..., :-1]).any(-1, keepdim=True)
+        if not bad.any():
+            return x
+        x = torch.where(bad, d.sample(), x)
+    raise ModelError("could not draw an ordered vector from this prior (its elements are "
+                     "not exchangeable and rarely come out in order)", where)
 
 
 def check_support(name: str, value: Any, lower: Any, upper: Any, integer: bool,

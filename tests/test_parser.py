@@ -44,7 +44,8 @@ def test_ranges_lex_next_to_integers():
 
 
 def test_round_trip_keeps_comments():
-    text = "# head\nmodel M  # trailing\n\nx ~ Normal(0, 1)  # prior\nfor i in 1..N:\n    # lead\n    y[i] ~ Normal(x, 1)\n    # closing\n# end\n"
+    text = ("# head\nmodel M  # trailing\n\nx ~ Normal(0, 1)  # prior\nfor i in 1..N:\n"
+            "    # lead\n    y[i] ~ Normal(x, 1)\n    # closing\n# end\n")
     program = parse_string(text)
     assert format_program(program) == text
     assert parse_string(format_program(program)) == program

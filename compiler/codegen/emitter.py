@@ -40,3 +40,10 @@ class Emitter:
         while self._lines and self._lines[-1] == "":
             self._lines.pop()
         return "\n".join(self._lines) + "\n"
+
+
+def tuple_code(items: list[str]) -> str:
+    """Python source of a tuple of expressions: (), (a,), (a, b)."""
+    if not items:
+        return "()"
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"

@@ -29,6 +29,16 @@ class Value:
     integer: bool = False
     number: bool = False  # a Python number literal: broadcasts without reshaping
     atomic: bool = True  # can be indexed or called on without parentheses
+    prec: int = 100  # Python precedence of the outermost operator (when not atomic)
+    tensor: bool = False  # certainly a torch tensor (made by data__.real / data__.tensor)
+    batched: bool = True  # may carry batch dims; data never does (and a scalar int data
+    # value is a Python int, which cannot be indexed: it broadcasts as it is)
+
+    @property
+    def python_scalar(self) -> bool:
+        """Possibly a Python number at run time (a literal or scalar data)."""
+        return not self.tensor and (self.number or (not self.batched and not self.loops
+                                                    and self.rank == 0))
 
 
 class Unsupported(Exception):
@@ -56,6 +66,10 @@ _REDUCE = {"sum": "rt.reduce_sum", "prod": "rt.reduce_prod", "mean": "rt.reduce_
            "norm": "rt.reduce_norm"}
 _VECTOR = {"softmax": "torch.softmax({0}, -1)", "log_softmax": "torch.log_softmax({0}, -1)",
            "cumsum": "torch.cumsum({0}, -1)"}
+_DATA = ("data", "observed", "transformed_data")
+# Python precedence of the operators generated code writes (higher binds tighter)
+_PREC = {"+": 11, "-": 11, "*": 12, "/": 12, "@": 12, "^": 14}
+_UNARY_PREC = 13
 _GENERATOR = {"sum": "sum", "prod": "prod", "mean": "mean", "max": "amax", "min": "amin",
               "log_sum_exp": "logsumexp"}
 
@@ -111,14 +125,12 @@ class ExprCompiler:
 
     def align(self, v: Value, loops: tuple[int, ...], rank: int) -> str:
         """Code for `v` reshaped to the layout (loops, rank) by inserting size-1 dims."""
-        if v.number:
+        if v.python_scalar:
             return v.code
         entries = [":" if key in v.loops else "None" for key in loops]
         entries += ["None"] * (rank - v.rank) + [":"] * v.rank
         if all(e == ":" for e in entries):
             return v.code
-        while entries and entries[-1] == ":" and v.rank == 0 and rank == 0:
-            entries.pop()
         return f"{self.paren(v)}[..., {', '.join(entries)}]"
 
     def real(self, v: Value) -> Value:
@@ -127,13 +139,15 @@ class ExprCompiler:
             return replace(v, code=repr(float(v.code)) if v.integer else v.code, integer=False)
         if not v.integer:
             return v
-        return replace(v, code=f"data__.real({v.code})", integer=False, atomic=True)
+        return replace(v, code=f"data__.real({v.code})", integer=False, atomic=True,
+                       tensor=True)
 
     def tensor(self, v: Value) -> Value:
         """A torch tensor even for a literal (torch functions need one)."""
         if not v.number:
             return v
-        return replace(v, code=f"data__.tensor({float(v.code)!r})", number=False, atomic=True)
+        return replace(v, code=f"data__.tensor({float(v.code)!r})", number=False, atomic=True,
+                       tensor=True)
 
     # ---- expressions
     def expr(self, e: Any, scope: Scope) -> Value:
@@ -143,7 +157,7 @@ class ExprCompiler:
             return self._name(e, scope)
         if isinstance(e, n.Unary):
             v = self.expr(e.operand, scope)
-            return replace(v, code=f"-{self.paren(v)}", atomic=False)
+            return replace(v, code=f"-{self.paren(v)}", atomic=False, prec=_UNARY_PREC)
         if isinstance(e, n.Binary):
             return self._binary(e, scope)
         if isinstance(e, n.Compare):
@@ -183,43 +197,61 @@ class ExprCompiler:
             if taken is not None:
                 return taken  # type: ignore[no-any-return]
         t = self.etype(e)
-        return Value(self.names[e.id], (), t.rank, t.integer)
+        return Value(self.names[e.id], (), t.rank, t.integer, batched=v.role not in _DATA)
 
     def _binary(self, e: n.Binary, scope: Scope) -> Value:
         a, b = self.expr(e.left, scope), self.expr(e.right, scope)
         if e.op == "@":
             return self._matmul(a, b, scope)
+        op = "**" if e.op == "^" else e.op
         if a.number and b.number:
-            op = "**" if e.op == "^" else e.op
-            value = f"({a.code} {op} {b.code})"
+            value = f"({self.operand(a, a.code, e.op, False)} {op} " \
+                    f"{self.operand(b, b.code, e.op, True)})"
             integer = a.integer and b.integer and e.op in "+-*"
             return Value(value if integer else f"float{value}", (), 0, integer, number=True)
         if e.op in ("/", "^"):
             a, b = self.real(a), self.real(b)
         loops = self._union(scope, a, b)
         rank = max(a.rank, b.rank)
-        op = "**" if e.op == "^" else e.op
-        left, right = self.align(a, loops, rank), self.align(b, loops, rank)
+        left = self.operand(a, self.align(a, loops, rank), e.op, False)
+        right = self.operand(b, self.align(b, loops, rank), e.op, True)
         if e.op == "^" and a.number:
             left = f"data__.tensor({a.code})"
         return Value(f"{left} {op} {right}", loops, rank, a.integer and b.integer and
-                     e.op in "+-*", atomic=False)
+                     e.op in "+-*", atomic=False, prec=_PREC[e.op])
+
+    @staticmethod
+    def operand(v: Value, code: str, op: str, right: bool) -> str:
+        """`code` (v, possibly reshaped) as an operand of `op`, parenthesised where Python's
+        precedence would otherwise regroup it. Equal precedence keeps the source's
+        grouping: `a - (b - c)`, `(a ^ b) ^ c` (`^` groups to the right)."""
+        if code != v.code or v.atomic:
+            return code  # reshaping wrapped it already: `(a + b)[..., None]`
+        prec = _PREC[op]
+        if v.prec < prec or (v.prec == prec and right != (op == "^")):
+            return f"({code})"
+        return code
 
     def _matmul(self, a: Value, b: Value, scope: Scope) -> Value:
         a, b = self.real(a), self.real(b)
         loops = self._union(scope, a, b)
-        x = self.align(a, loops, a.rank)
-        y = self.align(b, loops, b.rank)
-        px = x if x == a.code and a.atomic else f"({x})" if not x.endswith("]") else x
-        py = y if y == b.code and b.atomic else f"({y})" if not y.endswith("]") else y
+        x = replace(a, code=self.align(a, loops, a.rank))
+        y = replace(b, code=self.align(b, loops, b.rank))
+        x = replace(x, atomic=x.atomic or x.code != a.code)
+        y = replace(y, atomic=y.atomic or y.code != b.code)
         ranks = (a.rank, b.rank)
         if ranks == (2, 2):
-            return Value(f"{px} @ {py}", loops, 2, atomic=False)
+            return Value(f"{self.operand(x, x.code, '@', False)} @ "
+                         f"{self.operand(y, y.code, '@', True)}", loops, 2, atomic=False,
+                         prec=_PREC["@"])
         if ranks == (2, 1):
-            return Value(f"({px} @ {py}[..., None])[..., 0]", loops, 1)
+            return Value(f"({self.operand(x, x.code, '@', False)} @ "
+                         f"{self.paren(y)}[..., None])[..., 0]", loops, 1)
         if ranks == (1, 2):
-            return Value(f"({px}[..., None, :] @ {py})[..., 0, :]", loops, 1)
-        return Value(f"({px} * {py}).sum(-1)", loops, 0)
+            return Value(f"({self.paren(x)}[..., None, :] @ "
+                         f"{self.operand(y, y.code, '@', True)})[..., 0, :]", loops, 1)
+        return Value(f"({self.operand(x, x.code, '*', False)} * "
+                     f"{self.operand(y, y.code, '*', True)}).sum(-1)", loops, 0)
 
     def _vector(self, e: n.Vector, scope: Scope) -> Value:
         items = [self.real(self.expr(i, scope)) for i in e.items]
@@ -252,8 +284,12 @@ class ExprCompiler:
             if taken is not None:
                 return taken  # type: ignore[no-any-return]
         rank = len(v.shape or ())
-        integer = self.etype(node).integer if id(node) in self.model.types else False  # type: ignore[attr-defined]
-        base = Value(self.names[name], (), rank, integer)
+        if id(node) in self.model.types:  # type: ignore[attr-defined]
+            integer = self.etype(node).integer
+        else:  # the left side of a `~` is not typed by shapes.py: use the declaration
+            integer = v.discrete or (v.declared_type is not None and
+                                     v.declared_type.base == "int")
+        base = Value(self.names[name], (), rank, integer, batched=v.role not in _DATA)
         return self.index_value(base, items, scope, node, v.shape or ())
 
     def index_value(self, base: Value, items: tuple[Any, ...], scope: Scope, node: Any,

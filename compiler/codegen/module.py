@@ -3,10 +3,13 @@ model's data declarations, latent variables, transformed data, log joint density
 ancestral samplers, each block commented with the .bgm line it comes from."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
 
-from compiler.codegen.emitter import Emitter
+from compiler.codegen.dataspecs import data_spec_lines
+from compiler.codegen.emitter import Emitter, tuple_code
 from compiler.codegen.exprs import ExprCompiler, Scope, Unsupported, Value
 from compiler.codegen.plan import Unit, plan
 from compiler.distributions import DISTRIBUTIONS
@@ -14,10 +17,9 @@ from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.names import python_names
 from compiler.shapes import int_env
-from compiler.sizes import NotASize, Size, size_of
+from compiler.sizes import Size
 from compiler.supports import Support
 from compiler.walk import free_names
-from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
 from dsl.printer import format_expr, format_simple, format_type
 
@@ -44,6 +46,9 @@ class _Module:
         self.steps: set[str] = set()  # variables stored step by step in this function
         self.remaining: dict[str, int] = {}
         self.parts: set[str] = set()
+        self.done: set[str] = set()  # step-by-step variables already stacked into a tensor
+        self.in_loop = False  # emitting the body of a step-by-step loop
+        self.pending: list[tuple[str, Any]] = []  # stacks to emit after that loop
 
     # ---- layout of the module
     def text(self) -> str:
@@ -101,81 +106,15 @@ class _Module:
         o = self.out
         o.blank()
         with o.indent("data_specs = ("):
-            for v in self._data_order():
-                o.line(self._data_spec(v) + ",")
+            for line in data_spec_lines(self.model, self.ints, self.where):
+                o.line(line + ",")
         o.line(")")
 
-    def _data_order(self) -> list[Any]:
-        import networkx as nx
-        g = nx.DiGraph()
-        data = [v for v in self.model.of_role("data", "observed")]
-        g.add_nodes_from(v.name for v in data)
-        for v in data:
-            for e in _type_exprs(v.declared_type):
-                for x in free_names(e):
-                    if x.id in g and x.id != v.name:
-                        g.add_edge(x.id, v.name)
-        spans = {v.name: (v.span.line, v.span.column) for v in data}
-        return [self.model.variables[x] for x in
-                nx.lexicographical_topological_sort(g, key=lambda x: spans[x])]
-
-    def _data_spec(self, v: Any) -> str:
-        t = v.declared_type
-        base = "int" if t.base == "int" else "real"
-        args = [repr(v.name), repr(base)]
-        dims = list(t.dims) + ([t.dims[-1]] if t.base == "cholesky_corr" else [])
-        if dims:
-            args.append(f"dims={_tuple_code([self._spec_dim(d) for d in dims])}")
-        lower, upper = t.lower, t.upper
-        if t.base == "positive":
-            lower = n.Number(0.0)
-        if t.base == "unit":
-            lower, upper = n.Number(0.0), n.Number(1.0)
-        if lower is not None:
-            args.append(f"lower={self._spec_bound(lower)}")
-        if upper is not None:
-            args.append(f"upper={self._spec_bound(upper)}")
-        if t.base in ("simplex", "ordered", "cholesky_corr"):
-            args.append(f"constraint={t.base!r}")
-        args.append(f"where={self.where(v.span)!r}")
-        return f"rt.DataSpec({', '.join(args)})"
-
-    def _spec_dim(self, d: Any) -> str:
-        try:
-            s = size_of(d, self.ints)
-        except NotASize as exc:
-            raise Unsupported(str(exc), exc.node) from None
-        if s.constant is not None:
-            return str(s.constant)
-        if len(s.terms) == 1 and s.terms[0][1] == 1 and len(s.terms[0][0]) == 1:
-            return repr(s.terms[0][0][0])
-        return f"rt.size_expr({s.code(lambda x: f'd[{x!r}]')!r}, lambda d: " \
-               f"{s.code(lambda x: f'd[{x!r}]')})"
-
-    def _spec_bound(self, e: Any) -> str:
-        if isinstance(e, n.Number):
-            return repr(float(e.value))
-        if isinstance(e, n.Unary) and isinstance(e.operand, n.Number):
-            return repr(-float(e.operand.value))
-        if isinstance(e, n.Name):
-            v = self.model.variables[e.id]
-            if v.role == "const":
-                return repr(float(v.value))
-            return repr(e.id)
-        names = {x.id for x in free_names(e)}
-        env = {k: None for k in names}
-        try:
-            s = size_of(e, {**self.ints, **env})
-        except NotASize:
-            raise Unsupported("a data bound must be a number, a name or an integer "
-                              "expression", e) from None
-        return f"lambda d: {s.code(lambda x: f'd[{x!r}]')}"
-
-    def _unpack_data(self, also_transformed: bool = True) -> None:
-        """Data as locals; in samplers observed data may be absent (it is simulated)."""
-        roles = ("data", "observed") + (("transformed_data",) if also_transformed else ())
-        for v in self.model.of_role(*roles):
-            get = f".get({v.name!r})" if self._sampling and v.role == "observed" else \
+    def _unpack_data(self) -> None:
+        """Data as locals; in samplers observed data may be absent (it is simulated), and
+        so may transformed data computed from it."""
+        for v in self.model.of_role("data", "observed", "transformed_data"):
+            get = f".get({v.name!r})" if self._sampling and v.role != "data" else \
                 f"[{v.name!r}]"
             self.out.line(f"{self.names[v.name]} = data__{get}")
 
@@ -199,7 +138,7 @@ class _Module:
                 self.out.line(f"{self.names[name]} = data__[{name!r}]")
 
     def _shape_code(self, shape: Any) -> str:
-        return _tuple_code([self.exprs().size(d) for d in shape or ()])
+        return tuple_code([self.exprs().size(d) for d in shape or ()])
 
     def exprs(self, reader: Any = None) -> ExprCompiler:
         return ExprCompiler(self.model, self.names, self.ints, reader)
@@ -213,15 +152,30 @@ class _Module:
             return
         o.blank()
         with o.indent("def transformed_data(self, data__):"):
-            o.line('"""Computed once from the data when it is loaded."""')
-            self._unpack_data(also_transformed=False)
+            o.line('"""Computed once from the data when it is loaded; what reads observed '
+                   'data is skipped\n        while that data is absent (when simulating it)."""')
+            for v in self.model.of_role("data", "observed"):
+                get = f".get({v.name!r})" if v.role == "observed" else f"[{v.name!r}]"
+                o.line(f"{self.names[v.name]} = data__{get}")
             units = [u for u in plan(self.model, sampling=True, constrain=False)
-                     if u.statement in stmts]
+                     if self._is_transformed_data(u)]
             self._begin(units)
+            needs: dict[str, set[str]] = {}  # observed data each transformed variable reads
+            stored: set[str] = set()
             for u in units:
-                self._unit(u, "logp")
-            for v in self.model.of_role("transformed_data"):
-                o.line(f"data__[{v.name!r}] = {self.names[v.name]}")
+                body = [u.statement] if u.statement else u.body
+                reads = {r for st in body for r in st.reads}  # type: ignore[union-attr]
+                observed = {r for r in reads if self.model.variables[r].role == "observed"}
+                observed |= {x for r in reads for x in needs.get(r, ())}
+                for st in body:
+                    needs[st.target] = needs.get(st.target, set()) | observed  # type: ignore[union-attr]
+                guard = " and ".join(f"{self.names[x]} is not None" for x in sorted(observed))
+                with o.indent(f"if {guard}:") if guard else _no_indent():
+                    self._unit(u, "logp")
+                    for name in sorted({st.target for st in body} - stored):  # type: ignore[union-attr]
+                        if self.remaining.get(name, 0) <= 0 or name in self.done:
+                            o.line(f"data__[{name!r}] = {self.names[name]}")
+                            stored.add(name)
 
     def _check_data(self) -> None:
         checks = []
@@ -294,9 +248,11 @@ class _Module:
                 self._unit(u, "logp")
 
     def _is_transformed_data(self, u: Unit) -> bool:
-        s = u.statement
-        return s is not None and s.kind == "assign" and \
-            self.model.variables[s.target].role == "transformed_data"  # type: ignore[index]
+        """A unit computing transformed data (once, at loading: never in the functions)."""
+        body = [u.statement] if u.statement is not None else u.body
+        return bool(body) and all(
+            s.kind == "assign" and self.model.variables[s.target].role == "transformed_data"  # type: ignore[index]
+            for s in body)
 
     def _begin(self, units: list[Unit]) -> None:
         """Create storage for variables defined step by step or in several parts."""
@@ -308,10 +264,15 @@ class _Module:
                         s.kind == "assign" or u.kind == "sequential" or self._sampling):
                     self.remaining[s.target] = self.remaining.get(s.target, 0) + 1
         self.parts = set()
+        self.done = set()
         for name in sorted(self.steps):
             v = self.model.variables[name]
             length = self.exprs().size(v.shape[0])  # type: ignore[index]
-            self.out.line(f"{self.names[name]}__steps = rt.Steps({length})")
+            given = ""
+            if self._sampling and v.role == "observed":
+                # elements no `~` generates (an AR(K)'s first K) come from the data (rule 24)
+                given = f", given={self.names[name]}"
+            self.out.line(f"{self.names[name]}__steps = rt.Steps({name!r}, {length}{given})")
 
     _sampling = False
 
@@ -399,7 +360,7 @@ class _Module:
         codes = []
         for a, p in zip(args, binding.params, strict=True):
             codes.append(ex.align(a, loops, batch_rank + p.rank))
-        if args and all(a.number for a in args):
+        if args and all(a.python_scalar for a in args):  # else torch would pick float32
             codes[0] = f"data__.tensor({codes[0]})"
         form = spec.forms[binding.form]
         parts = []
@@ -439,6 +400,8 @@ class _Module:
 
     def _truncation(self, s: Support, stmt: Statement, scope: Scope, ex: ExprCompiler) -> str:
         prior = DISTRIBUTIONS[self.model.bindings[stmt.id].name].support  # type: ignore[attr-defined]
+        if s.kind == "ordered":
+            return ", ordered=True"
         if s.kind != "interval" or prior[0] == "interval" and prior[1:] == (s.lower, s.upper):
             return ""
         if stmt.node.type is None:
@@ -472,7 +435,7 @@ class _Module:
             elif f.kind == "full":
                 dims.append(ex.size(d, scope))
         dims += [ex.size(d, scope) for d in shape[len(items):]]
-        return _tuple_code(dims)
+        return tuple_code(dims)
 
     # ---- storing values
     def _store(self, stmt: Statement, value: Value, scope: Scope, ex: ExprCompiler) -> None:
@@ -505,9 +468,14 @@ class _Module:
 
     def _finish(self, name: str, line: Any) -> None:
         self.remaining[name] = self.remaining.get(name, 1) - 1
-        if self.remaining[name] <= 0:
-            self.out.line(line())
-            self._record(name)
+        if self.remaining[name] > 0:
+            return
+        if self.in_loop and name in self.steps:
+            self.pending.append((name, line))  # stacked once, after the loop
+            return
+        self.out.line(line())
+        self._record(name)
+        self.done.add(name)
 
     def _record(self, name: str) -> None:
         role = self.model.variables[name].role
@@ -551,13 +519,11 @@ class _Module:
             else:
                 raise Unsupported("the left side must be indexed by loop variables plus or "
                                   "minus a constant, or by constants (rule 16)", f.node)
-        return "(" + "".join(e + ", " for e in entries) + ")"
+        return tuple_code(entries)
 
     def _step_index(self, stmt: Statement, scope: Scope, ex: ExprCompiler) -> str:
         items = stmt.node.target.items
         f = classify(items[0], scope.all_scopes(), self.ints)
-        if len(items) != 1 + sum(1 for _ in scope.loops) and f.kind != "scalar":
-            pass
         if f.kind == "loop" and f.loop is not None and f.loop.var in scope.sequential:
             return ex.size(Size.name(f.loop.var) + (f.offset or Size.const(0)), scope)
         if f.kind == "scalar":
@@ -569,22 +535,31 @@ class _Module:
         steps = self.steps
 
         def read(name: str, items: tuple[Any, ...], scope: Scope, node: Any) -> Value | None:
-            if name not in steps or self.remaining.get(name, 0) <= 0:
+            if name not in steps or name in self.done:
                 return None
             if not items:
                 raise Unsupported(f"'{name}' is read whole while it is computed step by step",
                                   node)
-            ex = self.exprs()
+            ex = self.exprs(read)
+            v = self.model.variables[name]
+            rank = len(v.shape) - 1  # type: ignore[arg-type]
             f = classify(items[0], scope.all_scopes(), self.ints)
             if f.kind == "loop" and f.loop is not None and f.loop.var in scope.sequential:
                 index = ex.size(Size.name(f.loop.var) + (f.offset or Size.const(0)), scope)
             elif f.kind == "scalar":
                 index = ex.size(f.lo, scope)  # type: ignore[arg-type]
+            elif f.kind == "gather" and len(items) == 1:
+                # `y[t - k]` with k a generator variable: earlier steps gathered over k
+                at = ex.expr(items[0], scope)
+                if not at.integer or at.rank != 0:
+                    raise Unsupported(f"'{name}' is computed step by step; index it with "
+                                      "integers", items[0])
+                code = f"{self.names[name]}__steps.gather({ex.tensor(at).code}, {rank})"
+                return Value(code, at.loops, rank)
             else:
                 raise Unsupported(f"'{name}' is computed step by step; read it at the loop "
                                   "variable minus a constant", items[0])
-            v = self.model.variables[name]
-            elem = Value(f"{self.names[name]}__steps[{index}]", (), len(v.shape) - 1)  # type: ignore[arg-type]
+            elem = Value(f"{self.names[name]}__steps[{index}]", (), rank)
             return ex.index_value(elem, items[1:], scope, node, tuple(v.shape[1:]))  # type: ignore[index]
         return read
 
@@ -600,9 +575,16 @@ class _Module:
                   f"{format_expr(loop.range.lo)}..{format_expr(loop.range.hi)}: step by step "
                   f"({names} read earlier iterations)")
         var = self.names[loop.var]
+        self.in_loop, self.pending = True, []
         with o.indent(f"for {var} in range({ex.size(scope0.lo)}, {ex.size(scope0.hi)} + 1):"):
-            for stmt in sorted(u.body, key=lambda s: (s.span.line, s.span.column)):
+            for stmt in u.body:  # plan() orders them by their same-iteration reads
                 self._statement(stmt, mode, self._scope(stmt, sequential=loop))
+        self.in_loop = False
+        for name, line in self.pending:
+            o.line(line())
+            self._record(name)
+            self.done.add(name)
+        self.pending = []
 
     # ---- samplers
     def _sampler(self, prior: bool) -> None:
@@ -623,7 +605,8 @@ class _Module:
             if not prior:
                 for v in self.model.of_role("latent"):
                     o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
-            units = [u for u in plan(self.model, sampling=True, constrain=False)
+            units = [u for u in plan(self.model, sampling=True, constrain=False,
+                                     predictive=not prior)
                      if not self._is_transformed_data(u) and (prior or not self._is_latent(u))]
             self._begin(units)
             for u in units:
@@ -640,11 +623,9 @@ class _Module:
         return False
 
 
-def _tuple_code(items: list[str]) -> str:
-    """Python source of a tuple: (), (a,), (a, b)."""
-    if not items:
-        return "()"
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+@contextmanager
+def _no_indent() -> Iterator[None]:
+    yield
 
 
 def _class_name(name: str) -> str:
@@ -659,17 +640,6 @@ def _tuple(items: list[str]) -> str:
 
 def _kind(s: Support) -> str:
     return s.kind if s.kind != "interval" else "bounded"
-
-
-def _type_exprs(t: Any) -> list[Any]:
-    if t is None:
-        return []
-    out = list(t.dims)
-    if t.lower is not None:
-        out.append(t.lower)
-    if t.upper is not None:
-        out.append(t.upper)
-    return out
 
 
 __all__ = ["generate", "format_type", "replace", "Diagnostic"]

@@ -12,7 +12,12 @@ from typing import Any
 
 import networkx as nx
 
+from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Loop, Statement
+from compiler.loops import _loop_reads  # the one analysis of which iteration a read is at
+from compiler.shapes import int_env
+from compiler.walk import children
+from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
 
 
@@ -29,14 +34,16 @@ class Unit:
     sequential_vars: set[str] = field(default_factory=set)
 
 
-def recursion(model: GraphicalModel, loop: Loop, sampling: bool) -> tuple[list[Statement],
-                                                                           set[str]]:
+def recursion(model: GraphicalModel, loop: Loop, sampling: bool,
+              predictive: bool = False) -> tuple[list[Statement], set[str]]:
     """The statements of `loop` that must run step by step, and the variables they define.
 
     Start from variables the loop reads at an earlier iteration (deterministic ones only
-    for the log density, any for sampling) and add the same-iteration definitions they
-    need inside the loop."""
-    inside = [s for s in model.statements if loop in s.loops and s.target is not None]
+    for the log density, any for sampling, all but the given latents for the predictive)
+    and add the same-iteration definitions they need inside the loop."""
+    inside = [s for s in model.statements if loop in s.loops and s.target is not None
+              and not (predictive and s.kind == "sample"
+                       and model.variables[s.target].role == "latent")]
     kinds = {"assign"} if not sampling else {"assign", "sample"}
     defined_here = {s.target for s in inside if s.kind in kinds}
     lagged = {name for name in defined_here
@@ -55,15 +62,75 @@ def recursion(model: GraphicalModel, loop: Loop, sampling: bool) -> tuple[list[S
                         chosen.add(r)
                         changed = True
     body = [s for s in inside if s.target in chosen and s.kind in kinds]
-    return body, chosen
+    return _iteration_order(model, loop, body), chosen
+
+
+def _iteration_order(model: GraphicalModel, loop: Loop, body: list[Statement]) -> list[Statement]:
+    """The statements of one iteration in an order where each runs after those whose
+    same-iteration values it reads (statements are order-free, rule 9), ties by source."""
+    ints = int_env(model)
+    g = nx.DiGraph()
+    g.add_nodes_from(range(len(body)))
+    for i, reader in enumerate(body):
+        same = {r.variable for r in _loop_reads(model, reader, ints)
+                if r.loop.id == loop.id and r.lag == 0 and not r.prefix}
+        for j, writer in enumerate(body):
+            if j != i and writer.target in same:
+                g.add_edge(j, i)
+    order = nx.lexicographical_topological_sort(
+        g, key=lambda i: (body[i].span.line, body[i].span.column))
+    return [body[i] for i in order]
+
+
+def _initial(model: GraphicalModel, unit: Unit, seq: Unit) -> bool:
+    """Whether `unit`, a statement outside the step-by-step loop `seq` defining part of
+    one of its variables (`y[1] ~ ...`, `sigma[1] = ...`), reads those variables only at
+    constant indices before the loop's first iteration, so it must run before the loop."""
+    stmt, loop = unit.statement, seq.loop
+    if stmt is None or loop is None:
+        return False
+    ints = int_env(model)
+    first: dict[str, Any] = {}
+    for s in seq.body:  # the first element the loop defines of each of its variables
+        scopes = tuple(model.scopes[lp.id] for lp in s.loops)  # type: ignore[attr-defined]
+        form = classify(s.node.target.items[0], scopes, ints) if s.node.target.items else None
+        if form is not None and form.kind == "loop" and form.loop is not None \
+                and form.loop.key == loop.id and form.offset is not None:
+            first[s.target] = form.loop.lo + form.offset  # type: ignore[index]
+    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    for name, items in _reads_of(stmt.expr, seq.sequential_vars):
+        if not items or name not in first:
+            return False
+        form = classify(items[0], scopes, ints)
+        gap = first[name] - form.lo if form.kind == "scalar" and form.lo is not None else None
+        if gap is None or gap.constant is None or gap.constant <= 0:
+            return False
+    return True
+
+
+def _reads_of(e: Any, names: set[str]) -> list[tuple[str, tuple[Any, ...]]]:
+    """Each read of one of `names` in `e`: the name and its index items (() if whole)."""
+    if isinstance(e, n.Name):
+        return [(e.id, ())] if e.id in names else []
+    if isinstance(e, n.Index):
+        base, items = e.base, list(e.items)
+        while isinstance(base, n.Index):
+            items = list(base.items) + items
+            base = base.base
+        if isinstance(base, n.Name) and base.id in names:
+            found = [(base.id, tuple(items))]
+            return found + [r for item in items for r in _reads_of(item, names)]
+    return [r for child in children(e) for r in _reads_of(child, names)]
 
 
 def _read_lagged(model: GraphicalModel, loop: Loop, name: str) -> bool:
     return name in model.lagged_reads.get(loop.id, set())  # type: ignore[attr-defined]
 
 
-def plan(model: GraphicalModel, sampling: bool, constrain: bool) -> list[Unit]:
-    """Units in the order they run (the log density constrains latents; samplers don't)."""
+def plan(model: GraphicalModel, sampling: bool, constrain: bool,
+         predictive: bool = False) -> list[Unit]:
+    """Units in the order they run (the log density constrains latents; samplers don't;
+    the predictive sampler is given the latents)."""
     seq_loops = model.sequential_sample if sampling else model.sequential_logp  # type: ignore[attr-defined]
     units: list[Unit] = []
     grouped: set[int] = set()
@@ -71,7 +138,7 @@ def plan(model: GraphicalModel, sampling: bool, constrain: bool) -> list[Unit]:
         if any(lp.id in seq_loops for s in model.statements if loop in s.loops
                for lp in s.loops[:s.loops.index(loop)]):
             continue  # an outer loop runs step by step and carries this one
-        body, variables = recursion(model, loop, sampling)
+        body, variables = recursion(model, loop, sampling, predictive)
         if not body:
             continue
         grouped |= {s.id for s in body}
@@ -105,11 +172,18 @@ def _sort(model: GraphicalModel, units: list[Unit]) -> list[Unit]:
     for i, u in enumerate(units):
         for d in u.defines:
             definers.setdefault(d, []).append(i)
+    before: set[tuple[int, int]] = set()  # (j, i): j defines initial elements loop i reads
+    for i, u in enumerate(units):
+        if u.kind == "sequential":
+            for name in sorted(u.sequential_vars):
+                before |= {(j, i) for j in definers.get(name, [])
+                           if j != i and _initial(model, units[j], u)}
     for i, u in enumerate(units):
         for r in u.reads:
             for j in definers.get(r, []):
-                if j != i:
+                if j != i and (i, j) not in before:
                     g.add_edge(j, i)
+    g.add_edges_from(before)
     try:
         order = list(nx.lexicographical_topological_sort(g, key=lambda i: units[i].position))
     except nx.NetworkXUnfeasible:
