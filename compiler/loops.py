@@ -49,6 +49,7 @@ def classify_loops(model: GraphicalModel) -> None:
         excluded |= {(r, stmt.id) for r in stmt.reads
                      if r not in same and (r == stmt.target or
                                            any(x.variable == r for x in reads))}
+        excluded |= {(r, stmt.id) for r in _always_earlier(model, stmt, ints)}
         for read in reads:
             if read.lag is None or read.lag < 0:
                 errors.append(_not_earlier(read))
@@ -100,6 +101,39 @@ def _reads_own_element(stmt: Statement, reads: list[Read], ints: dict[str, Any],
                 a.kind == b.kind == "scalar" and a.lo == b.lo
                 for a, b in zip(mine, theirs, strict=True)):
             return True
+    return False
+
+
+def _always_earlier(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]) -> set[str]:
+    """Variables every read of which is at `t - c` (c >= 1) for a loop variable t that
+    indexes the target at t itself: such a read points to an earlier element, also when
+    the variable is defined by another loop over the same index (rule 12), so it cannot
+    close an element-level cycle."""
+    if stmt.target is None:
+        return set()
+    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)  # type: ignore[attr-defined]
+    own = {f.loop.key for f in (classify(i, scopes, ints) for i in stmt.node.target.items)
+           if f.kind == "loop" and f.loop is not None and f.offset is not None
+           and f.offset.constant == 0}
+    out = set()
+    for name in stmt.reads:
+        if name == stmt.target:
+            continue
+        nodes = _occurrences(stmt.expr, name)
+        if nodes and all(isinstance(x, n.Index) and _lagged(x, scopes, ints, own)
+                         for x in nodes):
+            out.add(name)
+    return out
+
+
+def _lagged(node: n.Index, scopes: tuple[Any, ...], ints: dict[str, Any],
+            own: set[int]) -> bool:
+    for item in node.items:
+        f = classify(item, scopes, ints)
+        if f.kind == "loop" and f.loop is not None and f.loop.key in own:
+            lag = lag_of(f)
+            if lag is not None and lag >= 1:
+                return True
     return False
 
 

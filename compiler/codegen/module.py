@@ -598,6 +598,18 @@ class _Module:
             header = "def sample_predictive(self, data__, given__, shape__):"
             doc = ('"""Draws of the observed variables given latent draws (batch shape '
                    'shape__): the posterior predictive."""')
+        try:
+            units = [u for u in plan(self.model, sampling=True, constrain=False,
+                                     predictive=not prior)
+                     if not self._is_transformed_data(u) and (prior or not self._is_latent(u))]
+        except BgmError as exc:  # e.g. a recursion spread over loops with different ranges
+            reason = exc.diagnostics[0].message
+            with o.indent(header):
+                o.line(doc)
+                message = "ancestral sampling of this model is not supported yet: " + reason
+                o.line(f"raise rt.ModelError({message!r})")
+            self._sampling = False
+            return
         with o.indent(header):
             o.line(doc)
             self._unpack_data()
@@ -605,9 +617,6 @@ class _Module:
             if not prior:
                 for v in self.model.of_role("latent"):
                     o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
-            units = [u for u in plan(self.model, sampling=True, constrain=False,
-                                     predictive=not prior)
-                     if not self._is_transformed_data(u) and (prior or not self._is_latent(u))]
             self._begin(units)
             for u in units:
                 if u.statement is not None and u.statement.kind == "factor":
