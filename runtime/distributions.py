@@ -15,32 +15,35 @@ from torch import distributions as td
 from torch.distributions import constraints
 from torch.distributions.utils import broadcast_all
 
+from runtime import lpdf
+from runtime.lpdf import Fast
+
 _NO_CHECK = {"validate_args": False}
 _NO_SHAPE = torch.Size()
 
 
 def Normal(mu, sigma):
-    return td.Normal(mu, sigma, **_NO_CHECK)
+    return Fast(lambda: td.Normal(mu, sigma, **_NO_CHECK), lpdf.normal(mu, sigma))
 
 
 def HalfNormal(sigma):
-    return td.HalfNormal(sigma, **_NO_CHECK)
+    return Fast(lambda: td.HalfNormal(sigma, **_NO_CHECK), lpdf.half_normal(sigma))
 
 
 def Cauchy(mu, sigma):
-    return td.Cauchy(mu, sigma, **_NO_CHECK)
+    return Fast(lambda: td.Cauchy(mu, sigma, **_NO_CHECK), lpdf.cauchy(mu, sigma))
 
 
 def HalfCauchy(sigma):
-    return td.HalfCauchy(sigma, **_NO_CHECK)
+    return Fast(lambda: td.HalfCauchy(sigma, **_NO_CHECK), lpdf.half_cauchy(sigma))
 
 
 def StudentT(nu, mu, sigma):
-    return td.StudentT(nu, mu, sigma, **_NO_CHECK)
+    return Fast(lambda: td.StudentT(nu, mu, sigma, **_NO_CHECK), lpdf.student_t(nu, mu, sigma))
 
 
 def Laplace(mu, b):
-    return td.Laplace(mu, b, **_NO_CHECK)
+    return Fast(lambda: td.Laplace(mu, b, **_NO_CHECK), lpdf.laplace(mu, b))
 
 
 def Gumbel(mu, beta):
@@ -55,19 +58,20 @@ def Logistic(mu, sigma):
 
 
 def Exponential(beta):
-    return td.Exponential(beta, **_NO_CHECK)
+    return Fast(lambda: td.Exponential(beta, **_NO_CHECK), lpdf.exponential(beta))
 
 
 def Gamma(alpha, beta):
-    return td.Gamma(alpha, beta, **_NO_CHECK)
+    return Fast(lambda: td.Gamma(alpha, beta, **_NO_CHECK), lpdf.gamma(alpha, beta))
 
 
 def InverseGamma(alpha, beta):
-    return td.InverseGamma(alpha, beta, **_NO_CHECK)
+    return Fast(lambda: td.InverseGamma(alpha, beta, **_NO_CHECK),
+                lpdf.inverse_gamma(alpha, beta))
 
 
 def Beta(alpha, beta):
-    return td.Beta(alpha, beta, **_NO_CHECK)
+    return Fast(lambda: td.Beta(alpha, beta, **_NO_CHECK), lpdf.beta(alpha, beta))
 
 
 def Uniform(alpha, beta):
@@ -75,7 +79,7 @@ def Uniform(alpha, beta):
 
 
 def LogNormal(mu, sigma):
-    return td.LogNormal(mu, sigma, **_NO_CHECK)
+    return Fast(lambda: td.LogNormal(mu, sigma, **_NO_CHECK), lpdf.log_normal(mu, sigma))
 
 
 def Weibull(alpha, sigma):
@@ -120,7 +124,8 @@ def HalfFlat():
 
 
 def Bernoulli(p=None, logits=None):
-    return td.Bernoulli(probs=p, logits=logits, **_NO_CHECK)
+    lp = lpdf.bernoulli_logits(logits) if logits is not None else lpdf.bernoulli_probs(p)
+    return Fast(lambda: td.Bernoulli(probs=p, logits=logits, **_NO_CHECK), lp)
 
 
 def Binomial(n, p=None, logits=None):

@@ -19,6 +19,19 @@ _LOG_PI = math.log(math.pi)
 _LOG_2 = math.log(2.0)
 
 
+def _log(x: Any) -> Any:
+    """log of a tensor, or of a Python number in double precision (never float32)."""
+    return math.log(x) if isinstance(x, (int, float)) else torch.log(x)
+
+
+def _lgamma(x: Any) -> Any:
+    return math.lgamma(x) if isinstance(x, (int, float)) else torch.lgamma(x)
+
+
+def _log1p(x: Any) -> Any:
+    return math.log1p(x) if isinstance(x, (int, float)) else torch.log1p(x)
+
+
 class Fast:
     """A distribution with a hand-written log_prob and a lazily built torch twin."""
 
@@ -43,7 +56,7 @@ class Fast:
 def normal(mu: Any, sigma: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
         z = (x - mu) / sigma
-        return -0.5 * z * z - torch.log(torch.as_tensor(sigma)) - 0.5 * _LOG_2PI
+        return -0.5 * z * z - _log(sigma) - 0.5 * _LOG_2PI
     return lp
 
 
@@ -55,7 +68,7 @@ def half_normal(sigma: Any) -> Callable[[Any], Any]:
 def cauchy(mu: Any, sigma: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
         z = (x - mu) / sigma
-        return -_LOG_PI - torch.log(torch.as_tensor(sigma)) - torch.log1p(z * z)
+        return -_LOG_PI - _log(sigma) - torch.log1p(z * z)
     return lp
 
 
@@ -66,40 +79,40 @@ def half_cauchy(sigma: Any) -> Callable[[Any], Any]:
 
 def student_t(nu: Any, mu: Any, sigma: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
-        n = torch.as_tensor(nu)
+        n = nu
         z = (x - mu) / sigma
-        return (torch.lgamma((n + 1) / 2) - torch.lgamma(n / 2) - 0.5 * torch.log(n * math.pi)
-                - torch.log(torch.as_tensor(sigma)) - (n + 1) / 2 * torch.log1p(z * z / n))
+        return (_lgamma((n + 1) / 2) - _lgamma(n / 2) - 0.5 * _log(n * math.pi)
+                - _log(sigma) - (n + 1) / 2 * torch.log1p(z * z / n))
     return lp
 
 
 def laplace(mu: Any, b: Any) -> Callable[[Any], Any]:
-    return lambda x: -torch.log(2 * torch.as_tensor(b)) - torch.abs(x - mu) / b
+    return lambda x: -_log(2 * b) - torch.abs(x - mu) / b
 
 
 def exponential(rate: Any) -> Callable[[Any], Any]:
-    return lambda x: torch.log(torch.as_tensor(rate)) - rate * x
+    return lambda x: _log(rate) - rate * x
 
 
 def gamma(alpha: Any, beta: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
-        a, b = torch.as_tensor(alpha), torch.as_tensor(beta)
-        return a * torch.log(b) - torch.lgamma(a) + (a - 1) * torch.log(x) - b * x
+        a, b = alpha, beta
+        return a * _log(b) - _lgamma(a) + (a - 1) * torch.log(x) - b * x
     return lp
 
 
 def inverse_gamma(alpha: Any, beta: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
-        a, b = torch.as_tensor(alpha), torch.as_tensor(beta)
-        return a * torch.log(b) - torch.lgamma(a) - (a + 1) * torch.log(x) - b / x
+        a, b = alpha, beta
+        return a * _log(b) - _lgamma(a) - (a + 1) * torch.log(x) - b / x
     return lp
 
 
 def beta(alpha: Any, beta_: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
-        a, b = torch.as_tensor(alpha), torch.as_tensor(beta_)
+        a, b = alpha, beta_
         return ((a - 1) * torch.log(x) + (b - 1) * torch.log1p(-x)
-                - (torch.lgamma(a) + torch.lgamma(b) - torch.lgamma(a + b)))
+                - (_lgamma(a) + _lgamma(b) - _lgamma(a + b)))
     return lp
 
 
@@ -113,13 +126,18 @@ def log_normal(mu: Any, sigma: Any) -> Callable[[Any], Any]:
 
 
 def bernoulli_logits(logits: Any) -> Callable[[Any], Any]:
-    return lambda x: x * logits - torch.nn.functional.softplus(torch.as_tensor(logits))
+    def lp(x: Any) -> Any:
+        if isinstance(logits, (int, float)):
+            return x * logits - (max(logits, 0.0) + math.log1p(math.exp(-abs(logits))))
+        return x * logits - torch.nn.functional.softplus(logits)
+    return lp
 
 
 def bernoulli_probs(p: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
-        q = torch.as_tensor(p)
-        return torch.xlogy(x, q) + torch.xlogy(1 - x, 1 - q)
+        if isinstance(p, (int, float)):
+            return x * _log(p) + (1 - x) * _log1p(-p)
+        return torch.xlogy(x, p) + torch.xlogy(1 - x, 1 - p)
     return lp
 
 
