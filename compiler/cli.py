@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dsl.diagnostics import BgmError
+from dsl.diagnostics import BgmError, InternalError
 
 EXIT_OK, EXIT_USER, EXIT_USAGE = 0, 1, 2
 
@@ -33,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bgmc: interrupted; no output was written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `bgmc summary fit.nc | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except InternalError as exc:  # its message already says it is a bug in bgmc
+        if getattr(args, "debug", False):
+            raise
+        print(f"bgmc: {exc}; rerun with --debug for a traceback", file=sys.stderr)
+        return 3
     except Exception as exc:  # runtime errors are imported lazily; match by base class name
         if _is_user_error(exc):
             print(f"error: {exc}", file=sys.stderr)
@@ -198,6 +206,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if not result.converged:
         print(f"warning: not converged (gradient norm {result.grad_norm:.3g})",
               file=sys.stderr)
+    if result.message:
+        print(f"warning: {result.message}", file=sys.stderr)
     if args.output:
         write_atomic(args.output, json.dumps(report, indent=1) + "\n")
     return EXIT_OK

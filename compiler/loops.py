@@ -42,7 +42,7 @@ def classify_loops(model: GraphicalModel) -> None:
     model.lagged_reads = {}  # type: ignore[attr-defined]
     excluded: set[tuple[str, int]] = set()  # (variable, statement) edges no cycle can use
     for stmt in model.statements:
-        reads = _loop_reads(model, stmt, ints)
+        reads = loop_reads(model, stmt, ints)
         same = {r.variable for r in reads if r.lag == 0 and not r.prefix}
         if _reads_own_element(stmt, reads, ints, model):
             same.add(stmt.target)  # type: ignore[arg-type]
@@ -153,7 +153,7 @@ def _defined_in(model: GraphicalModel, name: str, loop: Loop) -> bool:
     return any(loop in model.statements[i].loops for i in v.defs)
 
 
-def _loop_reads(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]) -> list[Read]:
+def loop_reads(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]) -> list[Read]:
     scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)  # type: ignore[attr-defined]
     reads: list[Read] = []
 

@@ -17,7 +17,7 @@ from compiler.ir import GraphicalModel
 from compiler.shapes import ExprType
 from compiler.sizes import Size
 from dsl import nodes as n
-from dsl.diagnostics import BgmError, Diagnostic
+from dsl.diagnostics import Diagnostic, InternalError
 from dsl.printer import format_expr
 
 
@@ -115,8 +115,8 @@ class ExprCompiler:
     def etype(self, e: Any) -> ExprType:
         t = self.model.types.get(id(e))  # type: ignore[attr-defined]
         if t is None:  # pragma: no cover - shapes.py types every expression
-            raise BgmError([Diagnostic("internal error: untyped expression (a bug in bgmc)",
-                                       getattr(e, "span", None))], self.model.source)
+            where = getattr(e, "span", None)
+            raise InternalError(f"untyped expression {type(e).__name__} at {where}")
         return t  # type: ignore[no-any-return]
 
     @staticmethod

@@ -14,7 +14,7 @@ import networkx as nx
 
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Loop, Statement
-from compiler.loops import _loop_reads  # the one analysis of which iteration a read is at
+from compiler.loops import loop_reads  # the one analysis of which iteration a read is at
 from compiler.shapes import int_env
 from compiler.walk import children
 from dsl import nodes as n
@@ -72,7 +72,7 @@ def _iteration_order(model: GraphicalModel, loop: Loop, body: list[Statement]) -
     g = nx.DiGraph()
     g.add_nodes_from(range(len(body)))
     for i, reader in enumerate(body):
-        same = {r.variable for r in _loop_reads(model, reader, ints)
+        same = {r.variable for r in loop_reads(model, reader, ints)
                 if r.loop.id == loop.id and r.lag == 0 and not r.prefix}
         for j, writer in enumerate(body):
             if j != i and writer.target in same:
