@@ -9,6 +9,11 @@ never from the model's name:
   Gamma prior     + Poisson(rate) likelihoods
   Normal prior    + Normal(mu, sigma) likelihoods with sigma known (data or constant)
   Dirichlet prior + Categorical(p) likelihoods
+
+A likelihood statement covers only the elements its loops range over (`for i in 2..N`,
+or two statements on disjoint ranges), so each Term carries its loop ranges and the
+runtime uses exactly those observations; the sums over the whole data variable that an
+earlier version computed counted elements no `~` generates, or counted some twice.
 """
 from __future__ import annotations
 
@@ -16,9 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir import GraphicalModel, Statement
+from compiler.shapes import int_env
+from compiler.sizes import size_of
 from compiler.walk import free_names
 from dsl import nodes as n
-from dsl.printer import format_expr
+from dsl.printer import format_expr, format_type
 
 _PAIRS = {
     "Beta": {"Bernoulli": "p", "Binomial": "p"},
@@ -35,11 +42,17 @@ class NotConjugate(Exception):
 @dataclass(frozen=True)
 class Term:
     """One likelihood statement the latent enters: the observed variable and the other
-    arguments by name, each a number or ("data", name) aligned with the observations."""
+    arguments by name, each a number, ("data", name) for data read whole, or
+    ("data", name, "at_loops") for data read at the statement's loop indices.
+
+    `ranges` holds one inclusive (lo, hi) pair per loop around the statement, outer
+    first, each a size as plain terms (((names...), coefficient), ...): the statement
+    observes only those elements of the leading dimensions of `observed`."""
 
     observed: str
     family: str
     others: dict[str, Any]
+    ranges: tuple[tuple[Any, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,14 @@ def conjugate_plan(model: GraphicalModel) -> list[Conjugate]:
     latents = model.of_role("latent")
     if not latents:
         raise NotConjugate("the model has no latent variables")
+    # A point parameter or a net is not integrated; the exact posterior would leave it
+    # unset (the runtime then failed with a NameError), so refuse with the reason.
+    points = model.of_role("param", "net")
+    if points:
+        names = ", ".join(f"'{v.name}'" for v in points)
+        verb = "is a point parameter" if len(points) == 1 else "are point parameters"
+        raise NotConjugate(f"{names} {verb} (param or net), which a closed-form posterior "
+                           "does not estimate")
     if model.of_role("deterministic"):
         names = ", ".join(v.name for v in model.of_role("deterministic"))
         raise NotConjugate(f"the latents enter the likelihood through computed nodes "
@@ -82,8 +103,15 @@ def _one(model: GraphicalModel, name: str) -> Conjugate:
                            "latent defined by one statement without loops")
     prior_stmt = defs[0]
     prior = model.bindings[prior_stmt.id].name  # type: ignore[attr-defined]
-    if prior_stmt.node.type is not None:
-        raise NotConjugate(f"'{name}' has a declared type (a truncation): not conjugate")
+    declared = prior_stmt.node.type
+    if declared is not None:  # a vector type is not a truncation: say which it is
+        if declared.lower is not None or declared.upper is not None or \
+                declared.base not in ("real", "simplex"):
+            raise NotConjugate(f"'{name}' has a declared type (a truncation): not "
+                               "conjugate")
+        raise NotConjugate(f"'{name}' is declared as '{format_type(declared)}'; exact "
+                           "posteriors cover a scalar latent (or a Dirichlet's simplex) "
+                           "whose shape comes from its prior alone")
     if prior not in _PAIRS:
         raise NotConjugate(f"'{name}' has a {prior} prior, which has no conjugate "
                            "likelihood bgm knows (Beta, Gamma, Normal, Dirichlet do)")
@@ -103,7 +131,9 @@ def _one(model: GraphicalModel, name: str) -> Conjugate:
 
 def _term(model: GraphicalModel, name: str, prior: str, stmt: Statement) -> Term:
     where = f"line {stmt.span.line}"
-    if stmt.kind != "sample" or model.variables[stmt.target].role != "observed":  # type: ignore[index]
+    # transformed data observed by `~` (rule 13) is a likelihood like observed data
+    if stmt.kind != "sample" or model.variables[stmt.target].role not in (  # type: ignore[index]
+            "observed", "transformed_data"):
         raise NotConjugate(f"{where}: '{name}' is read by a statement that is not a "
                            "likelihood of observed data")
     family = model.bindings[stmt.id].name  # type: ignore[attr-defined]
@@ -121,17 +151,40 @@ def _term(model: GraphicalModel, name: str, prior: str, stmt: Statement) -> Term
     if [getattr(i, "id", None) for i in items] != loops:
         raise NotConjugate(f"{where}: the observed variable must be indexed by its loops "
                            "in order")
-    others = {k: _simple(model, v, stmt, where) for k, v in args.items() if k != wanted}
-    return Term(stmt.target, family, others)  # type: ignore[arg-type]
+    others = {}
+    for k, v in args.items():
+        if k == wanted:
+            continue
+        try:
+            others[k] = _simple(model, v, stmt, where)
+        except NotConjugate as exc:  # say which parameter must be known, and why
+            raise NotConjugate(f"{exc}: a {prior} prior on '{name}' is conjugate to a "
+                               f"{family} likelihood only when its {k} is known (data or "
+                               "a constant)") from None
+    ints = int_env(model)
+    ranges = tuple((size_of(lp.range.lo, ints).terms, size_of(lp.range.hi, ints).terms)
+                   for lp in stmt.loops)
+    return Term(stmt.target, family, others, ranges)  # type: ignore[arg-type]
 
 
 def _simple(model: GraphicalModel, expr: Any, stmt: Statement, where: str) -> Any:
-    """A number, or ("data", name) for data read whole or at the statement's loop
-    indices; anything else is not a closed form bgm computes."""
+    """A number, ("data", name) for data read whole, ("data", name, "at_loops") for data
+    read at the statement's loop indices, ("vector", items) for a vector literal of such
+    values and ("ones", size) for `ones(size)`; anything else is not a closed form bgm
+    computes. (Vector literals and `ones(K)` are how LANGUAGE.md writes a Dirichlet's
+    parameter; they used to be refused as "not a number or a data value".)"""
     if isinstance(expr, n.Number):
         return float(expr.value)
     if isinstance(expr, n.Unary) and isinstance(expr.operand, n.Number):
         return -float(expr.operand.value)
+    if isinstance(expr, n.Vector) and not stmt.loops:
+        return ("vector", tuple(_simple(model, i, stmt, where) for i in expr.items))
+    if isinstance(expr, n.Call) and expr.func.id == "ones" and len(expr.args) == 1 and \
+            not expr.kwargs and not stmt.loops:
+        size = _simple(model, expr.args[0], stmt, where)
+        if isinstance(size, float) or (isinstance(size, tuple) and len(size) == 2 and
+                                       size[0] == "data"):
+            return ("ones", size)
     base = expr.base if isinstance(expr, n.Index) else expr
     if isinstance(base, n.Name) and base.id in model.variables:
         v = model.variables[base.id]
@@ -141,9 +194,11 @@ def _simple(model: GraphicalModel, expr: Any, stmt: Statement, where: str) -> An
         aligned = not isinstance(expr, n.Index) or \
             [getattr(i, "id", None) for i in expr.items] == loops
         if v.role in ("data", "transformed_data") and aligned:
-            return ("data", base.id)
+            return ("data", base.id, "at_loops") if isinstance(expr, n.Index) \
+                else ("data", base.id)
     names = [x.id for x in free_names(expr) if x.id in model.variables]
     latent = [x for x in names if model.variables[x].role == "latent"]
-    why = f"depends on the latent '{latent[0]}'" if latent else \
+    why = "is a latent variable" if isinstance(expr, n.Name) and expr.id in latent else \
+        f"depends on the latent '{latent[0]}'" if latent else \
         "is not a number or a data value"
     raise NotConjugate(f"{where}: '{format_expr(expr)}' {why}")

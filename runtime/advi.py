@@ -5,6 +5,18 @@ factor), fitted by maximising the reparameterised ELBO with a batch of particles
 step (one batched log-density call) and Adam. Convergence follows Stan: every
 `eval_every` steps the relative ELBO change is computed; stop when its mean or median
 over the recent history falls below `tol_rel_obj`. Draws come from the fitted Gaussian.
+
+Two choices differ from Adam's defaults, both found by tests/test_exact.py and
+tests/test_advi.py comparing ADVI with closed-form posteriors:
+- The second-moment decay is 0.9, the weight 0.1 Stan's step-size sequence gives the
+  squared gradient. With Adam's 0.999 the huge gradients of the first steps are remembered
+  for ~1000 steps, so log-scale crawls as its gradient shrinks, and the relative-ELBO rule
+  stopped at iteration 200 with a Normal mean's posterior sd 1.3x too wide (N = 100) or
+  5x (N = 2000).
+- The fitted Gaussian is the average of the iterates since the last ELBO evaluation
+  (Polyak-Ruppert averaging). The last iterate of a constant-step optimiser jitters by
+  about `lr` in unconstrained units, which is a large fraction of a narrow posterior's sd
+  (mean errors up to 0.2 sd on one-dimensional conjugate posteriors).
 """
 from __future__ import annotations
 
@@ -49,13 +61,17 @@ class _Gaussian(torch.nn.Module):
         if family == "fullrank":
             self.raw_tril = torch.nn.Parameter(torch.zeros(d, d, dtype=init.dtype,
                                                            device=init.device))
+            # the strictly lower mask, built once: torch.tril on every step cost ~10 ms
+            # per call (thread-pool start-up on a busy machine), 20x the whole 2-D step
+            self.register_buffer("strict", torch.ones(d, d, dtype=init.dtype,
+                                                      device=init.device).tril(-1))
         else:
             self.log_scale = torch.nn.Parameter(torch.zeros(d, dtype=init.dtype,
                                                             device=init.device))
 
     def tril(self) -> torch.Tensor:
         if self.family == "fullrank":
-            strict = torch.tril(self.raw_tril, -1)
+            strict = self.raw_tril * self.strict
             return strict + torch.diag_embed(torch.exp(torch.diagonal(self.raw_tril)))
         return torch.diag_embed(torch.exp(self.log_scale))
 
@@ -73,6 +89,26 @@ class _Gaussian(torch.nn.Module):
         return self.loc + z * torch.exp(self.log_scale)
 
 
+class _Average:
+    """The running mean of the variational parameters over a window of iterations."""
+
+    def __init__(self, q: _Gaussian):
+        self.sums = [torch.zeros_like(p) for p in q.parameters()]
+        self.count = 0
+
+    def add(self, q: _Gaussian) -> None:
+        with torch.no_grad():
+            for total, p in zip(self.sums, q.parameters(), strict=True):
+                total += p
+        self.count += 1
+
+    def assign(self, q: _Gaussian) -> None:
+        if self.count:
+            with torch.no_grad():
+                for total, p in zip(self.sums, q.parameters(), strict=True):
+                    p.copy_(total / self.count)
+
+
 def _elbo(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int,
           generator: torch.Generator) -> torch.Tensor:
     theta = q.sample(n, generator)
@@ -83,11 +119,12 @@ def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
         settings: AdviSettings) -> AdviResult:
     generator = torch.Generator().manual_seed(settings.seed)
     q = _Gaussian(init, settings.family)
-    opt = torch.optim.Adam(q.parameters(), lr=settings.lr)
+    opt = torch.optim.Adam(q.parameters(), lr=settings.lr, betas=(0.9, 0.9))
     history: list[float] = []
     rel: list[float] = []
     converged = False
     iteration = 0
+    window = _Average(q)
     for iteration in range(1, settings.max_iter + 1):
         opt.zero_grad()
         loss = -_elbo(q, log_prob, settings.particles, generator)
@@ -95,6 +132,7 @@ def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
             raise ModelError("the ELBO became non-finite during ADVI; try a smaller --lr")
         loss.backward()
         opt.step()
+        window.add(q)
         if iteration % settings.eval_every == 0:
             with torch.no_grad():
                 value = float(_elbo(q, log_prob, settings.elbo_particles, generator))
@@ -106,6 +144,9 @@ def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
                            sorted(recent)[len(recent) // 2] < settings.tol_rel_obj):
                 converged = True
                 break
+            if iteration < settings.max_iter:
+                window = _Average(q)
+    window.assign(q)
     with torch.no_grad():
         draws = q.sample(settings.draws, generator)[None]
         return AdviResult(q.loc.detach().clone(), q.tril().detach().clone(), draws, history,

@@ -3,6 +3,11 @@
 The compiler finds the conjugate pairs (compiler/conjugacy.py) and hands over plain
 descriptions; this module computes the posterior's parameters from the data and draws
 from it, in the same output format as NUTS.
+
+A likelihood term uses only the observations its loops range over (Term.ranges): the
+leading dimensions of the observed variable, and of data read at the loop indices, are
+cut to those ranges before the sufficient statistics are summed (summing the whole
+variable counted elements no `~` generates, or counted some twice).
 """
 from __future__ import annotations
 
@@ -14,10 +19,42 @@ import torch
 from runtime.output import inference_data
 
 
-def _value(spec: Any, data: Any) -> np.ndarray:
+def _value(spec: Any, data: Any, window: tuple[slice, ...] = ()) -> np.ndarray:
+    """A number, data (cut to `window` when read at the loop indices), a vector literal
+    or ones(size), as the compiler describes them (compiler/conjugacy.py:_simple)."""
     if isinstance(spec, tuple) and spec[0] == "data":
-        return np.asarray(torch.as_tensor(data[spec[1]]).cpu(), dtype=float)
+        value = _array(data[spec[1]])
+        return value[window] if len(spec) > 2 else value
+    if isinstance(spec, tuple) and spec[0] == "vector":
+        return np.array([float(_value(item, data)) for item in spec[1]])
+    if isinstance(spec, tuple) and spec[0] == "ones":
+        return np.ones(int(_value(spec[1], data)))
     return np.asarray(float(spec))
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(torch.as_tensor(value).cpu(), dtype=float)
+
+
+def _size(terms: Any, data: Any) -> int:
+    """A size given as plain terms (((names...), coefficient), ...), evaluated on data."""
+    total = 0
+    for names, coefficient in terms:
+        product = coefficient
+        for name in names:
+            product *= int(data[name])
+        total += product
+    return total
+
+
+def _window(ranges: Any, data: Any) -> tuple[slice, ...]:
+    """1-based inclusive loop ranges as slices of the leading dimensions (empty when
+    hi < lo, as an empty loop)."""
+    out = []
+    for lo, hi in ranges:
+        a, b = _size(lo, data), _size(hi, data)
+        out.append(slice(a - 1, max(b, a - 1)))
+    return tuple(out)
 
 
 def posterior_parameters(plan: list[Any], data: Any) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -25,8 +62,11 @@ def posterior_parameters(plan: list[Any], data: Any) -> dict[str, tuple[str, dic
     out = {}
     for c in plan:
         prior = {k: _value(v, data) for k, v in c.prior_args.items()}
-        stats = [(t.family, np.asarray(torch.as_tensor(data[t.observed]).cpu(), dtype=float),
-                  {k: _value(v, data) for k, v in t.others.items()}) for t in c.terms]
+        stats = []
+        for t in c.terms:
+            window = _window(getattr(t, "ranges", ()), data)
+            stats.append((t.family, _array(data[t.observed])[window],
+                          {k: _value(v, data, window) for k, v in t.others.items()}))
         out[c.latent] = _update(c.prior, prior, stats)
     return out
 

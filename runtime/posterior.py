@@ -7,10 +7,18 @@ from typing import Any
 import torch
 
 from runtime import advi, nuts
+from runtime.accumulate import Mode
 from runtime.errors import ModelError
 from runtime.optimize import find_start
-from runtime.accumulate import Mode
 from runtime.output import inference_data
+
+# Random starting points drawn per chain, of which the one with the highest log density is
+# kept. Stan keeps the first finite one; but a start in a region where the density is finite
+# yet astronomically steep (an ARMA chain with |theta| > 1 grows like theta^T) drives step-size
+# adaptation to ~1e-50 and the chain never leaves, costing every batched transition the
+# maximal tree depth. The best of a few draws from the same box avoids that while keeping
+# the chains' starts dispersed, which R-hat needs.
+CANDIDATES_PER_CHAIN = 4
 
 
 def _refuse_params(model: Any, method: str) -> None:
@@ -23,12 +31,19 @@ def _refuse_params(model: Any, method: str) -> None:
 
 
 def starts(model: Any, chains: int, seed: int, radius: float,
-           init: torch.Tensor | None) -> torch.Tensor:
-    """One finite starting point per chain."""
+           init: torch.Tensor | None, candidates: int = CANDIDATES_PER_CHAIN) -> torch.Tensor:
+    """One finite starting point per chain: the best of `candidates` random draws
+    (the given `init` for every chain when there is one)."""
     generator = torch.Generator().manual_seed(seed + 7919)
     mode = Mode.for_method("nuts")
-    return torch.stack([find_start(model, mode, generator, radius, init)
-                        for _ in range(chains)])
+    if init is not None:
+        return torch.stack([find_start(model, mode, generator, radius, init)] * chains)
+    drawn = torch.stack([find_start(model, mode, generator, radius, None)
+                         for _ in range(chains * candidates)])
+    with torch.no_grad():
+        lp = model.log_prob(drawn, mode).reshape(chains, candidates)
+    best = lp.argmax(dim=1)
+    return drawn.reshape(chains, candidates, -1)[torch.arange(chains), best]
 
 
 def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,

@@ -8,6 +8,7 @@ histograms show when they are not.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from runtime.errors import ModelError
+from runtime.ops import Data
 
 Fitter = Callable[[Any, int], np.ndarray]  # (bound model, seed) -> draws [L, dim] unconstrained
 
@@ -48,14 +50,23 @@ class SbcResult:
         return "\n".join(lines)
 
 
+def _rank_bins(max_rank: int, bins: int) -> np.ndarray:
+    """Bin edges on the integer ranks 0..max_rank: each bin holds whole ranks (their
+    numbers differ by at most one when bins does not divide max_rank + 1)."""
+    bins = max(1, min(bins, max_rank + 1))
+    return np.unique(np.round(np.linspace(0, max_rank + 1, bins + 1))) - 0.5
+
+
 def chi_square_p(ranks: np.ndarray, max_rank: int, bins: int) -> float:
-    """p-value of uniformity of ranks on 0..max_rank using `bins` equal-width bins."""
+    """p-value of uniformity of ranks on 0..max_rank using `bins` bins of whole ranks."""
     from scipy import stats  # noqa: PLC0415
-    edges = np.linspace(0, max_rank + 1, bins + 1)
+    edges = _rank_bins(max_rank, bins)
+    if len(edges) < 3:
+        return 1.0
     counts, _ = np.histogram(ranks, bins=edges)
     expected = len(ranks) * np.diff(edges) / (max_rank + 1)
     chi2 = float(((counts - expected) ** 2 / expected).sum())
-    return float(stats.chi2.sf(chi2, bins - 1))
+    return float(stats.chi2.sf(chi2, len(counts) - 1))
 
 
 def _flat_names(values: dict[str, torch.Tensor], batch: int) -> list[str]:
@@ -79,47 +90,149 @@ def _flatten(values: dict[str, torch.Tensor], batch: int) -> np.ndarray:
 def run(program: Any, raw_data: dict[str, Any], fitter: Fitter, replications: int = 100,
         seed: int = 1, alpha: float = 0.01, bins: int = 10, device: str = "cpu",
         progress: Callable[[int, int], None] | None = None) -> SbcResult:
+    """SBC of `program` with `fitter`: `replications` simulated data sets, each fitted.
+
+    Replication r simulates with seed * 100003 + r and is fitted with seed * 7 + r. A
+    fitter with a `fit_many(models, seed)` method and a `batch` size (as `nuts_fitter`
+    returns) is given `batch` replications at once, with the seed of the first of them.
+    """
     simulator = program.bind(raw_data, device, simulate=True)
     if simulator.has_factor_statements:
         raise ModelError("SBC needs a generative model; 'factor' statements cannot be "
                          "simulated")
     latent_names = list(simulator.latent_names)
+    fit_many = getattr(fitter, "fit_many", None)
+    batch = max(1, int(getattr(fitter, "batch", 1))) if fit_many is not None else 1
     rows, names, max_rank = [], None, None
-    for r in range(replications):
-        draws = simulator.draws(1, seed * 100003 + r)
-        truth = {k: draws[k][0] for k in latent_names}
-        data = dict(raw_data)
-        for name in simulator.observed_names:
-            data[name] = draws[name][0].cpu().numpy()
-        model = program.bind(data, device)
-        samples = fitter(model, seed * 7 + r)  # [L, dim]
-        theta = torch.as_tensor(samples, dtype=model.dtype, device=model.device)
-        post = {k: v for k, v in model.constrain(theta).items() if k in latent_names}
-        post = {k: post[k] for k in latent_names}
-        true_flat = _flatten({k: truth[k][None] for k in latent_names}, 1)[0]
-        post_flat = _flatten(post, 1)
-        names = names or _flat_names(post, 1)
-        max_rank = post_flat.shape[0]
-        rows.append((post_flat < true_flat[None]).sum(0))
-        if progress:
-            progress(r + 1, replications)
+    for first in range(0, replications, batch):
+        reps = range(first, min(first + batch, replications))
+        truths, models = [], []
+        for r in reps:
+            draws = simulator.draws(1, seed * 100003 + r)
+            truths.append({k: draws[k][0] for k in latent_names})
+            data = dict(raw_data)
+            for name in simulator.observed_names:
+                data[name] = draws[name][0].cpu().numpy()
+            models.append(program.bind(data, device))
+        if fit_many is not None:
+            fits = fit_many(models, seed * 7 + first)
+        else:
+            fits = [fitter(model, seed * 7 + r) for r, model in zip(reps, models, strict=True)]
+        for r, truth, model, samples in zip(reps, truths, models, fits, strict=True):
+            theta = torch.as_tensor(samples, dtype=model.dtype, device=model.device)
+            post = model.constrain(theta)
+            post = {k: post[k] for k in latent_names}
+            true_flat = _flatten({k: truth[k][None] for k in latent_names}, 1)[0]
+            post_flat = _flatten(post, 1)
+            names = names or _flat_names(post, 1)
+            max_rank = post_flat.shape[0]
+            rows.append((post_flat < true_flat[None]).sum(0))
+            if progress:
+                progress(r + 1, replications)
     ranks = np.stack(rows)
     assert names is not None and max_rank is not None
     p = np.array([chi_square_p(ranks[:, j], max_rank, bins) for j in range(ranks.shape[1])])
     return SbcResult(names, ranks, max_rank, p, alpha)
 
 
-def nuts_fitter(warmup: int = 300, draws: int = 400, thin: int = 4) -> Fitter:
-    """NUTS on one chain, thinned so the draws are nearly independent (SBC needs that)."""
-    from runtime.nuts import NutsSettings, sample  # noqa: PLC0415
-    from runtime.posterior import starts  # noqa: PLC0415
+class NutsFitter:
+    """NUTS with one chain per replication, thinned so the draws are nearly independent
+    (SBC needs that); a Fitter, and `fit_many` fits `batch` replications at once.
 
-    def fit(model: Any, seed: int) -> np.ndarray:
-        q0 = starts(model, 1, seed, 2.0, None)
-        result = sample(model.log_prob, q0, NutsSettings(chains=1, warmup=warmup, draws=draws,
-                                                         seed=seed))
-        return result.draws[0, ::thin].cpu().numpy()
-    return fit
+    The replications differ only in their simulated data, so a copy of the model whose
+    differing data carry a leading replication axis gives every chain its own density in
+    one call, and they run as the chains of one batched NUTS call (which adapts step size
+    and metric per chain: each chain is still an independent fit). Generated densities
+    broadcast over that axis for most models; this is checked (log density and gradient at
+    random points against each replication's own model) and where it does not hold the
+    replications are fitted one after another.
+    """
+
+    def __init__(self, warmup: int = 300, draws: int = 400, thin: int = 4, batch: int = 50):
+        self.warmup, self.draws, self.thin, self.batch = warmup, draws, thin, batch
+
+    def __call__(self, model: Any, seed: int) -> np.ndarray:
+        return self.fit_many([model], seed)[0]
+
+    def fit_many(self, models: list[Any], seed: int) -> list[np.ndarray]:
+        """Draws [L, dim] for each model; model i's chain starts from seed + i's initial
+        point (and is fitted with seed + i when the models are fitted one by one)."""
+        from runtime.nuts import NutsSettings, sample  # noqa: PLC0415
+        from runtime.posterior import starts  # noqa: PLC0415
+        stacked = _stacked(models)
+        groups = [models] if stacked is not None else [[m] for m in models]
+        out: list[np.ndarray] = []
+        for k, group in enumerate(groups):
+            first = seed if stacked is not None else seed + k
+            q0 = torch.cat([starts(m, 1, first + i, 2.0, None) for i, m in enumerate(group)])
+            density = stacked if stacked is not None else group[0]
+            settings = NutsSettings(chains=len(group), warmup=self.warmup, draws=self.draws,
+                                    seed=first)
+            result = sample(density.log_prob, q0, settings)
+            out.extend(result.draws[:, ::self.thin].cpu().numpy())
+        return out
+
+
+def nuts_fitter(warmup: int = 300, draws: int = 400, thin: int = 4,
+                batch: int = 50) -> NutsFitter:
+    """NUTS on one chain per replication, `batch` replications per batched NUTS call."""
+    return NutsFitter(warmup, draws, thin, batch)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return a.shape == b.shape and a.dtype == b.dtype and bool(torch.equal(a, b))
+    return type(a) is type(b) and a == b
+
+
+def _stacked(models: list[Any]) -> Any | None:
+    """One model whose data that differ between `models` have a leading axis, so that
+    log_prob(theta [len(models), dim]) is each model's density at its own row; None when
+    the model's density does not broadcast that way (or there is one model only)."""
+    if len(models) < 2:
+        return None
+    first = models[0]
+    varying: dict[str, torch.Tensor] = {}
+    for name, value in first.data.items():
+        values = [m.data.get(name) for m in models]
+        if all(_same(value, v) for v in values[1:]):
+            continue
+        if not all(isinstance(v, torch.Tensor | int) for v in values):
+            return None
+        parts = [torch.as_tensor(v, device=first.device) for v in values]
+        if any(t.shape != parts[0].shape or t.dtype != parts[0].dtype for t in parts):
+            return None
+        varying[name] = torch.stack(parts)
+    stacked = copy.copy(first)
+    stacked.data = Data({}, first.device, first.dtype)
+    stacked.data.update(first.data)
+    stacked.data.update(varying)
+    generator = torch.Generator().manual_seed(0)
+    try:
+        for _ in range(2):
+            q = first.initial_point(generator, 2.0, (len(models),))
+            lp, grad = _value_and_grad(stacked.log_prob, q)
+            if lp.shape != (len(models),):
+                return None
+            for i, m in enumerate(models):
+                lp_i, grad_i = _value_and_grad(m.log_prob, q[i:i + 1])
+                if not (torch.allclose(lp[i:i + 1], lp_i, rtol=1e-6, atol=1e-8,
+                                       equal_nan=True)
+                        and torch.allclose(grad[i:i + 1], grad_i, rtol=1e-6, atol=1e-8,
+                                           equal_nan=True)):
+                    return None
+    except Exception:  # any failure means the density does not broadcast that way
+        return None
+    return stacked
+
+
+def _value_and_grad(log_prob: Callable[[torch.Tensor], torch.Tensor],
+                    q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.enable_grad():
+        x = q.detach().requires_grad_(True)
+        lp = log_prob(x)
+        (g,) = torch.autograd.grad(lp.sum(), x)
+    return lp.detach(), g
 
 
 def plot(result: SbcResult, path: str) -> None:
@@ -132,16 +245,15 @@ def plot(result: SbcResult, path: str) -> None:
     cols = min(4, k)
     rows = math.ceil(k / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.4 * rows), squeeze=False)
-    bins = 20
+    edges = _rank_bins(result.draws_per_fit, 20)
     n = result.ranks.shape[0]
-    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / bins)
+    lo, hi = stats.binom.ppf([0.005, 0.995], n, 1 / (len(edges) - 1))
     for j, ax in enumerate(axes.flat):
         if j >= k:
             ax.axis("off")
             continue
         ax.axhspan(lo, hi, color="0.85")
-        ax.hist(result.ranks[:, j], bins=np.linspace(0, result.draws_per_fit + 1, bins + 1),
-                color="tab:blue", edgecolor="white")
+        ax.hist(result.ranks[:, j], bins=edges, color="tab:blue", edgecolor="white")
         ax.set_title(f"{result.names[j]} (p={result.p_values[j]:.2g})", fontsize=9)
         ax.set_yticks([])
     fig.tight_layout()
