@@ -16,7 +16,8 @@ TARGET_MS = 100.0
 
 
 def examples() -> list[Path]:
-    found = sorted(ROOT.glob("examples/*.bgm")) + sorted(ROOT.glob("examples/posteriordb/*/model.bgm"))
+    found = [*sorted(ROOT.glob("examples/*.bgm")),
+             *sorted(ROOT.glob("examples/posteriordb/*/model.bgm"))]
     return [p for p in found if _compiles(p)]
 
 

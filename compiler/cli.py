@@ -145,9 +145,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     from compiler.pipeline import compile_path  # noqa: PLC0415
     compiled = compile_path(args.model)
     m = compiled.model
-    counts = {role: len(m.of_role(role)) for role in ("latent", "observed", "deterministic")}
-    print(f"{args.model}: ok ({counts['latent']} latent, {counts['observed']} observed, "
-          f"{counts['deterministic']} deterministic)")
+    counts = {role: len(m.of_role(role)) for role in ("latent", "observed", "deterministic",
+                                                       "param")}
+    params = f", {counts['param']} param" if counts["param"] else ""
+    print(f"{args.model}: ok ({counts['latent']} latent{params}, {counts['observed']} "
+          f"observed, {counts['deterministic']} deterministic)")
     return EXIT_OK
 
 
@@ -235,7 +237,7 @@ def _fit_exact(args: argparse.Namespace, program: Any, model: Any) -> int:
 
 def _fit_posterior(args: argparse.Namespace, model: Any, init: Any, radius: float) -> int:
     from runtime import posterior  # noqa: PLC0415
-    from runtime.advi import AdviSettings  # noqa: PLC0415
+    from runtime.advi import AdviSettings, refuse_params  # noqa: PLC0415
     from runtime.nuts import NutsSettings  # noqa: PLC0415
     from runtime.output import write_netcdf  # noqa: PLC0415
     if args.method == "nuts":
@@ -247,6 +249,7 @@ def _fit_posterior(args: argparse.Namespace, model: Any, init: Any, radius: floa
         if progress is not None:
             progress.close()
     else:
+        refuse_params(model)
         idata = posterior.run_advi(model, AdviSettings(family=args.family, seed=args.seed,
                                                        draws=args.draws), radius, init)
     if args.output:
@@ -352,7 +355,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.fit and args.fit.endswith(".nc"):
         from runtime.diagnostics import posterior_latents  # noqa: PLC0415
         from runtime.output import read_netcdf  # noqa: PLC0415
-        latents = [v.name for v in program.compiled.model.of_role("latent")]
+        latents = [v.name for v in program.compiled.model.of_role("latent", "param")]
         given = posterior_latents(read_netcdf(args.fit), latents, args.draws, args.seed)
     elif args.fit:
         report = _read_json(args.fit, ModelError)

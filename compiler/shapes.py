@@ -129,6 +129,8 @@ class _Context:
             if stmt.target is None or self.model.variables[stmt.target].role in (
                     "observed", "transformed_data"):
                 self._checked(stmt)
+        for v in self.model.of_role("param"):
+            self._param_bounds(v)
         if self.unknown and not self.errors:
             raise InternalError(f"no shape for '{self.unknown[0].id}' and no error reported")
 
@@ -162,6 +164,24 @@ class _Context:
         except NotASize as exc:
             self.fail(exc)
             v.shape = ()
+
+    def _param_bounds(self, v: Variable) -> None:
+        """The bounds of a point parameter's declared type (rule 5: they may read data,
+        consts and other unknowns) are typed and must fit its shape."""
+        t = v.declared_type
+        if t is None or v.shape is None:
+            return
+        ex = _Expr(self, ())
+        for bound in (t.lower, t.upper):
+            if bound is None:
+                continue
+            try:
+                _check_fits(ex.type(bound).shape, v.shape, bound, "the bound",
+                            n.Target(v.decl.name, (), span=v.decl.name.span))
+            except _Unknown as exc:
+                self.unknown.append(exc.name)
+            except ShapeError as exc:
+                self.fail(exc)
 
     def statements_of(self, v: Variable) -> list[Statement]:
         return [self.model.statements[i] for i in v.defs]

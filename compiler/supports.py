@@ -1,11 +1,12 @@
 """Supports: where each latent lives, so it can be mapped to unconstrained space.
 
 Contract: `infer_supports(model)` sets `model.supports[name]` for every latent (the
-declared type when given, else its prior's support, rule 7), `model.bound_reads[name]`
-(variables its bounds read) and `model.likelihood_latents` (latents some likelihood or
-`factor` term reads, for rule 23's MLE check). Errors: a declared type wider than the
-prior's support, an integer distribution on real data, a discrete latent (summed out in
-a later version), definitions of one latent with different supports.
+declared type when given, else its prior's support, rule 7) and every point parameter
+(`param`: its declared type), `model.bound_reads[name]` (variables its bounds read) and
+`model.likelihood_latents` (latents and params some likelihood or `factor` term reads,
+for rule 23's MLE check). Errors: a declared type wider than the prior's support, an
+integer distribution on real data, a discrete latent (summed out in a later version) or
+an integer param, definitions of one latent with different supports.
 """
 from __future__ import annotations
 
@@ -80,9 +81,10 @@ def infer_supports(model: GraphicalModel) -> None:
     errors: list[Diagnostic] = []
     model.supports = {}  # type: ignore[attr-defined]
     model.bound_reads = {}  # type: ignore[attr-defined]
-    for v in model.of_role("latent"):
+    for v in model.of_role("latent", "param"):
         try:
-            model.supports[v.name] = _latent_support(v, model)  # type: ignore[attr-defined]
+            model.supports[v.name] = (  # type: ignore[attr-defined]
+                _latent_support(v, model) if v.role == "latent" else _param_support(v))
         except _Problem as exc:
             errors.append(exc.diagnostic)
             continue
@@ -135,6 +137,17 @@ def _latent_support(v: Variable, model: GraphicalModel) -> Support:
                        "defined by several statements; this is not supported yet",
                        first.span)
     return chosen
+
+
+def _param_support(v: Variable) -> Support:
+    """A point parameter lives where its declared type says; it has no prior to narrow it."""
+    t = v.declared_type
+    assert t is not None  # the grammar requires `param NAME: TYPE`
+    if t.base == "int":
+        raise _Problem(f"'{v.name}' is an integer point parameter; a 'param' must be "
+                       "continuous (it is fitted by gradient-based optimisation)", t.span,
+                       "declare it real (with bounds if needed), or make it data")
+    return type_support(t, None)
 
 
 def _check_inside(v: Variable, declared: Support, t: n.Type, prior: Support,
@@ -228,7 +241,7 @@ def _likelihood_latents(model: GraphicalModel) -> set[str]:
             return
         seen.add(name)
         v = model.variables[name]
-        if v.role == "latent":
+        if v.role in ("latent", "param"):
             found.add(name)
         elif v.role == "deterministic":
             for s in model.defining(name):

@@ -48,9 +48,12 @@ class Accumulator:
         if self.record:
             self.terms[key] = self.terms.get(key, 0.0) + value
 
-    def constrain(self, name: str, u: torch.Tensor, transform: Any) -> torch.Tensor:
+    def constrain(self, name: str, u: torch.Tensor, transform: Any,
+                  jacobian: bool = True) -> torch.Tensor:
+        """Map an unknown onto its support; a point parameter (`param`, jacobian=False) is
+        never integrated, so it never gets the log-Jacobian, whatever the mode."""
         x = transform(u)
-        if self.mode.jacobian:
+        if jacobian and self.mode.jacobian:
             ladj = transform.log_abs_det_jacobian(u, x)
             batch = u.shape[:self.batch_ndim]
             self._add(f"jacobian {name}", ladj.reshape(tuple(batch) + (-1,)).sum(-1))

@@ -23,10 +23,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from runtime.errors import ModelError
+
+
+def refuse_params(model: Any) -> None:
+    """ADVI fits a Gaussian to every unconstrained coordinate; a point parameter (`param`)
+    would need variational EM (a point mass for it, optimised with the ELBO), which is not
+    implemented, so a model with params is refused with a message naming them."""
+    names = tuple(getattr(model, "param_names", ()))
+    if names:
+        verb = "is a point parameter" if len(names) == 1 else "are point parameters"
+        where = getattr(model, "locations", {}).get(names[0])
+        raise ModelError(f"ADVI does not fit point parameters yet; {', '.join(names)} {verb} "
+                         "('param'): give it a prior (e.g. '~ Flat()') or use --method map "
+                         "or mle", where)
 
 
 @dataclass

@@ -239,9 +239,40 @@ def Dirichlet(alpha):
     return td.Dirichlet(alpha, **_NO_CHECK)
 
 
+class _NotPositiveDefinite(td.MultivariateNormal):
+    """A MultivariateNormal some of whose covariance matrices were not positive definite.
+
+    A sampler's trajectory can reach a point where a computed covariance (a GP kernel
+    with a huge amplitude, say) fails its Cholesky factorisation in floating point. That
+    point has zero density: its log density is -inf (NUTS records a divergence) for the
+    failed batch elements only, instead of an exception that would stop every chain.
+    """
+
+    def __init__(self, mu, scale_tril, failed):
+        super().__init__(mu, scale_tril=scale_tril, **_NO_CHECK)
+        self._failed = failed
+
+    def log_prob(self, value):
+        lp = super().log_prob(value)
+        return torch.where(self._failed, torch.full_like(lp, -math.inf), lp)
+
+    def rsample(self, sample_shape=_NO_SHAPE):
+        from runtime.errors import ModelError  # noqa: PLC0415
+        raise ModelError("MultivariateNormal: the covariance matrix is not positive definite")
+
+
 def MultivariateNormal(mu, Sigma=None, L=None, precision=None):
-    return td.MultivariateNormal(mu, covariance_matrix=Sigma, scale_tril=L,
-                                 precision_matrix=precision, **_NO_CHECK)
+    if Sigma is None:
+        return td.MultivariateNormal(mu, scale_tril=L, precision_matrix=precision, **_NO_CHECK)
+    if Sigma.device.type == "meta":  # shapes only: nothing to factorise
+        return td.MultivariateNormal(mu, covariance_matrix=Sigma, **_NO_CHECK)
+    _, info = torch.linalg.cholesky_ex(Sigma.detach())
+    failed = info != 0
+    if not bool(failed.any()):
+        return td.MultivariateNormal(mu, covariance_matrix=Sigma, **_NO_CHECK)
+    eye = torch.eye(Sigma.shape[-1], dtype=Sigma.dtype, device=Sigma.device)
+    safe = torch.where(failed[..., None, None], eye, Sigma)  # no gradient through failures
+    return _NotPositiveDefinite(mu, torch.linalg.cholesky(safe), failed)
 
 
 def LKJCholesky(eta, dim):

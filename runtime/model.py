@@ -22,7 +22,8 @@ from runtime.transforms import unconstrained_shape
 
 @dataclass(frozen=True)
 class Latent:
-    """A latent variable as the generated code declares it."""
+    """A latent variable, or a point parameter (`param`), as the generated code declares
+    it: both are coordinates of the unconstrained vector."""
 
     name: str
     shape: tuple[int, ...]
@@ -121,14 +122,15 @@ class CompiledModel:
         return total.expand(theta.shape[:-1]) if total.dim() < theta.dim() - 1 else total
 
     def constrain(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Latent and deterministic values (constrained, named as in the model)."""
+        """Latent, point-parameter and deterministic values (constrained, named as in the
+        model)."""
         u = self.packer.unpack(theta)
         acc = Accumulator(Mode(False, True), theta.dim() - 1, record=True)
         values: dict[str, torch.Tensor] = {}
         original = acc.constrain
 
-        def keep(name: str, u_: torch.Tensor, transform: Any) -> torch.Tensor:
-            x = original(name, u_, transform)
+        def keep(name: str, u_: torch.Tensor, transform: Any, **options: Any) -> torch.Tensor:
+            x = original(name, u_, transform, **options)
             values[name] = x
             return x
         acc.constrain = keep  # type: ignore[method-assign]
@@ -139,7 +141,7 @@ class CompiledModel:
         return values
 
     def unconstrain(self, values: dict[str, Any], batch_ndim: int = 0) -> torch.Tensor:
-        """The inverse of constrain for the latents (used for user-given inits)."""
+        """The inverse of constrain for the latents and params (used for user-given inits)."""
         from runtime.transforms import (  # noqa: PLC0415
             cholesky_corr,
             ordered,
@@ -167,7 +169,7 @@ class CompiledModel:
         transforms: dict[str, Any] = {}
         acc = Accumulator(Mode(False, True), 0)
 
-        def grab(n: str, u_: torch.Tensor, transform: Any) -> torch.Tensor:
+        def grab(n: str, u_: torch.Tensor, transform: Any, **_: Any) -> torch.Tensor:
             transforms[n] = transform
             return torch.as_tensor(values[n], dtype=self.dtype, device=self.device) \
                 if n in values else transform(u_)
@@ -187,7 +189,13 @@ class CompiledModel:
         return self.sample_prior(self.data, (n,))
 
     def predictive(self, given: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
-        """Posterior (or any) predictive draws given latent draws with one batch dim."""
+        """Posterior (or any) predictive draws given latent (and param) draws with one
+        batch dim."""
+        missing = [lat.name for lat in self.latents if lat.name not in given]
+        if missing:
+            what = "point parameter" if missing[0] in self.param_names else "latent"
+            raise ModelError(f"the fit gives no value of the {what} '{missing[0]}': was it "
+                             "made by a different model?", self.locations.get(missing[0]))
         torch.manual_seed(seed)
         lat = self.latents[0] if self.latents else None
         n = given[lat.name].shape[0] if lat is not None else 1

@@ -27,7 +27,8 @@ def _refuse_params(model: Any, method: str) -> None:
         verb = "is a point parameter" if len(model.param_names) == 1 else \
             "are point parameters"
         raise ModelError(f"NUTS needs a prior on every unknown; {names} {verb}: give it a "
-                         "prior (e.g. '~ Flat()') or use --method advi")
+                         "prior (e.g. '~ Flat()') or fit point estimates with --method map "
+                         "or mle")
 
 
 def starts(model: Any, chains: int, seed: int, radius: float,

@@ -1,5 +1,7 @@
 """The hand-written log densities equal torch.distributions' to rounding, for tensor and
 Python-number arguments (numbers must never drop to float32)."""
+import math
+
 import pytest
 import torch
 
@@ -50,3 +52,19 @@ def test_sampling_is_delegated_to_torch():
     d = bd.Normal(torch.zeros(3), 1.0)
     assert d.expand(torch.Size([4, 3])).sample().shape == (4, 3)
     assert d.event_shape == torch.Size([])
+
+
+def test_covariance_that_is_not_positive_definite_has_zero_density_not_an_exception() -> None:
+    """One batch element (a chain) at a non-PD covariance gets -inf and no gradient; the
+    others are exactly torch's density with torch's gradient."""
+    good = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)
+    bad = torch.tensor([[1.0, 2.0], [2.0, 1.0]], dtype=torch.float64)
+    sigma = torch.stack([good, bad]).requires_grad_()
+    x = torch.tensor([0.5, -1.0], dtype=torch.float64)
+    lp = bd.MultivariateNormal(torch.zeros(2, 2, dtype=torch.float64), sigma).log_prob(x)
+    reference = torch.distributions.MultivariateNormal(torch.zeros(2, dtype=torch.float64),
+                                                       good).log_prob(x)
+    assert lp[0].item() == pytest.approx(reference.item(), abs=1e-12)
+    assert lp[1].item() == -math.inf
+    lp[0].backward()
+    assert torch.isfinite(sigma.grad).all() and (sigma.grad[1] == 0).all()

@@ -54,7 +54,8 @@ def test_nuts_matches_reference_posterior(name: str) -> None:
         rhat = float(az.rhat(draws))
         tolerance = max(4 * mcse, 0.1 * ref["sd"])
         if abs(mean - ref["mean"]) >= tolerance:
-            failures.append(f"{element}: mean {mean:.4g} vs {ref['mean']:.4g} (tol {tolerance:.3g})")
+            failures.append(f"{element}: mean {mean:.4g} vs {ref['mean']:.4g} "
+                            f"(tol {tolerance:.3g})")
         if abs(sd / ref["sd"] - 1) > 0.15:
             failures.append(f"{element}: sd {sd:.4g} vs {ref['sd']:.4g}")
         if rhat >= 1.01:

@@ -129,8 +129,8 @@ def _read_lagged(model: GraphicalModel, loop: Loop, name: str) -> bool:
 
 def plan(model: GraphicalModel, sampling: bool, constrain: bool,
          predictive: bool = False) -> list[Unit]:
-    """Units in the order they run (the log density constrains latents; samplers don't;
-    the predictive sampler is given the latents)."""
+    """Units in the order they run (the log density constrains latents and params;
+    samplers don't; the predictive sampler is given the latents and params)."""
     seq_loops = model.sequential_sample if sampling else model.sequential_logp  # type: ignore[attr-defined]
     units: list[Unit] = []
     grouped: set[int] = set()
@@ -156,11 +156,11 @@ def plan(model: GraphicalModel, sampling: bool, constrain: bool,
             defines = {stmt.target}
         units.append(Unit("statement", (stmt.span.line, stmt.span.column), defines,
                           set(stmt.reads), statement=stmt))
-    if constrain:
-        for v in model.of_role("latent"):
-            first = model.statements[v.defs[0]]
+    if constrain:  # latents, and point parameters (at their declaration)
+        for v in model.of_role("latent", "param"):
+            span = model.statements[v.defs[0]].span if v.role == "latent" else v.span
             reads = set(model.bound_reads.get(v.name, ()))  # type: ignore[attr-defined]
-            units.append(Unit("constrain", (first.span.line, first.span.column - 1),
+            units.append(Unit("constrain", (span.line, span.column - 1),
                               {v.name}, reads, latent=v.name))
     return _sort(model, units)
 
