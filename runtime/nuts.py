@@ -360,14 +360,24 @@ def windows(warmup: int) -> tuple[int, int, list[int]]:
 
 
 def _estimate(samples: list[torch.Tensor], dense: bool) -> torch.Tensor:
-    """Regularised variance (or covariance) of warmup draws, as Stan does."""
+    """Regularised variance (or covariance) of warmup draws.
+
+    The diagonal estimate is Stan's: shrunk towards 1e-3 on the unconstrained scale. The
+    dense one is shrunk by the same weight towards 1e-3 times its own diagonal instead of
+    towards 1e-3 * I: Stan's absolute target swamps a parameter whose posterior sd is
+    below ~0.03 (a regression slope on uncentred years, sd 0.0075, correlated -0.99999
+    with the intercept), turns the learnt correlation back into independence and leaves
+    NUTS at maximal tree depth. Scaling by the diagonal keeps the regularisation
+    invariant to the units of each coordinate; the floor keeps it positive definite
+    when a chain has not moved in a window.
+    """
     x = torch.stack(samples, 1)  # [C, n, D]
     n = x.shape[1]
     centred = x - x.mean(1, keepdim=True)
     if dense:
         cov = centred.transpose(1, 2) @ centred / max(n - 1, 1)
-        eye = torch.eye(x.shape[-1], dtype=x.dtype, device=x.device)
-        return (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * eye
+        scale = torch.diagonal(cov, dim1=-2, dim2=-1).clamp(min=1e-8)
+        return (n / (n + 5.0)) * cov + 1e-3 * (5.0 / (n + 5.0)) * torch.diag_embed(scale)
     var = (centred ** 2).sum(1) / max(n - 1, 1)
     return (n / (n + 5.0)) * var + 1e-3 * (5.0 / (n + 5.0))
 

@@ -60,6 +60,18 @@ def test_dense_metric_handles_strong_correlation():
     assert r.stats["tree_depth"].float().mean() < 4
 
 
+def test_dense_metric_regularisation_is_invariant_to_units():
+    """The same correlated Gaussian in small units (sd 0.005, as a slope on uncentred
+    years): the dense metric must learn the correlation, not be swamped by a fixed 1e-3."""
+    log_prob, cov = _gaussian(torch.tensor([0.005, 0.005]), rho=0.9999)
+    r = sample(log_prob, torch.zeros(4, 2), NutsSettings(warmup=500, draws=200, seed=5,
+                                                         metric="dense"))
+    learnt = r.metric[0]
+    corr = learnt[0, 1] / (learnt[0, 0] * learnt[1, 1]).sqrt()
+    assert corr > 0.99, corr
+    assert r.stats["tree_depth"].float().mean() < 4
+
+
 def test_all_chains_share_each_gradient_call():
     calls = []
     log_prob, _ = _gaussian(torch.ones(3))
