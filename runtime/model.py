@@ -121,6 +121,10 @@ class CompiledModel:
             total = torch.as_tensor(total, dtype=self.dtype, device=self.device)
         return total.expand(theta.shape[:-1]) if total.dim() < theta.dim() - 1 else total
 
+    # The name the course and the issues use for the same function: log p(data, latents)
+    # over unconstrained coordinates, Jacobians included.
+    log_joint = log_prob
+
     def constrain(self, theta: torch.Tensor) -> dict[str, torch.Tensor]:
         """Latent, point-parameter and deterministic values (constrained, named as in the
         model)."""

@@ -236,6 +236,13 @@ def test_batched_log_density(bound: tuple, mode: str, batch: tuple[int, ...]) ->
     assert np.abs(got.numpy() - want).max() < TOLERANCE
 
 
+def test_log_joint_is_the_posterior_log_density_with_jacobians(bound: tuple) -> None:
+    case, data, model = bound
+    theta = points(model.dim, 1, seed=7)[0]
+    want = case.reference(data, split(theta, case.layout(data))).total(MODES["posterior"])
+    assert abs(float(model.log_joint(torch.tensor(theta))) - want) < TOLERANCE
+
+
 def test_modes_differ_by_the_right_terms(bound: tuple) -> None:
     """posterior - map is exactly the Jacobian; map - mle exactly the priors."""
     case, data, model = bound
