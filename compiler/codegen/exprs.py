@@ -244,6 +244,11 @@ class ExprCompiler:
             return Value(f"{self.operand(x, x.code, '@', False)} @ "
                          f"{self.operand(y, y.code, '@', True)}", loops, 2, atomic=False,
                          prec=_PREC["@"])
+        if ranks == (2, 1) and not a.batched and not a.loops:
+            # data matrix times a batched vector: one GEMM, v @ A^T, instead of a batched
+            # matmul that copies A once per chain
+            return Value(f"{self.operand(y, y.code, '@', False)} @ {self.paren(x)}.mT",
+                         loops, 1, atomic=False, prec=_PREC["@"])
         if ranks == (2, 1):
             return Value(f"({self.operand(x, x.code, '@', False)} @ "
                          f"{self.paren(y)}[..., None])[..., 0]", loops, 1)

@@ -68,7 +68,7 @@ class LinearRegression(rt.CompiledModel):
         # linear_regression.bgm:14  sigma ~ HalfNormal(5)
         acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), 0)
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        acc__.likelihood('y', dist.Normal((X @ beta[..., None])[..., 0] + alpha[..., None], sigma[..., None]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]).log_prob(y), 1)
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior, batch shape shape__."""
@@ -87,7 +87,7 @@ class LinearRegression(rt.CompiledModel):
         sigma = rt.draw(dist.HalfNormal(data__.tensor(5.0)), shape__ + (), 'linear_regression.bgm:14')
         draws__['sigma'] = sigma
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        y = rt.draw(dist.Normal((X @ beta[..., None])[..., 0] + alpha[..., None], sigma[..., None]), shape__ + (N,), 'linear_regression.bgm:15')
+        y = rt.draw(dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]), shape__ + (N,), 'linear_regression.bgm:15')
         draws__['y'] = y
         return draws__
 
@@ -102,6 +102,6 @@ class LinearRegression(rt.CompiledModel):
         beta = given__['beta']
         sigma = given__['sigma']
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        y = rt.draw(dist.Normal((X @ beta[..., None])[..., 0] + alpha[..., None], sigma[..., None]), shape__ + (N,), 'linear_regression.bgm:15')
+        y = rt.draw(dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]), shape__ + (N,), 'linear_regression.bgm:15')
         draws__['y'] = y
         return draws__

@@ -75,7 +75,7 @@ class LogisticRegressionL1(rt.CompiledModel):
         # logistic_regression_l1.bgm:13  w: real[D] ~ Laplace(0, b)
         acc__.prior('w', dist.Laplace(data__.tensor(0.0), b).log_prob(w), 1)
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        acc__.likelihood('y', dist.Bernoulli(logits=(X @ w[..., None])[..., 0] + alpha[..., None]).log_prob(data__.real(y)), 1)
+        acc__.likelihood('y', dist.Bernoulli(logits=w @ X.mT + alpha[..., None]).log_prob(data__.real(y)), 1)
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior, batch shape shape__."""
@@ -92,7 +92,7 @@ class LogisticRegressionL1(rt.CompiledModel):
         w = rt.draw(dist.Laplace(data__.tensor(0.0), b), shape__ + (D,), 'logistic_regression_l1.bgm:13')
         draws__['w'] = w
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        y = rt.draw(dist.Bernoulli(logits=(X @ w[..., None])[..., 0] + alpha[..., None]), shape__ + (N,), 'logistic_regression_l1.bgm:14')
+        y = rt.draw(dist.Bernoulli(logits=w @ X.mT + alpha[..., None]), shape__ + (N,), 'logistic_regression_l1.bgm:14')
         draws__['y'] = y
         return draws__
 
@@ -107,6 +107,6 @@ class LogisticRegressionL1(rt.CompiledModel):
         alpha = given__['alpha']
         w = given__['w']
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        y = rt.draw(dist.Bernoulli(logits=(X @ w[..., None])[..., 0] + alpha[..., None]), shape__ + (N,), 'logistic_regression_l1.bgm:14')
+        y = rt.draw(dist.Bernoulli(logits=w @ X.mT + alpha[..., None]), shape__ + (N,), 'logistic_regression_l1.bgm:14')
         draws__['y'] = y
         return draws__

@@ -62,7 +62,7 @@ class BLR(rt.CompiledModel):
         # model.bgm:10  sigma ~ HalfNormal(10)
         acc__.prior('sigma', dist.HalfNormal(data__.tensor(10.0)).log_prob(sigma), 0)
         # model.bgm:11  y ~ Normal(X @ beta, sigma)
-        acc__.likelihood('y', dist.Normal((X @ beta[..., None])[..., 0], sigma[..., None]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(beta @ X.mT, sigma[..., None]).log_prob(y), 1)
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior, batch shape shape__."""
@@ -78,7 +78,7 @@ class BLR(rt.CompiledModel):
         sigma = rt.draw(dist.HalfNormal(data__.tensor(10.0)), shape__ + (), 'model.bgm:10')
         draws__['sigma'] = sigma
         # model.bgm:11  y ~ Normal(X @ beta, sigma)
-        y = rt.draw(dist.Normal((X @ beta[..., None])[..., 0], sigma[..., None]), shape__ + (N,), 'model.bgm:11')
+        y = rt.draw(dist.Normal(beta @ X.mT, sigma[..., None]), shape__ + (N,), 'model.bgm:11')
         draws__['y'] = y
         return draws__
 
@@ -92,6 +92,6 @@ class BLR(rt.CompiledModel):
         beta = given__['beta']
         sigma = given__['sigma']
         # model.bgm:11  y ~ Normal(X @ beta, sigma)
-        y = rt.draw(dist.Normal((X @ beta[..., None])[..., 0], sigma[..., None]), shape__ + (N,), 'model.bgm:11')
+        y = rt.draw(dist.Normal(beta @ X.mT, sigma[..., None]), shape__ + (N,), 'model.bgm:11')
         draws__['y'] = y
         return draws__
