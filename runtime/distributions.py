@@ -266,10 +266,10 @@ def MultivariateNormal(mu, Sigma=None, L=None, precision=None):
         return td.MultivariateNormal(mu, scale_tril=L, precision_matrix=precision, **_NO_CHECK)
     if Sigma.device.type == "meta":  # shapes only: nothing to factorise
         return td.MultivariateNormal(mu, covariance_matrix=Sigma, **_NO_CHECK)
-    _, info = torch.linalg.cholesky_ex(Sigma.detach())
+    L, info = torch.linalg.cholesky_ex(Sigma)  # one factorisation on the usual path
     failed = info != 0
     if not bool(failed.any()):
-        return td.MultivariateNormal(mu, covariance_matrix=Sigma, **_NO_CHECK)
+        return td.MultivariateNormal(mu, scale_tril=L, **_NO_CHECK)
     eye = torch.eye(Sigma.shape[-1], dtype=Sigma.dtype, device=Sigma.device)
     safe = torch.where(failed[..., None, None], eye, Sigma)  # no gradient through failures
     return _NotPositiveDefinite(mu, torch.linalg.cholesky(safe), failed)
