@@ -111,6 +111,17 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="write the draws (.json or .npz)")
     s.set_defaults(run=cmd_sample)
 
+    pr = sub.add_parser("predict", help="the posterior of a variable given new data "
+                                        "(Bayes' rule; exact when it is discrete)")
+    pr.add_argument("model")
+    _data_args(pr)
+    pr.add_argument("--fit", required=True, help="a fit from 'bgmc fit' (.json or .nc)")
+    pr.add_argument("--query", required=True, help="the observed variable to predict")
+    pr.add_argument("-n", "--draws", type=int, default=1000,
+                    help="posterior draws to average over (a .nc fit)")
+    pr.add_argument("-o", "--output", help="write the prediction (.json)")
+    pr.set_defaults(run=cmd_predict)
+
     sm = sub.add_parser("summary", help="posterior summary and diagnostics of a fit")
     sm.add_argument("fit")
     sm.set_defaults(run=cmd_summary)
@@ -348,23 +359,76 @@ def _short(value: Any) -> str:
     return text if len(text) < 100 else text[:96] + " ..."
 
 
-def cmd_sample(args: argparse.Namespace) -> int:
+def _given(fit: str, program: Any, draws: int, seed: int) -> dict[str, Any]:
+    """The fit's values of the continuous latents and params, with a leading draw dim:
+    `draws` posterior draws of a .nc fit, or the point estimates of a .json one."""
     from runtime.errors import ModelError  # noqa: PLC0415
-    program = _program(args.model)
-    given = None
-    if args.fit and args.fit.endswith(".nc"):
+    if fit.endswith(".nc"):
         from runtime.diagnostics import posterior_latents  # noqa: PLC0415
         from runtime.output import read_netcdf  # noqa: PLC0415
-        latents = [v.name for v in program.compiled.model.of_role("latent", "param")]
-        given = posterior_latents(read_netcdf(args.fit), latents, args.draws, args.seed)
-    elif args.fit:
-        report = _read_json(args.fit, ModelError)
-        estimates = report.get("estimates") if isinstance(report, dict) else None
-        if not isinstance(estimates, dict):
-            raise ModelError(f"'{args.fit}' is not a point-estimate file from 'bgmc fit'")
+        latents = [v.name for v in program.compiled.model.of_role("latent", "param")
+                   if not (v.role == "latent" and v.discrete)]
+        return posterior_latents(read_netcdf(fit), latents, draws, seed)  # type: ignore[no-any-return]
+    report = _read_json(fit, ModelError)
+    estimates = report.get("estimates") if isinstance(report, dict) else None
+    if not isinstance(estimates, dict):
+        raise ModelError(f"'{fit}' is not a point-estimate file from 'bgmc fit'")
+    import numpy as np  # noqa: PLC0415
+    return {k: np.repeat(np.asarray(v, dtype=float)[None], draws, axis=0)
+            for k, v in estimates.items()}
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from compiler.api import Program  # noqa: PLC0415
+    from compiler.query import with_latent  # noqa: PLC0415
+    program = _program(args.model)
+    unobserved = Program(with_latent(program.compiled, args.query))
+    variable = unobserved.compiled.model.variables[args.query]
+    point = not args.fit.endswith(".nc")
+    given = _given(args.fit, program, 1 if point and variable.discrete else args.draws,
+                   args.seed)
+    if variable.discrete:
+        from runtime.predict import predict_discrete  # noqa: PLC0415
+        result = predict_discrete(unobserved.bind(args.data, device=args.device),
+                                  args.query, given)
+        print(f"P({args.query} | data) by Bayes' rule, exact given each of "
+              f"{result['draws']} fitted value(s), over {args.query} in "
+              f"{result['values'][0]}..{result['values'][-1]}:")
+        _print_prediction(args.query, result)
+    else:
         import numpy as np  # noqa: PLC0415
-        given = {k: np.repeat(np.asarray(v, dtype=float)[None], args.draws, axis=0)
-                 for k, v in estimates.items()}
+        draws = program.sample(args.data, n=args.draws, seed=args.seed, given=given,
+                               device=args.device)[args.query]
+        result = {"query": args.query, "mean": draws.mean(0).tolist(),
+                  "sd": draws.std(0, ddof=1).tolist() if len(draws) > 1 else None,
+                  "q05": np.quantile(draws, 0.05, axis=0).tolist(),
+                  "q95": np.quantile(draws, 0.95, axis=0).tolist(), "draws": len(draws)}
+        print(f"{args.query}: posterior predictive from {len(draws)} draws: mean "
+              f"{_short(result['mean'])}")
+    if args.output:
+        write_atomic(args.output, json.dumps(result) + "\n")
+    return EXIT_OK
+
+
+def _print_prediction(name: str, result: dict[str, Any]) -> None:
+    import numpy as np  # noqa: PLC0415
+    probs = np.asarray(result["probabilities"])
+    predicted = np.asarray(result["prediction"])
+    if probs.ndim == 1:
+        print(f"  {name} = {int(predicted)} (probability {probs.max():.4f})")
+        return
+    flat, labels = probs.reshape(-1, probs.shape[-1]), predicted.reshape(-1)
+    for i, (p, label) in enumerate(zip(flat, labels, strict=True)):
+        if i == 20:
+            print(f"  ... {len(labels) - 20} more (-o writes them all)")
+            break
+        index = ", ".join(str(j + 1) for j in np.unravel_index(i, predicted.shape))
+        print(f"  {name}[{index}] = {int(label)} (probability {p.max():.4f})")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    program = _program(args.model)
+    given = _given(args.fit, program, args.draws, args.seed) if args.fit else None
     draws = program.sample(args.data, n=args.draws, seed=args.seed, given=given,
                            device=args.device)
     if args.output:

@@ -1,4 +1,5 @@
-"""The compiler's passes in order: parse → resolve → shapes → loops → supports → codegen.
+"""The compiler's passes in order: parse → resolve → shapes → loops → supports →
+elimination → codegen.
 
 Each pass raises one BgmError with all the mistakes of its kind, and the pipeline stops
 between passes (a shape error after a naming error would only be noise).
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from compiler.checks import check_targets
 from compiler.codegen.module import generate
+from compiler.elimination import plan_elimination
 from compiler.ir import GraphicalModel
 from compiler.loops import classify_loops
 from compiler.resolve import resolve
@@ -38,6 +40,7 @@ def analyse(program: n.Program, source: Source) -> GraphicalModel:
     check_targets(model)
     classify_loops(model)
     infer_supports(model)
+    plan_elimination(model)
     model.validate()
     return model
 

@@ -18,7 +18,7 @@ from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import GraphicalModel, Statement, Variable
 from compiler.walk import free_names
 from dsl import nodes as n
-from dsl.diagnostics import BgmError, Diagnostic
+from dsl.diagnostics import BgmError, Diagnostic, Problem
 from dsl.printer import format_expr, format_type
 
 
@@ -85,7 +85,7 @@ def infer_supports(model: GraphicalModel) -> None:
         try:
             model.supports[v.name] = (  # type: ignore[attr-defined]
                 _latent_support(v, model) if v.role == "latent" else _param_support(v))
-        except _Problem as exc:
+        except Problem as exc:
             errors.append(exc.diagnostic)
             continue
         s = model.supports[v.name]  # type: ignore[attr-defined]
@@ -103,21 +103,13 @@ def infer_supports(model: GraphicalModel) -> None:
         raise BgmError(errors, model.source)
 
 
-class _Problem(Exception):
-    def __init__(self, message: str, span: Any, hint: str | None = None):
-        super().__init__(message)
-        self.diagnostic = Diagnostic(message, span, hint)
-
 
 def _latent_support(v: Variable, model: GraphicalModel) -> Support:
     statements = model.defining(v.name)
     first = statements[0]
     spec = DISTRIBUTIONS[model.bindings[first.id].name]  # type: ignore[attr-defined]
     if spec.discrete:
-        raise _Problem(f"'{v.name}' is a discrete latent variable; summing discrete latents "
-                       "out is not supported yet", first.node.target.name.span,
-                       "until then, write the marginal density with 'factor' and "
-                       "log_sum_exp, or make the variable data")
+        return _discrete_support(v, model)
     priors = [prior_support(s, model) for s in statements]
     typed = [s for s in statements if s.node.type is not None]
     declared = type_support(typed[0].node.type, typed[0].id) if typed else None
@@ -126,17 +118,62 @@ def _latent_support(v: Variable, model: GraphicalModel) -> Support:
             _check_inside(v, declared, typed[0].node.type, prior, s, model)
     chosen = declared or priors[0]
     if declared is None and any(p.describe() != chosen.describe() for p in priors[1:]):
-        raise _Problem(f"the definitions of '{v.name}' give it different supports "
+        raise Problem(f"the definitions of '{v.name}' give it different supports "
                        f"({', '.join(_support_text(p) for p in priors)})",
                        statements[-1].node.dist.span, "declare its type on the first "
                                                       "definition")
     if (chosen.lower is not None or chosen.upper is not None) and len(statements) > 1 and \
             any(_number(b, model) is None for b in (chosen.lower, chosen.upper)
                 if b is not None):
-        raise _Problem(f"'{v.name}' has bounds that depend on other variables and is "
+        raise Problem(f"'{v.name}' has bounds that depend on other variables and is "
                        "defined by several statements; this is not supported yet",
                        first.span)
     return chosen
+
+
+def _discrete_support(v: Variable, model: GraphicalModel) -> Support:
+    """A discrete latent is summed out by enumerating its values (rule 19), so its support
+    must be finite and known when the data is loaded: the prior's, narrowed by a declared
+    `int<lower=, upper=>` (a truncation, rule 7). An upper bound "len:p" is the length of
+    the argument p (Categorical's K)."""
+    statements = model.defining(v.name)
+    first = statements[0]
+    binding = model.bindings[first.id]  # type: ignore[attr-defined]
+    spec = DISTRIBUTIONS[binding.name]
+    args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
+    _, lo, hi = spec.support
+    lower = args.get(lo, lo) if isinstance(lo, str) else lo
+    upper = args.get(hi, hi) if isinstance(hi, str) and not hi.startswith("len:") else hi
+    t = first.node.type
+    if t is not None:
+        if t.base != "int":
+            raise Problem(f"'{v.name}' is declared {format_type(t)}, but its prior "
+                           f"{spec.name} draws integers", t.span,
+                           "declare it int (with bounds if needed) or leave the type out")
+        lower = t.lower if t.lower is not None else lower
+        upper = t.upper if t.upper is not None else upper
+    if upper is None or lower is None:
+        raise Problem(f"'{v.name}' is a discrete latent with unbounded support "
+                       f"({spec.name}); bgm sums discrete latents out by enumerating their "
+                       "values, which needs a finite support", first.node.target.name.span,
+                       f"declare a bound, e.g. '{v.name}: int<lower=0, upper=100> ~ "
+                       f"{format_expr(first.node.dist)}' (a truncation, rule 7), or make "
+                       f"'{v.name}' data")
+    for bound in (lower, upper):
+        if isinstance(bound, (int, float, str)):
+            continue
+        latent = sorted(x.id for x in free_names(bound) if x.id in model.variables and
+                        model.variables[x.id].role not in ("data", "const",
+                                                           "transformed_data"))
+        if latent:
+            text = format_expr(bound)
+            reads = f"is the latent '{text}'" if text == latent[0] else \
+                f"'{text}' reads the latent '{latent[0]}'"
+            raise Problem(f"the values of the discrete latent '{v.name}' must be known "
+                           f"when the data is loaded, but its bound {reads}",
+                           getattr(bound, "span", None) or first.node.dist.span,
+                           "bound it by data or constants (rule 19)")
+    return Support("int", lower, upper, first.id)
 
 
 def _param_support(v: Variable) -> Support:
@@ -144,7 +181,7 @@ def _param_support(v: Variable) -> Support:
     t = v.declared_type
     assert t is not None  # the grammar requires `param NAME: TYPE`
     if t.base == "int":
-        raise _Problem(f"'{v.name}' is an integer point parameter; a 'param' must be "
+        raise Problem(f"'{v.name}' is an integer point parameter; a 'param' must be "
                        "continuous (it is fitted by gradient-based optimisation)", t.span,
                        "declare it real (with bounds if needed), or make it data")
     return type_support(t, None)
@@ -160,12 +197,12 @@ def _check_inside(v: Variable, declared: Support, t: n.Type, prior: Support,
         return
     if prior.kind in ("simplex", "cholesky_corr"):
         if declared.kind != prior.kind:
-            raise _Problem(f"'{v.name}' is declared {format_type(t)}, but its prior "
+            raise Problem(f"'{v.name}' is declared {format_type(t)}, but its prior "
                            f"{spec_name} draws a {prior.kind}", where,
                            f"declare it {format_type(n.Type(prior.kind, dims=t.dims[-1:]))} "
                            "or leave the type out")
         return
-    wider = _Problem(f"'{v.name}' is declared {format_type(t)}, which is wider than the support "
+    wider = Problem(f"'{v.name}' is declared {format_type(t)}, which is wider than the support "
                      f"{_interval_text(prior)} of its prior {spec_name}", where,
                      "a declared type must lie inside its prior's support (rule 7): "
                      f"declare {format_type(_suggested(t, prior))} or leave the type out")
@@ -243,7 +280,8 @@ def _likelihood_latents(model: GraphicalModel) -> set[str]:
         v = model.variables[name]
         if v.role in ("latent", "param"):
             found.add(name)
-        elif v.role == "deterministic":
+        if v.role == "deterministic" or (v.role == "latent" and v.discrete):
+            # through `=` nodes and summed-out discrete latents to what they are made of
             for s in model.defining(name):
                 for r in s.reads:
                     visit(r)

@@ -7,6 +7,7 @@ source line and carets under the span, the way stanc3 and rustc print them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from dsl.spans import Source, Span
 
@@ -38,6 +39,15 @@ class BgmError(Exception):
 
     def render(self, color: bool = False) -> str:
         return "\n".join(render(d, self.source, color) for d in self.diagnostics)
+
+
+class Problem(Exception):
+    """One diagnostic raised from deep inside a pass; the pass collects them into a
+    BgmError so that all the mistakes of a kind are reported together."""
+
+    def __init__(self, message: str, span: Any, hint: str | None = None):
+        super().__init__(message)
+        self.diagnostic = Diagnostic(message, span, hint)
 
 
 class InternalError(Exception):

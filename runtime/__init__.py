@@ -26,6 +26,7 @@ from runtime.ops import (
     size_expr,
     stack_last,
     take,
+    take_batched,
 )
 from runtime.transforms import cholesky_corr, interval, lower_bound, ordered, simplex, upper_bound
 
@@ -34,5 +35,6 @@ __all__ = [
     "Parts", "Phi", "Steps", "check_support", "cholesky_corr", "draw", "fill", "index",
     "interval", "lower_bound", "one_hot", "ordered", "reduce_logsumexp", "reduce_max",
     "reduce_mean", "reduce_min", "reduce_norm", "reduce_prod", "reduce_sd", "reduce_sum",
-    "reduce_variance", "simplex", "size_expr", "stack_last", "take", "upper_bound",
+    "reduce_variance", "simplex", "size_expr", "stack_last", "take", "take_batched",
+    "upper_bound",
 ]

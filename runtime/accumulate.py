@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from runtime.errors import ModelError
+
 
 @dataclass(frozen=True)
 class Mode:
@@ -33,6 +35,11 @@ def _sum_last(t: Any, ndims: int) -> Any:
     return t.sum(dim=tuple(range(-ndims, 0)))
 
 
+# Enumerating a discrete latent holds all its values in one tensor dimension; past this
+# many values per element the tensors it makes would not fit in memory.
+MAX_ENUMERATED_VALUES = 100_000
+
+
 class Accumulator:
     def __init__(self, mode: Mode, batch_ndim: int, record: bool = False):
         self.mode = mode
@@ -42,6 +49,9 @@ class Accumulator:
         self.pointwise: dict[str, torch.Tensor] = {}
         self.deterministics: dict[str, torch.Tensor] = {}
         self.terms: dict[str, Any] = {}
+        self.enumerated: dict[str, list[Any]] = {}  # discrete latent -> its terms
+        self.conditionals: dict[str, torch.Tensor] = {}  # recorded: log p(z = k | rest)
+        self.values: dict[str, torch.Tensor] = {}  # each enumerated latent's values
 
     def _add(self, key: str, value: Any) -> None:
         self.total = self.total + value
@@ -70,6 +80,45 @@ class Accumulator:
 
     def factor(self, value: Any, ndims: int) -> None:
         self._add("factor", _sum_last(value, ndims))
+
+    # ---- discrete latents summed out (compiler/elimination.py plans which terms)
+    def enumerate(self, name: str, values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """All values of the discrete latent `name` at once, in a new leftmost dimension
+        (left of the batch dims), the same for every element of its plate: [K, 1...,
+        *shape]. What is computed from it carries that dimension until `sum_out`."""
+        k = int(values.shape[0])
+        if k > MAX_ENUMERATED_VALUES:
+            raise ModelError(f"summing out the discrete latent '{name}' means enumerating "
+                             f"{k} values per element, more than the limit of "
+                             f"{MAX_ENUMERATED_VALUES}; narrow its bounds")
+        if k < 1:
+            raise ModelError(f"the discrete latent '{name}' has no possible value (its "
+                             "upper bound is below its lower bound)")
+        self.enumerated[name] = []
+        self.values[name] = values
+        ones = (1,) * self.batch_ndim
+        return values.reshape((k,) + ones + (1,) * len(shape)).expand((k,) + ones + tuple(shape))
+
+    def enum_term(self, name: str, log_prob: Any, ndims: int) -> None:
+        """A term depending on the enumerated `name`: [K, batch..., plate..., rest...];
+        the trailing `ndims` dims (all but the plate's) are summed now."""
+        self.enumerated[name].append(_sum_last(log_prob, ndims))
+
+    def sum_out(self, name: str, keep: int, observed: tuple[str, ...] = ()) -> None:
+        """log sum_k exp(sum of the terms at value k), per element of the plate (the last
+        `keep` dims), then the sum over the plate. Recorded: the conditional posterior
+        log p(name = k | everything else) and, for a single observed variable, its
+        pointwise marginal log-likelihood (for LOO)."""
+        terms = self.enumerated.pop(name)
+        joint = terms[0]
+        for t in terms[1:]:
+            joint = joint + t
+        marginal = torch.logsumexp(joint, 0)
+        if self.record:
+            self.conditionals[name] = joint - marginal
+            if len(observed) == 1 and keep > 0:
+                self.pointwise[observed[0]] = marginal
+        self._add(f"summed out {name}", _sum_last(marginal, keep))
 
     def deterministic(self, name: str, value: torch.Tensor) -> None:
         if self.record:

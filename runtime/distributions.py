@@ -210,15 +210,19 @@ class _DiscreteUniform(td.Distribution):
     arg_constraints: dict = {}
 
     def __init__(self, lower, upper):
-        self.lower, self.upper = torch.broadcast_tensors(torch.as_tensor(lower),
-                                                         torch.as_tensor(upper))
+        # a Python number becomes float64, not torch's float32 default
+        lower, upper = (torch.as_tensor(b, dtype=torch.float64) if isinstance(b, float)
+                        else torch.as_tensor(b) for b in (lower, upper))
+        self.lower, self.upper = torch.broadcast_tensors(lower, upper)
         super().__init__(self.lower.shape, validate_args=False)
 
     def log_prob(self, value):
         value = torch.as_tensor(value)
         inside = (value >= self.lower) & (value <= self.upper)
-        dtype = next((t.dtype for t in (value, self.lower) if t.is_floating_point()),
-                     torch.float64)  # not torch's float32 default
+        floats = [t.dtype for t in (value, self.lower) if t.is_floating_point()]
+        dtype = floats[0] if floats else torch.float64
+        for other in floats[1:]:
+            dtype = torch.promote_types(dtype, other)
         size = (self.upper - self.lower + 1).to(dtype)
         return torch.where(inside, -torch.log(size), torch.full_like(size, -math.inf))
 

@@ -75,6 +75,7 @@ class CompiledModel:
     deterministic_names: tuple[str, ...] = ()
     transformed_data_names: tuple[str, ...] = ()
     param_names: tuple[str, ...] = ()
+    discrete_names: tuple[str, ...] = ()  # summed out in the log density, drawn by samplers
     latents_without_likelihood: tuple[str, ...] = ()
     has_factor_statements = False
     locations: dict[str, str] = {}
@@ -163,15 +164,17 @@ class CompiledModel:
             elif lat.kind == "real":
                 parts[lat.name] = real().inv(x)
             else:
-                parts[lat.name] = self._bounded_inverse(lat.name, x, values)
+                parts[lat.name] = self._bounded_inverse(lat.name, x, values, batch_ndim)
         return self.packer.pack(parts, batch_ndim)
 
-    def _bounded_inverse(self, name: str, x: torch.Tensor, values: dict[str, Any]) -> torch.Tensor:
+    def _bounded_inverse(self, name: str, x: torch.Tensor, values: dict[str, Any],
+                         batch_ndim: int = 0) -> torch.Tensor:
         """Invert a bounded latent's transform by solving constrain(u) = x numerically-free:
         the transform is found by running the density once with the other values."""
-        theta = torch.zeros(self.dim, dtype=self.dtype, device=self.device)
+        batch = tuple(x.shape[:batch_ndim])
+        theta = torch.zeros(batch + (self.dim,), dtype=self.dtype, device=self.device)
         transforms: dict[str, Any] = {}
-        acc = Accumulator(Mode(False, True), 0)
+        acc = Accumulator(Mode(False, True), batch_ndim)
 
         def grab(n: str, u_: torch.Tensor, transform: Any, **_: Any) -> torch.Tensor:
             transforms[n] = transform

@@ -189,6 +189,32 @@ def take(x: torch.Tensor, rank: int, items: tuple[Any, ...], gathered: int) -> t
                        tuple(range(nb, nb + gathered))) if kept else out
 
 
+def take_batched(x: torch.Tensor, rank: int, items: tuple[Any, ...],
+                 gathered: int) -> torch.Tensor:
+    """take() where an index tensor carries batch dims of its own (a discrete latent's
+    draws or enumerated values): their batch dims broadcast against x's instead of being
+    multiplied out. Layout of the result as for take(): [batch..., gathered..., kept...]."""
+    nb = x.dim() - rank
+    items = tuple(items) + (slice(None),) * (rank - len(items))
+    tensor_pos = [i for i, it in enumerate(items) if isinstance(it, torch.Tensor)]
+    order = tensor_pos + [p for p in range(rank) if p not in tensor_pos]
+    moved = x.permute(*range(nb), *(nb + p for p in order))
+    rest = tuple(items[p] for p in order[len(tensor_pos):])
+    moved = moved[(slice(None),) * (nb + len(tensor_pos)) + rest]  # ints drop dims
+    sizes = moved.shape[nb:nb + len(tensor_pos)]
+    kept = tuple(moved.shape[nb + len(tensor_pos):])
+    flat = moved.reshape(tuple(moved.shape[:nb]) + (1,) * gathered + (-1,) + kept)
+    linear: Any = 0
+    for p, size in zip(tensor_pos, sizes, strict=True):
+        linear = linear * size + items[p]
+    linear = torch.as_tensor(linear, device=x.device)
+    idx = linear.reshape(tuple(linear.shape) + (1,) * (1 + len(kept)))
+    dims = max(flat.dim(), idx.dim())
+    flat = flat.reshape((1,) * (dims - flat.dim()) + tuple(flat.shape))
+    idx = idx.reshape((1,) * (dims - idx.dim()) + tuple(idx.shape))
+    return torch.take_along_dim(flat, idx, dim=-(1 + len(kept))).squeeze(-(1 + len(kept)))
+
+
 def stack_last(items: list[Any], rank: int) -> torch.Tensor:
     """[a, b, c] as a vector along a new last dim (after broadcasting the items)."""
     tensors = list(torch.broadcast_tensors(*as_tensors(items)))

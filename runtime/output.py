@@ -34,6 +34,7 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
     c, s, _ = theta.shape
     posterior: dict[str, list[np.ndarray]] = {}
     pointwise: dict[str, list[np.ndarray]] = {}
+    discrete = _DiscretePosterior(int(attrs.get("seed", 0)))
     with torch.no_grad():
         for start in range(0, s, chunk):
             block = theta[:, start:start + chunk]
@@ -44,6 +45,7 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
                 if tuple(value.shape[:2]) != tuple(block.shape[:2]):
                     value = value.expand(tuple(block.shape[:2]) + tuple(value.shape))
                 pointwise.setdefault(name, []).append(_numpy(value))
+            discrete.add(acc)
     post = {k: np.concatenate(v, axis=1) for k, v in posterior.items()}
     loglik = {k: np.concatenate(v, axis=1) for k, v in pointwise.items()}
     observed = {k: _numpy(torch.as_tensor(model.data[k])) for k in model.observed_names
@@ -56,10 +58,59 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
     d2, c2 = _one_based(same, 2, suffix="obs")
     d4, c4 = _one_based({k: v for k, v in loglik.items() if k not in same}, 2, suffix="ll")
     d2, c2 = {**d2, **d4}, {**c2, **c4}
-    return az.from_dict(posterior=post, sample_stats=sample_stats or None,
-                        log_likelihood=loglik or None, observed_data=observed or None,
-                        dims={**dims, **d2, **d3}, coords={**coords, **c2, **c3},
-                        attrs={k: str(v) for k, v in attrs.items()})
+    idata = az.from_dict(posterior=post, sample_stats=sample_stats or None,
+                         log_likelihood=loglik or None, observed_data=observed or None,
+                         dims={**dims, **d2, **d3}, coords={**coords, **c2, **c3},
+                         attrs={k: str(v) for k, v in attrs.items()})
+    if discrete.draws:
+        idata.add_groups({"discrete_posterior": discrete.dataset()})
+    return idata
+
+
+class _DiscretePosterior:
+    """The posterior of the summed-out discrete latents, exactly given each draw of the
+    continuous ones: p(z | theta, data) is what the enumeration left before its
+    logsumexp. Kept: one draw of z per posterior draw (so (theta, z) are joint posterior
+    draws), the marginals p(z_i = k | data) averaged over draws (Rao-Blackwellised), and
+    the most probable value of each element under them."""
+
+    def __init__(self, seed: int):
+        self.generator = torch.Generator().manual_seed(seed)
+        self.draws: dict[str, list[np.ndarray]] = {}
+        self.prob_sum: dict[str, torch.Tensor] = {}
+        self.count = 0
+        self.values: dict[str, torch.Tensor] = {}
+
+    def add(self, acc: Any) -> None:
+        for name, log_cond in acc.conditionals.items():
+            probs = log_cond.exp().movedim(0, -1).detach().cpu()  # [C, S, plate..., K]
+            k = probs.shape[-1]
+            flat = probs.reshape(-1, k)
+            index = torch.multinomial(flat, 1, generator=self.generator).reshape(
+                probs.shape[:-1])
+            values = acc.values[name].cpu()
+            self.values[name] = values
+            self.draws.setdefault(name, []).append(values[index].numpy())
+            total = probs.sum(dim=(0, 1))
+            self.prob_sum[name] = self.prob_sum.get(name, 0) + total
+        if acc.conditionals:
+            first = next(iter(acc.conditionals.values()))
+            self.count += int(first.shape[1] * first.shape[2])
+
+    def dataset(self) -> Any:
+        import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
+        az = arviz()
+        draws = {k: np.concatenate(v, axis=1) for k, v in self.draws.items()}
+        dims, coords = _one_based(draws, 2)
+        ds = az.dict_to_dataset(draws, dims=dims, coords=coords)
+        for name, total in self.prob_sum.items():
+            marginal = (total / self.count).numpy()
+            labels = self.values[name].numpy()
+            value_dim = f"{name}_value"
+            ds[f"{name}_marginal"] = xr.DataArray(marginal, dims=dims[name] + [value_dim],
+                                                  coords={value_dim: labels})
+            ds[f"{name}_mode"] = xr.DataArray(labels[marginal.argmax(-1)], dims=dims[name])
+        return ds
 
 
 def _one_based(values: dict[str, np.ndarray], skip: int, suffix: str = "dim"

@@ -142,6 +142,52 @@ def eight_schools_noncentered(d: dict, u: dict) -> Terms:
     return Terms(prior, stats.norm.logpdf(y, mu + tau * eta, sigma).sum(), jac)
 
 
+def stick_breaking(u: np.ndarray) -> tuple[np.ndarray, float]:
+    """torch's simplex bijection (biject_to(simplex)), written out: z_k = sigmoid(u_k -
+    log(K - k)), x_k = z_k prod_{j<k} (1 - z_j), x_K the rest; log|det| summed."""
+    k1 = len(u)
+    shifted = u - np.log(k1 - np.arange(k1))
+    z = expit(shifted)
+    rest = np.concatenate([[1.0], np.cumprod(1 - z)])
+    x = np.concatenate([z, [1.0]]) * rest
+    log_sigmoid = -softplus(-shifted)
+    return x, float((-shifted + log_sigmoid + np.log(x[:-1])).sum())
+
+
+def change_point(d: dict, u: dict) -> Terms:
+    """The switch point s summed out by hand: log sum_s p(s) prod_t p(y_t | s)."""
+    y = np.array(d["y"])
+    early, j1 = positive(u["early"])
+    late, j2 = positive(u["late"])
+    prior = stats.gamma.logpdf(early, 2, scale=1.0) + stats.gamma.logpdf(late, 2, scale=1.0)
+    t = np.arange(1, len(y) + 1)
+    per_s = [np.log(1 / len(y)) + stats.poisson.logpmf(y, np.where(t < s, early, late)).sum()
+             for s in range(1, len(y) + 1)]
+    return Terms(prior, float(np.logaddexp.reduce(per_s)), j1 + j2)
+
+
+def naive_bayes(d: dict, u: dict) -> Terms:
+    x, y = np.array(d["x"]), np.array(d["y"]) - 1
+    pi, j1 = stick_breaking(u["prior"])
+    q = expit(u["q"])
+    j2 = float((-softplus(-u["q"]) - softplus(u["q"])).sum())
+    prior = stats.dirichlet.logpdf(pi, np.ones(d["C"])) + stats.beta.logpdf(q, 2, 2).sum()
+    lik = np.log(pi[y]).sum() + stats.bernoulli.logpmf(x, q[y]).sum()
+    return Terms(prior, lik, j1 + j2)
+
+
+def gaussian_mixture(d: dict, u: dict) -> Terms:
+    """The component labels summed out by hand: sum_i log sum_k w_k N(x_i | mu_k, s_k)."""
+    x = np.array(d["x"])
+    w, j1 = stick_breaking(u["w"])
+    mu, s = u["mu"], np.exp(u["s"])
+    prior = (stats.dirichlet.logpdf(w, np.ones(d["K"])) + stats.norm.logpdf(mu, 0, 10).sum()
+             + stats.halfnorm.logpdf(s, scale=5).sum())
+    per_point = np.log(w) + stats.norm.logpdf(x[:, None], mu, s)
+    return Terms(prior, float(np.logaddexp.reduce(per_point, axis=1).sum()),
+                 j1 + float(u["s"].sum()))
+
+
 @dataclass
 class Case:
     model: str
@@ -169,6 +215,15 @@ CASES = {
     "eight_schools_centered": Case(
         "eight_schools_centered.bgm", "eight_schools.json",
         lambda d: [("mu", ()), ("tau", ()), ("theta", (d["J"],))], eight_schools_centered),
+    "change_point": Case("change_point.bgm", "change_point.json",
+                         lambda d: [("early", ()), ("late", ())], change_point),
+    "gaussian_mixture": Case(
+        "gaussian_mixture.bgm", "gaussian_mixture.json",
+        lambda d: [("w", (d["K"] - 1,)), ("mu", (d["K"],)), ("s", (d["K"],))],
+        gaussian_mixture),
+    "naive_bayes": Case("naive_bayes.bgm", "naive_bayes.json",
+                        lambda d: [("prior", (d["C"] - 1,)), ("q", (d["C"], d["D"]))],
+                        naive_bayes),
     "eight_schools_noncentered": Case(
         "eight_schools_noncentered.bgm", "eight_schools.json",
         lambda d: [("mu", ()), ("tau", ()), ("eta", (d["J"],))], eight_schools_noncentered),

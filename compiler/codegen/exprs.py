@@ -361,7 +361,7 @@ class ExprCompiler:
             return None
         code = base.code if all(x == ":" for x in entries) else \
             f"{self.paren(base)}[..., {', '.join(entries)}]"
-        return Value(code, tuple(loops), rank, base.integer)
+        return Value(code, tuple(loops), rank, base.integer, batched=base.batched)
 
     def _zero_based(self, s: Size, scope: Scope) -> str:
         return self.size(s - Size.const(1), scope)
@@ -377,6 +377,7 @@ class ExprCompiler:
             if f.kind in ("loop", "gather"):
                 v = self.expr(f.node, scope)
                 gathered.append(v)
+        indices = list(gathered)
         loops = self._union(scope, *gathered)
         extra = max((g.rank for g in gathered), default=0)
         kept = 0
@@ -394,7 +395,9 @@ class ExprCompiler:
                 parts.append("slice(None)")
                 kept += 1
         rest = base.rank - len(forms)
-        code = f"rt.take({base.code}, {base.rank}, ({', '.join(parts)},), {len(loops) + extra})"
+        # an index with batch dims of its own (a discrete latent) broadcasts against the base
+        take = "rt.take_batched" if any(g.batched for g in indices) else "rt.take"
+        code = f"{take}({base.code}, {base.rank}, ({', '.join(parts)},), {len(loops) + extra})"
         return Value(code, loops, extra + kept + rest, base.integer)
 
     # ---- calls

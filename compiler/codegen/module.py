@@ -82,6 +82,18 @@ class _Module:
     def where(self, span: Any) -> str:
         return f"{self.file}:{span.line}"
 
+    def _discrete(self, name: str) -> bool:
+        """A discrete latent: summed out in the log density, drawn in the samplers."""
+        v = self.model.variables[name]
+        return v.role == "latent" and v.discrete
+
+    def _group_of(self, stmt: Statement) -> Any:
+        """The discrete latent whose enumeration this statement's value carries, if any."""
+        for group in self.model.enumerated.values():  # type: ignore[attr-defined]
+            if stmt.id in group.terms:
+                return group
+        return None
+
     def _attributes(self) -> None:
         m, o = self.model, self.out
         o.line(f'"""The model {m.name} from {self.file}."""')
@@ -92,7 +104,11 @@ class _Module:
                            ("deterministic_names", "deterministic"),
                            ("transformed_data_names", "transformed_data"),
                            ("param_names", "param")):
-            o.line(f"{attr} = {_tuple([v.name for v in m.of_role(role)])}")
+            names = [v.name for v in m.of_role(role) if not self._discrete(v.name)]
+            o.line(f"{attr} = {_tuple(names)}")
+        discrete = [v.name for v in m.of_role("latent") if self._discrete(v.name)]
+        if discrete:
+            o.line(f"discrete_names = {_tuple(discrete)}")
         unidentified = sorted(v.name for v in m.of_role("latent", "param")
                               if v.name not in m.likelihood_latents)  # type: ignore[attr-defined]
         o.line(f"latents_without_likelihood = {_tuple(unidentified)}")
@@ -128,7 +144,8 @@ class _Module:
             self._unpack_sizes()
             with o.indent("return ("):
                 for v in self.model.of_role("latent"):
-                    self._latent_spec(v)
+                    if not self._discrete(v.name):
+                        self._latent_spec(v)
                 params = self.model.of_role("param")
                 if params:
                     o.comment("point parameters ('param'): unknowns the optimisers fit, "
@@ -256,6 +273,26 @@ class _Module:
             self._begin(units)
             for u in units:
                 self._unit(u, "logp")
+            self._sum_out()
+
+    def _sum_out(self) -> None:
+        """The plan for the discrete latents, then one logsumexp each."""
+        for name, group in self.model.enumerated.items():  # type: ignore[attr-defined]
+            stmt = self.model.statements[group.statement]
+            others = [t for t in dict.fromkeys(self.model.statements[i].target or "factor"
+                                               for i in group.terms[1:]) if t != name]
+            plate = ", ".join(p.var for p in group.plate)
+            at = f"{name}[{plate}]" if plate else name
+            each = f"for each {plate}, " if plate else ""
+            self.out.comment(f"{self.where(stmt.span)}  sum out {name}: {each}log sum_k "
+                             f"p({at} = k) p({', '.join(others) or '.'} | {at} = k), "
+                             "a logsumexp over the leading dimension")
+            self.out.line(f"acc__.sum_out({name!r}, {group.keep}, {_tuple(list(group.observed))})")
+
+    def _check_plate_dims(self, value: Value, scope: Scope, group: Any, stmt: Statement) -> None:
+        if value.loops[:group.keep] != scope.keys()[:group.keep]:
+            raise Unsupported(f"this factor must vary over the plate of '{group.name}' to sum "
+                              "it out", stmt.node)
 
     def _is_transformed_data(self, u: Unit) -> bool:
         """A unit computing transformed data (once, at loading: never in the functions)."""
@@ -304,6 +341,9 @@ class _Module:
 
     def _constrain(self, name: str) -> None:
         v = self.model.variables[name]
+        if self._discrete(name):
+            self._enumerate(name)
+            return
         s: Support = self.model.supports[name]  # type: ignore[attr-defined]
         py = self.names[name]
         if v.role == "param":  # a point estimate: never a Jacobian (rule 23)
@@ -319,6 +359,41 @@ class _Module:
             return
         transform = self._transform(s, scope)
         self.out.line(f"{py} = acc__.constrain({name!r}, u__[{name!r}], {transform}{jacobian})")
+
+    def _enumerate(self, name: str) -> None:
+        """The values a discrete latent takes, all at once in their own dimension."""
+        group = self.model.enumerated[name]  # type: ignore[attr-defined]
+        stmt = self.model.statements[group.statement]
+        lo, hi = self._int_bounds(stmt)
+        per = f" per element of 'for {', '.join(p.var for p in group.plate)}'" \
+            if group.plate else ""
+        self.out.comment(f"{self.where(stmt.span)}  {name}: discrete, summed out: each value "
+                         f"{lo}..{hi}{per} in a new leading dimension")
+        v = self.model.variables[name]
+        self.out.line(f"{self.names[name]} = acc__.enumerate({name!r}, data__.iota({lo}, {hi}), "
+                      f"{self._shape_code(v.shape)})")
+
+    def _int_bounds(self, stmt: Statement) -> tuple[str, str]:
+        """Code for the lowest and highest value of a discrete latent (known once data is
+        loaded: compiler/supports.py checks its bounds read only data)."""
+        s: Support = self.model.supports[stmt.target]  # type: ignore[attr-defined]
+        binding = self.model.bindings[stmt.id]  # type: ignore[attr-defined]
+        args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
+        scope = self._scope(stmt)
+        ex = self.exprs()
+
+        def code(b: Any) -> str:
+            if isinstance(b, (int, float)):
+                return repr(int(b))
+            if isinstance(b, str):  # "len:p": the length of the argument p
+                value = ex.expr(args[b[4:]], scope)
+                return f"{ex.paren(value)}.shape[-1]"
+            value = ex.expr(b, scope)
+            if value.loops or value.rank:
+                raise Unsupported("the bounds of a discrete latent must be the same for "
+                                  "every element", b)
+            return value.code if value.number else f"int({value.code})"
+        return code(s.lower), code(s.upper)
 
     def _transform(self, s: Support, scope: Scope) -> str:
         if s.kind in ("simplex", "ordered", "cholesky_corr"):
@@ -348,7 +423,13 @@ class _Module:
             count = " * ".join(ex.size(s.length, scope) for s in missing)
             code = ex.tensor(value).code if not count else f"{count} * {ex.paren(value)}"
             if mode == "logp":
-                o.line(f"acc__.factor({code}, {len(value.loops) + value.rank})")
+                group = self._group_of(stmt)
+                if group is not None:
+                    self._check_plate_dims(value, scope, group, stmt)
+                    o.line(f"acc__.enum_term({group.name!r}, {code}, "
+                           f"{len(value.loops) + value.rank - group.keep})")
+                else:
+                    o.line(f"acc__.factor({code}, {len(value.loops) + value.rank})")
             return
         if stmt.kind == "assign":
             value = ex.expr(stmt.node.value, scope)
@@ -401,6 +482,11 @@ class _Module:
                 value = ex.real(value)
             code = ex.align(value, scope.keys(), value.rank)
             ndims = len(scope.loops) + value.rank - binding.event_rank
+            group = self._group_of(stmt)
+            if group is not None:  # a term of the sum over a discrete latent's values
+                o.line(f"acc__.enum_term({group.name!r}, {dist_code}.log_prob({code}), "
+                       f"{ndims - group.keep})")
+                return
             kind = "prior" if target.role == "latent" else "likelihood"
             o.line(f"acc__.{kind}({stmt.target!r}, {dist_code}.log_prob({code}), {ndims})")
             return
@@ -496,7 +582,8 @@ class _Module:
         role = self.model.variables[name].role
         if self._sampling:
             self.out.line(f"draws__[{name!r}] = {self.names[name]}")
-        elif role == "deterministic":
+        elif role == "deterministic" and not any(
+                name in g.deterministic for g in self.model.enumerated.values()):  # type: ignore[attr-defined]
             self.out.line(f"acc__.deterministic({name!r}, {self.names[name]})")
 
     def _identity_target(self, stmt: Statement, scope: Scope) -> bool:
@@ -639,7 +726,8 @@ class _Module:
             o.line("draws__ = {}")
             if not prior:
                 for v in self.model.of_role("latent", "param"):
-                    o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
+                    if not self._discrete(v.name):
+                        o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
             self._begin(units)
             for u in units:
                 if u.statement is not None and u.statement.kind == "factor":
@@ -651,7 +739,8 @@ class _Module:
     def _is_latent(self, u: Unit) -> bool:
         s = u.statement
         if s is not None:
-            return s.kind == "sample" and self.model.variables[s.target].role == "latent"  # type: ignore[index]
+            return s.kind == "sample" and self.model.variables[s.target].role == "latent" \
+                and not self._discrete(s.target)  # type: ignore[arg-type]
         return False
 
 

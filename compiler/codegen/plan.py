@@ -12,12 +12,11 @@ from typing import Any
 
 import networkx as nx
 
+from compiler.elimination import reads_of
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Loop, Statement
 from compiler.loops import loop_reads  # the one analysis of which iteration a read is at
 from compiler.shapes import int_env
-from compiler.walk import children
-from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
 
 
@@ -110,17 +109,7 @@ def _initial(model: GraphicalModel, unit: Unit, seq: Unit) -> bool:
 
 def _reads_of(e: Any, names: set[str]) -> list[tuple[str, tuple[Any, ...]]]:
     """Each read of one of `names` in `e`: the name and its index items (() if whole)."""
-    if isinstance(e, n.Name):
-        return [(e.id, ())] if e.id in names else []
-    if isinstance(e, n.Index):
-        base, items = e.base, list(e.items)
-        while isinstance(base, n.Index):
-            items = list(base.items) + items
-            base = base.base
-        if isinstance(base, n.Name) and base.id in names:
-            found = [(base.id, tuple(items))]
-            return found + [r for item in items for r in _reads_of(item, names)]
-    return [r for child in children(e) for r in _reads_of(child, names)]
+    return [(name, items) for name, items, _ in reads_of(e, names)]
 
 
 def _read_lagged(model: GraphicalModel, loop: Loop, name: str) -> bool:
@@ -160,6 +149,8 @@ def plan(model: GraphicalModel, sampling: bool, constrain: bool,
         for v in model.of_role("latent", "param"):
             span = model.statements[v.defs[0]].span if v.role == "latent" else v.span
             reads = set(model.bound_reads.get(v.name, ()))  # type: ignore[attr-defined]
+            if v.discrete:  # its values are enumerated from its prior's arguments (K = len(p))
+                reads |= set(model.statements[v.defs[0]].reads) - {v.name}
             units.append(Unit("constrain", (span.line, span.column - 1),
                               {v.name}, reads, latent=v.name))
     return _sort(model, units)
