@@ -13,8 +13,10 @@ along the plate:
 
 This is exact when the statements of one latent touch no other discrete latent and
 read it only at the same plate iteration (`x[i]` reads `z[i]`), which mixtures, naive
-Bayes and change points do. A factor joining two discrete latents (a chain `z[t]` on
-`z[t-1]`, two latents in one likelihood) is reported as not supported yet.
+Bayes and change points do. A first-order chain (`z[t] ~ Categorical(A[z[t-1]])`, a
+hidden Markov model) gets two dimensions, z[t] and z[t-1], and its factors are summed
+by the forward algorithm (runtime/hmm.py). A factor joining two different discrete
+latents is reported as not supported yet.
 """
 from __future__ import annotations
 
@@ -34,11 +36,14 @@ class Enumerated:
     """One discrete latent and the factors it is summed out of."""
 
     name: str
-    statement: int  # its `~`
+    statement: int  # its `~` (for a chain: the one defining its first element)
     plate: tuple[LoopScope, ...]  # the loops indexing it (outer first); () for a scalar
     terms: tuple[int, ...]  # statements whose value depends on it, its `~` included
     deterministic: frozenset[str]  # `=` nodes computed from it
     observed: tuple[str, ...]  # observed variables among the terms' targets
+    chain: bool = False  # z[t] depends on z[t-1]: summed by the forward algorithm
+    # chain only: statement id -> (0-based first step it covers, whether it spans a loop)
+    steps: tuple[tuple[int, int, bool], ...] = ()
 
     @property
     def keep(self) -> int:
@@ -81,12 +86,37 @@ def _scopes(model: GraphicalModel, stmt: Statement) -> tuple[LoopScope, ...]:
 
 def _group(model: GraphicalModel, name: str) -> Enumerated:
     defs = model.defining(name)
-    if len(defs) != 1:
-        raise Problem(f"the discrete latent '{name}' is defined by several statements; "
-                       "summing out such a latent (a chain z[t] on z[t-1]) is not "
-                       "supported yet", defs[1].span)
+    if len(defs) != 1 or name in defs[0].reads:
+        return _chain(model, name, defs)
     own = defs[0]
     plate = _own_plate(model, own)
+    derived = _derived(model, name)
+    watched = {name} | derived
+    terms = [s for s in model.statements if s.id == own.id or (s.reads & watched)]
+    _not_step_by_step(model, name, terms)
+    for s in terms:
+        if s.id != own.id:
+            _check_term(model, s, name, plate, watched)
+    return Enumerated(name, own.id, plate, tuple(s.id for s in terms), frozenset(derived),
+                      _observed(model, terms))
+
+
+def _observed(model: GraphicalModel, terms: list[Statement]) -> tuple[str, ...]:
+    found = [s.target for s in terms if s.kind == "sample" and s.target and
+             model.variables[s.target].role == "observed"]
+    return tuple(dict.fromkeys(found))  # type: ignore[arg-type]
+
+
+def _not_step_by_step(model: GraphicalModel, name: str, terms: list[Statement]) -> None:
+    sequential = model.sequential_logp  # type: ignore[attr-defined]
+    for s in terms:
+        if any(lp.id in sequential for lp in s.loops):
+            raise Problem(f"'{name}' is a discrete latent read inside a loop run step by "
+                          "step; summing it out there is not supported yet", s.span)
+
+
+def _derived(model: GraphicalModel, name: str) -> set[str]:
+    """`=` nodes computed from the latent, directly or not."""
     derived: set[str] = set()
     changed = True
     while changed:  # `=` nodes computed from the latent, directly or not
@@ -97,19 +127,79 @@ def _group(model: GraphicalModel, name: str) -> Enumerated:
                     (name in s.reads or s.reads & derived):  # type: ignore[index]
                 derived.add(s.target)  # type: ignore[arg-type]
                 changed = True
+    return derived
+
+
+def _chain(model: GraphicalModel, name: str, defs: list[Statement]) -> Enumerated:
+    """`z[1] ~ ...` and `for t in 2..T: z[t] ~ f(z[t-1])`: a first-order chain over the
+    whole of z, summed out by the forward algorithm. Every other factor reads z (or what
+    is computed from it) at its loop's t or t - 1, or at a constant index outside loops."""
+    ints = int_env(model)
+    v = model.variables[name]
+    unsupported = Problem(
+        f"the discrete latent '{name}' is defined by several statements in a way bgmc "
+        "cannot sum out yet: a chain is written 'z[1] ~ ...' and 'for t in 2..T: z[t] ~ "
+        "...(z[t - 1])'", defs[-1].span)
+    if len(v.shape or ()) != 1 or len(defs) != 2:
+        raise unsupported
+    first = [s for s in defs if not s.loops]
+    step = [s for s in defs if len(s.loops) == 1]
+    if len(first) != 1 or len(step) != 1:
+        raise unsupported
+    first_form = classify(first[0].node.target.items[0], (), ints)
+    scope = _scopes(model, step[0])[0]
+    form = classify(step[0].node.target.items[0], (scope,), ints)
+    if first_form.kind != "scalar" or first_form.lo is None or first_form.lo.constant != 1 \
+            or form.kind != "loop" or form.offset is None or form.offset.constant != 0 \
+            or scope.lo.constant != 2 or scope.hi != v.shape[0]:  # type: ignore[index]
+        raise unsupported
+    derived = _derived(model, name)
     watched = {name} | derived
-    terms = [s for s in model.statements if s.id == own.id or (s.reads & watched)]
-    sequential = model.sequential_logp | model.sequential_sample  # type: ignore[attr-defined]
+    terms = [s for s in model.statements if s.id in (first[0].id, step[0].id) or
+             (s.reads & watched)]
+    _not_step_by_step(model, name, terms)
+    steps = []
     for s in terms:
-        if any(lp.id in sequential for lp in s.loops):
-            raise Problem(f"'{name}' is a discrete latent read inside a loop run step by "
-                           "step; summing it out there is not supported yet", s.span)
-        if s.id != own.id:
-            _check_term(model, s, name, plate, watched)
-    observed = tuple(s.target for s in terms if s.kind == "sample" and s.target and  # type: ignore[misc]
-                     model.variables[s.target].role == "observed")
-    return Enumerated(name, own.id, plate, tuple(s.id for s in terms), frozenset(derived),
-                      tuple(dict.fromkeys(observed)))
+        steps.append((s.id, *_chain_step(model, s, name, watched, ints)))
+    return Enumerated(name, first[0].id, (scope,), tuple(s.id for s in terms),
+                      frozenset(derived), _observed(model, terms), chain=True,
+                      steps=tuple(steps))
+
+
+def _chain_step(model: GraphicalModel, s: Statement, name: str, watched: set[str],
+                ints: dict[str, Any]) -> tuple[int, bool]:
+    """Where a factor of a chain sits: (its first step, 0-based; whether it spans a loop)."""
+    scopes = _scopes(model, s)
+    nodes = list(reads_of(s.expr, watched))
+    if s.kind in ("assign", "sample") and s.target in watched:
+        nodes.append((s.target, s.node.target.items, s.node.target))
+    if not scopes:
+        at = set()
+        for var, items, node in nodes:
+            f = classify(items[0], (), ints) if items else None
+            if f is None or f.kind != "scalar" or f.lo is None or f.lo.constant is None or \
+                    (var != name and len(items) != 1):
+                raise Problem(f"outside a loop, the chain '{name}' can be read only at a "
+                              f"constant index ({name}[1])", getattr(node, "span", s.span))
+            at.add(f.lo.constant - 1)
+        if len(at) != 1:
+            raise Problem(f"this statement reads the chain '{name}' at several steps; "
+                          "summing it out is not supported here yet", s.span)
+        return at.pop(), False
+    loop = scopes[0]
+    for var, items, node in nodes:
+        f = classify(items[0], scopes, ints) if items else None
+        lag = None if f is None or f.kind != "loop" or f.loop is None or f.offset is None \
+            or f.loop.key != loop.key else f.offset.constant
+        if lag not in (0, -1) or (lag == -1 and var != name):
+            raise Problem(f"'{var}' must be read at the current step ({var}[{loop.var}]) "
+                          f"or, for the chain itself, the previous one ({name}[{loop.var} - 1])"
+                          " to be summed out by the forward algorithm",
+                          getattr(node, "span", s.span))
+    if loop.lo.constant is None:
+        raise Problem(f"a loop over the chain '{name}' must start at a constant",
+                      s.loops[0].span)
+    return loop.lo.constant - 1, True
 
 
 def _own_plate(model: GraphicalModel, own: Statement) -> tuple[LoopScope, ...]:

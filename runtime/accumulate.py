@@ -52,6 +52,8 @@ class Accumulator:
         self.enumerated: dict[str, list[Any]] = {}  # discrete latent -> its terms
         self.conditionals: dict[str, torch.Tensor] = {}  # recorded: log p(z = k | rest)
         self.values: dict[str, torch.Tensor] = {}  # each enumerated latent's values
+        self.chain_length: dict[str, int] = {}
+        self.chains: dict[str, torch.Tensor] = {}  # recorded: a chain's log potentials
 
     def _add(self, key: str, value: Any) -> None:
         self.total = self.total + value
@@ -119,6 +121,43 @@ class Accumulator:
             if len(observed) == 1 and keep > 0:
                 self.pointwise[observed[0]] = marginal
         self._add(f"summed out {name}", _sum_last(marginal, keep))
+
+    # ---- a chain of discrete latents (z[t] on z[t-1]): the forward algorithm
+    def enumerate_chain(self, name: str, values: torch.Tensor,
+                        shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The values of z[t] (dim 0) and of z[t-1] (dim 1), left of the batch dims, each
+        the same at every step: [K, 1, 1..., T] and [1, K, 1..., T]."""
+        self.enumerate(name, values, shape)  # the checks, the terms' list, the values
+        k = int(values.shape[0])
+        ones = (1,) * (self.batch_ndim + len(shape))
+        full = (1,) * self.batch_ndim + tuple(shape)
+        self.chain_length[name] = int(shape[0])
+        current = values.reshape((k, 1) + ones).expand((k, 1) + full)
+        previous = values.reshape((1, k) + ones).expand((1, k) + full)
+        return current, previous
+
+    def chain_term(self, name: str, log_prob: Any, ndims: int, start: int,
+                   timed: bool) -> None:
+        """A factor of the chain: [K|1, K|1, batch..., steps] over steps start.. (timed)
+        or [K|1, K|1, batch...] at step `start`; its other trailing `ndims` are summed."""
+        t = _sum_last(log_prob, ndims)
+        if not timed:
+            t = t.unsqueeze(-1)
+        self.enumerated[name].append((t, start))
+
+    def sum_out_chain(self, name: str) -> None:
+        """log sum over all paths, by the parallel forward algorithm (runtime/hmm.py)."""
+        from runtime import hmm  # noqa: PLC0415
+        length = self.chain_length[name]
+        total: Any = 0.0
+        for t, start in self.enumerated.pop(name):
+            total = total + torch.nn.functional.pad(t, (start, length - start - t.shape[-1]))
+        k = int(self.values[name].shape[0])
+        total = total.expand((k, k) + tuple(total.shape[2:]))
+        phi = total.permute(*range(2, total.dim()), 1, 0)  # [batch..., T, K(t-1), K(t)]
+        if self.record:
+            self.chains[name] = phi
+        self._add(f"summed out {name}", hmm.log_likelihood(phi))
 
     def deterministic(self, name: str, value: torch.Tensor) -> None:
         if self.record:

@@ -72,7 +72,8 @@ class _DiscretePosterior:
     continuous ones: p(z | theta, data) is what the enumeration left before its
     logsumexp. Kept: one draw of z per posterior draw (so (theta, z) are joint posterior
     draws), the marginals p(z_i = k | data) averaged over draws (Rao-Blackwellised), and
-    the most probable value of each element under them."""
+    the most probable value of each element under them; for a chain, draws by forward
+    filtering backward sampling and, as its mode, the Viterbi path."""
 
     def __init__(self, seed: int):
         self.generator = torch.Generator().manual_seed(seed)
@@ -80,8 +81,12 @@ class _DiscretePosterior:
         self.prob_sum: dict[str, torch.Tensor] = {}
         self.count = 0
         self.values: dict[str, torch.Tensor] = {}
+        self.best_score: dict[str, float] = {}
+        self.best_path: dict[str, np.ndarray] = {}
 
     def add(self, acc: Any) -> None:
+        for name, phi in acc.chains.items():
+            self._add_chain(name, phi.detach().cpu(), acc.values[name].cpu())
         for name, log_cond in acc.conditionals.items():
             probs = log_cond.exp().movedim(0, -1).detach().cpu()  # [C, S, plate..., K]
             k = probs.shape[-1]
@@ -96,6 +101,23 @@ class _DiscretePosterior:
         if acc.conditionals:
             first = next(iter(acc.conditionals.values()))
             self.count += int(first.shape[1] * first.shape[2])
+        elif acc.chains:
+            first = next(iter(acc.chains.values()))
+            self.count += int(first.shape[0] * first.shape[1])
+
+    def _add_chain(self, name: str, phi: torch.Tensor, values: torch.Tensor) -> None:
+        """A chain: FFBS draws, forward-backward marginals, and the Viterbi path of the
+        draw whose best path scores highest (the joint mode among the draws)."""
+        from runtime import hmm  # noqa: PLC0415
+        self.values[name] = values
+        index = hmm.sample_paths(phi, self.generator)  # [C, S, T]
+        self.draws.setdefault(name, []).append(values[index].numpy())
+        self.prob_sum[name] = self.prob_sum.get(name, 0) + hmm.marginals(phi).sum(dim=(0, 1))
+        path, score = hmm.viterbi(phi, with_score=True)
+        best = int(score.argmax())
+        if float(score.reshape(-1)[best]) > self.best_score.get(name, -float("inf")):
+            self.best_score[name] = float(score.reshape(-1)[best])
+            self.best_path[name] = values[path.reshape(-1, path.shape[-1])[best]].numpy()
 
     def dataset(self) -> Any:
         import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
@@ -109,7 +131,9 @@ class _DiscretePosterior:
             value_dim = f"{name}_value"
             ds[f"{name}_marginal"] = xr.DataArray(marginal, dims=dims[name] + [value_dim],
                                                   coords={value_dim: labels})
-            ds[f"{name}_mode"] = xr.DataArray(labels[marginal.argmax(-1)], dims=dims[name])
+            mode = self.best_path[name] if name in self.best_path else \
+                labels[marginal.argmax(-1)]
+            ds[f"{name}_mode"] = xr.DataArray(mode, dims=dims[name])
         return ds
 
 

@@ -22,7 +22,6 @@ COPIES = ROOT / "tests" / "language_programs"
 
 # Programs that use what a later version brings; `bgmc check` must say so.
 LATER = {
-    "HiddenMarkov": "a chain of discrete latents",
     "CharLM": "net",
     "VAE": "net and guide",
     "Flow2D": "net (a flow)",

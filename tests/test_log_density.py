@@ -188,6 +188,22 @@ def gaussian_mixture(d: dict, u: dict) -> Terms:
                  j1 + float(u["s"].sum()))
 
 
+def hidden_markov(d: dict, u: dict) -> Terms:
+    """The chain summed out by hand with the sequential forward algorithm."""
+    y, k = np.array(d["y"]), d["K"]
+    rows = [stick_breaking(u["A"][j]) for j in range(k)]
+    a = np.stack([r[0] for r in rows])
+    mu, sigma = u["mu"], float(np.exp(u["sigma"]))
+    prior = (sum(stats.dirichlet.logpdf(a[j], np.ones(k)) for j in range(k))
+             + stats.norm.logpdf(mu, 0, 10).sum() + stats.halfnorm.logpdf(sigma, scale=5))
+    emit = stats.norm.logpdf(y[:, None], mu, sigma)
+    alpha = np.log(np.ones(k) / k) + emit[0]
+    for t in range(1, len(y)):
+        alpha = np.logaddexp.reduce(alpha[:, None] + np.log(a), axis=0) + emit[t]
+    jac = sum(r[1] for r in rows) + float(u["sigma"])
+    return Terms(prior, float(np.logaddexp.reduce(alpha)), jac)
+
+
 @dataclass
 class Case:
     model: str
@@ -221,6 +237,10 @@ CASES = {
         "gaussian_mixture.bgm", "gaussian_mixture.json",
         lambda d: [("w", (d["K"] - 1,)), ("mu", (d["K"],)), ("s", (d["K"],))],
         gaussian_mixture),
+    "hidden_markov": Case(
+        "hidden_markov.bgm", "hidden_markov.json",
+        lambda d: [("A", (d["K"], d["K"] - 1)), ("mu", (d["K"],)), ("sigma", ())],
+        hidden_markov),
     "naive_bayes": Case("naive_bayes.bgm", "naive_bayes.json",
                         lambda d: [("prior", (d["C"] - 1,)), ("q", (d["C"], d["D"]))],
                         naive_bayes),

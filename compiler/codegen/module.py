@@ -275,10 +275,30 @@ class _Module:
                 self._unit(u, "logp")
             self._sum_out()
 
+    def _is_chain(self, name: str) -> bool:
+        group = self.model.enumerated.get(name)  # type: ignore[attr-defined]
+        return group is not None and group.chain
+
+    def _previous(self, name: str, items: tuple[Any, ...], scope: Scope, node: Any,
+                  read: Any) -> Value | None:
+        """`z[t - 1]` of a summed-out chain reads the dimension of the previous step."""
+        f = classify(items[0], scope.all_scopes(), self.ints)
+        if f.kind != "loop" or f.offset is None or f.offset.constant != -1:
+            return None
+        v = self.model.variables[name]
+        base = Value(f"{self.names[name]}__prev", (), 1, True)
+        return self.exprs(read).index_value(base, items, scope, node, tuple(v.shape))  # type: ignore[arg-type]
+
     def _sum_out(self) -> None:
         """The plan for the discrete latents, then one logsumexp each."""
         for name, group in self.model.enumerated.items():  # type: ignore[attr-defined]
             stmt = self.model.statements[group.statement]
+            if group.chain:
+                self.out.comment(f"{self.where(stmt.span)}  sum out the chain {name}: log sum "
+                                 "over all paths, the forward algorithm as a parallel "
+                                 "reduction over steps")
+                self.out.line(f"acc__.sum_out_chain({name!r})")
+                continue
             others = [t for t in dict.fromkeys(self.model.statements[i].target or "factor"
                                                for i in group.terms[1:]) if t != name]
             plate = ", ".join(p.var for p in group.plate)
@@ -289,8 +309,17 @@ class _Module:
                              "a logsumexp over the leading dimension")
             self.out.line(f"acc__.sum_out({name!r}, {group.keep}, {_tuple(list(group.observed))})")
 
+    def _term(self, group: Any, stmt: Statement, code: str, ndims: int) -> str:
+        """The accumulator call for a term with `ndims` trailing dims (loops, elements)."""
+        if not group.chain:
+            return f"acc__.enum_term({group.name!r}, {code}, {ndims - group.keep})"
+        start, timed = next((a, b) for i, a, b in group.steps if i == stmt.id)
+        return (f"acc__.chain_term({group.name!r}, {code}, {ndims - 1 if timed else ndims}, "
+                f"{start}, {timed})")
+
     def _check_plate_dims(self, value: Value, scope: Scope, group: Any, stmt: Statement) -> None:
-        if value.loops[:group.keep] != scope.keys()[:group.keep]:
+        keep = 1 if group.chain and scope.loops else group.keep if not group.chain else 0
+        if value.loops[:keep] != scope.keys()[:keep]:
             raise Unsupported(f"this factor must vary over the plate of '{group.name}' to sum "
                               "it out", stmt.node)
 
@@ -366,11 +395,19 @@ class _Module:
         stmt = self.model.statements[group.statement]
         lo, hi = self._int_bounds(stmt)
         per = f" per element of 'for {', '.join(p.var for p in group.plate)}'" \
-            if group.plate else ""
+            if group.plate and not group.chain else ""
         self.out.comment(f"{self.where(stmt.span)}  {name}: discrete, summed out: each value "
                          f"{lo}..{hi}{per} in a new leading dimension")
         v = self.model.variables[name]
-        self.out.line(f"{self.names[name]} = acc__.enumerate({name!r}, data__.iota({lo}, {hi}), "
+        py = self.names[name]
+        if group.chain:
+            self.out.comment(f"{name}[t] reads {name}[t - 1]: {name}[t] varies along the "
+                             f"first dimension, {name}[t - 1] along the second "
+                             f"({py}__prev)")
+            self.out.line(f"{py}, {py}__prev = acc__.enumerate_chain({name!r}, "
+                          f"data__.iota({lo}, {hi}), {self._shape_code(v.shape)})")
+            return
+        self.out.line(f"{py} = acc__.enumerate({name!r}, data__.iota({lo}, {hi}), "
                       f"{self._shape_code(v.shape)})")
 
     def _int_bounds(self, stmt: Statement) -> tuple[str, str]:
@@ -426,8 +463,7 @@ class _Module:
                 group = self._group_of(stmt)
                 if group is not None:
                     self._check_plate_dims(value, scope, group, stmt)
-                    o.line(f"acc__.enum_term({group.name!r}, {code}, "
-                           f"{len(value.loops) + value.rank - group.keep})")
+                    o.line(self._term(group, stmt, code, len(value.loops) + value.rank))
                 else:
                     o.line(f"acc__.factor({code}, {len(value.loops) + value.rank})")
             return
@@ -484,8 +520,7 @@ class _Module:
             ndims = len(scope.loops) + value.rank - binding.event_rank
             group = self._group_of(stmt)
             if group is not None:  # a term of the sum over a discrete latent's values
-                o.line(f"acc__.enum_term({group.name!r}, {dist_code}.log_prob({code}), "
-                       f"{ndims - group.keep})")
+                o.line(self._term(group, stmt, f"{dist_code}.log_prob({code})", ndims))
                 return
             kind = "prior" if target.role == "latent" else "likelihood"
             o.line(f"acc__.{kind}({stmt.target!r}, {dist_code}.log_prob({code}), {ndims})")
@@ -637,6 +672,8 @@ class _Module:
         steps = self.steps
 
         def read(name: str, items: tuple[Any, ...], scope: Scope, node: Any) -> Value | None:
+            if not self._sampling and items and self._is_chain(name):
+                return self._previous(name, items, scope, node, read)
             if name not in steps or name in self.done:
                 return None
             if not items:

@@ -42,7 +42,8 @@ def recursion(model: GraphicalModel, loop: Loop, sampling: bool,
     and add the same-iteration definitions they need inside the loop."""
     inside = [s for s in model.statements if loop in s.loops and s.target is not None
               and not (predictive and s.kind == "sample"
-                       and model.variables[s.target].role == "latent")]
+                       and model.variables[s.target].role == "latent"
+                       and not model.variables[s.target].discrete)]
     kinds = {"assign"} if not sampling else {"assign", "sample"}
     defined_here = {s.target for s in inside if s.kind in kinds}
     lagged = {name for name in defined_here
