@@ -50,8 +50,11 @@ def compare(fits: dict[str, Any], ic: str = "loo") -> str:
     az = arviz()
     for name, idata in fits.items():
         if not hasattr(idata, "log_likelihood"):
-            raise ModelError(f"the fit '{name}' has no log_likelihood group (fit it with "
-                             "--method nuts or advi)")
+            raise ModelError(f"the fit '{name}' has no log_likelihood group: fit it with "
+                             "--method nuts or advi; a model whose observations are not "
+                             "independent given its continuous latents (a hidden Markov "
+                             "model, a change point) has no pointwise log-likelihood for "
+                             "LOO or WAIC")
     import warnings  # noqa: PLC0415
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
