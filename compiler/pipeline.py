@@ -14,6 +14,7 @@ from compiler.codegen.module import generate
 from compiler.elimination import plan_elimination
 from compiler.ir import GraphicalModel
 from compiler.loops import classify_loops
+from compiler.nets import check_nets
 from compiler.resolve import resolve
 from compiler.shapes import infer_shapes
 from compiler.supports import infer_supports
@@ -37,6 +38,7 @@ def analyse(program: n.Program, source: Source) -> GraphicalModel:
     """Every check short of generating code."""
     model = resolve(program, source)
     infer_shapes(model)
+    check_nets(model)
     check_targets(model)
     classify_loops(model)
     infer_supports(model)

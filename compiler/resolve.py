@@ -198,6 +198,8 @@ def _check_reads(stmt: Statement, names: set[str], b: _Builder) -> None:
         is_dist = stmt.kind == "sample" and e is stmt.expr
         for call in calls(e):
             _check_callee(call, is_dist and call is e, names, b)
+            if call.func.id in b.variables and b.variables[call.func.id].role == "net":
+                reads.add(call.func.id)  # a net's weights are read where it is called
     object.__setattr__(stmt, "reads", frozenset(reads))
 
 
@@ -284,11 +286,14 @@ def _check_callee(call: Any, is_dist_position: bool, names: set[str], b: _Builde
 
 
 def _check_variable_call(call: n.Call, b: _Builder) -> None:
-    """Only nets can be called among the user's names, and calling them is for later."""
+    """Only nets can be called among the user's names (MLPs now, other kinds later)."""
     v = b.variables[call.func.id]
     if v.role == "net":
-        b.error(f"calling the net '{v.name}' is not supported yet", call.func.span,
-                "neural networks in a model arrive with a later version")
+        if v.decl.kind.id not in ("MLP",):
+            b.error(f"calling the net '{v.name}' ({v.decl.kind.id}) is not supported yet",
+                    call.func.span, "supported now: MLP")
+        elif len(call.args) != 1 or call.kwargs:
+            b.error(f"the net '{v.name}' takes one argument, its input", call.span)
     else:
         b.error(f"'{v.name}' is not a function and cannot be called", call.func.span,
                 f"to index it, use square brackets: {v.name}[...]")

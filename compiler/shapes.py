@@ -22,7 +22,7 @@ from compiler.indexing import IndexForm, LoopScope, classify, left_index_diagnos
 from compiler.ir import GraphicalModel, Statement, Variable
 from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
 from dsl import nodes as n
-from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note
+from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note, Problem
 from dsl.printer import format_expr, format_range, format_target
 
 Shape = tuple[Size, ...]
@@ -656,6 +656,9 @@ class _Expr:
 
     def _call(self, e: n.Call) -> ExprType:
         name = e.func.id
+        v = self.ctx.model.variables.get(name)
+        if v is not None and v.role == "net":
+            return self._net_call(v, e)
         spec = FUNCTIONS.get(name)
         if spec is None:  # resolve reports distributions, nets and variables called
             raise InternalError(f"shapes met a call of '{name}', which is not a function")
@@ -666,6 +669,28 @@ class _Expr:
             raise _arity_error(e, spec.min_args, spec.max_args)
         args = [self.type(a) for a in e.args]
         return self._call_shape(name, spec.kind, args, e, spec.integer)
+
+    def _net_call(self, v: Variable, e: n.Call) -> ExprType:
+        """`f(x)`: x's last dimension is the net's input size; the output replaces it."""
+        from compiler.nets import signature  # noqa: PLC0415  (nets imports sizes only)
+        try:
+            sig = signature(self.ctx.model, v, self.ctx.ints)
+        except Problem as exc:
+            raise ShapeError(exc.diagnostic.message, e.func, exc.diagnostic.hint) from None
+        arg = self.type(e.args[0])
+        if arg.rank == 0:
+            raise ShapeError(f"the net '{v.name}' takes a vector of {sig.inputs} inputs, "
+                             "not a scalar", e.args[0])
+        last = arg.shape[-1]
+        if last != sig.inputs and last.constant is not None and sig.inputs.constant is not None:
+            raise ShapeError(f"the net '{v.name}' takes {sig.inputs} inputs, but its argument "
+                             f"has {last}", e.args[0],
+                             f"declared {v.decl.kind.id}"
+                             f"({', '.join(str(x) for x in sig.sizes)})")
+        if last != sig.inputs and (last.constant is None) != (sig.inputs.constant is None):
+            raise ShapeError(f"the net '{v.name}' takes {sig.inputs} inputs, but its argument "
+                             f"has {last}", e.args[0])
+        return ExprType(arg.shape[:-1] + (sig.outputs,))
 
     def _call_shape(self, name: str, kind: str, args: list[ExprType], e: n.Call,
                     integer: bool) -> ExprType:

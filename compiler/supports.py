@@ -278,7 +278,7 @@ def _likelihood_latents(model: GraphicalModel) -> set[str]:
             return
         seen.add(name)
         v = model.variables[name]
-        if v.role in ("latent", "param"):
+        if v.role in ("latent", "param", "net"):
             found.add(name)
         if v.role == "deterministic" or (v.role == "latent" and v.discrete):
             # through `=` nodes and summed-out discrete latents to what they are made of

@@ -27,7 +27,8 @@ class Latent:
 
     name: str
     shape: tuple[int, ...]
-    kind: str  # real | bounded | simplex | ordered | cholesky_corr
+    kind: str  # real | bounded | simplex | ordered | cholesky_corr | net
+    init_scale: Any = None  # half-widths of the initial uniform draw (a net's fan-in)
 
     @property
     def unconstrained_shape(self) -> tuple[int, ...]:
@@ -76,6 +77,7 @@ class CompiledModel:
     transformed_data_names: tuple[str, ...] = ()
     param_names: tuple[str, ...] = ()
     discrete_names: tuple[str, ...] = ()  # summed out in the log density, drawn by samplers
+    net_names: tuple[str, ...] = ()  # nets: their weights are among the param_names
     latents_without_likelihood: tuple[str, ...] = ()
     has_factor_statements = False
     locations: dict[str, str] = {}
@@ -161,7 +163,7 @@ class CompiledModel:
             maker = {"simplex": simplex, "ordered": ordered, "cholesky_corr": cholesky_corr}
             if lat.kind in maker:
                 parts[lat.name] = maker[lat.kind]().inv(x)
-            elif lat.kind == "real":
+            elif lat.kind in ("real", "net"):
                 parts[lat.name] = real().inv(x)
             else:
                 parts[lat.name] = self._bounded_inverse(lat.name, x, values, batch_ndim)
@@ -188,7 +190,11 @@ class CompiledModel:
                       batch: tuple[int, ...] = ()) -> torch.Tensor:
         """Stan's default: uniform(-radius, radius) on every unconstrained coordinate."""
         u = torch.rand((*batch, self.dim), generator=generator, dtype=self.dtype)
-        return ((2 * u - 1) * radius).to(self.device)
+        scale = torch.cat([torch.full((lat.size,), float(radius), dtype=self.dtype)
+                           if lat.init_scale is None else
+                           torch.as_tensor(lat.init_scale, dtype=self.dtype)
+                           for lat in self.latents]) if self.latents else 1.0
+        return ((2 * u - 1) * scale).to(self.device)
 
     def draws(self, n: int, seed: int) -> dict[str, torch.Tensor]:
         """n ancestral draws from the prior (prior predictive included)."""

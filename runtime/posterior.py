@@ -22,6 +22,11 @@ CANDIDATES_PER_CHAIN = 4
 
 
 def _refuse_params(model: Any, method: str) -> None:
+    if method == "nuts" and model.net_names:
+        names = ", ".join(model.net_names)
+        raise ModelError(f"NUTS integrates every unknown, but the weights of the net "
+                         f"{names} are point parameters (rule 23): fit the model with "
+                         "--method map or mle")
     if method == "nuts" and model.param_names:
         names = ", ".join(model.param_names)
         verb = "is a point parameter" if len(model.param_names) == 1 else \

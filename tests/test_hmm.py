@@ -4,6 +4,7 @@ backward-sampling draws have the forward-backward marginals."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from hmmlearn.hmm import GaussianHMM
 from compiler.api import compile_file, compile_string
 from runtime import hmm
 from runtime.accumulate import Mode
-from tests.test_enumeration import ROOT
+
+ROOT = Path(__file__).resolve().parents[1]
 
 HMM = (ROOT / "examples" / "hidden_markov.bgm")
 

@@ -422,6 +422,9 @@ class ExprCompiler:
 
     def _call(self, e: n.Call, scope: Scope) -> Value:
         name = e.func.id
+        v = self.model.variables.get(name)
+        if v is not None and v.role == "net":
+            return self._net_call(v, e, scope)
         spec = FUNCTIONS.get(name)
         if spec is None:
             raise Unsupported(f"calling '{name}' is not supported yet", e)
@@ -448,6 +451,18 @@ class ExprCompiler:
             dims = ", ".join(self.size(d, scope) for d in t.shape)
             return Value(f"data__.{name}(({dims},))", (), t.rank)
         return self._special(name, args, t, e, scope)
+
+    def _net_call(self, v: Any, e: n.Call, scope: Scope) -> Value:
+        """`f(x)`: the net applied to x's last dimension, batched over everything before
+        it (chains, loops) with one matrix product per layer."""
+        from compiler.nets import signature  # noqa: PLC0415
+        sig = signature(self.model, v, self.ints)
+        x = self.tensor(self.real(self.expr(e.args[0], scope)))
+        sizes = ", ".join(self.size(s, scope) for s in sig.sizes)
+        middle = len(x.loops) + x.rank - 1
+        code = (f"rt.mlp({self.names[v.name]}, ({sizes},), {sig.activation!r}, {x.code}, "
+                f"{middle})")
+        return Value(code, x.loops, x.rank)
 
     def _special(self, name: str, args: list[Value], t: ExprType, e: n.Call,
                  scope: Scope) -> Value:

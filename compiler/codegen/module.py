@@ -104,12 +104,16 @@ class _Module:
                            ("deterministic_names", "deterministic"),
                            ("transformed_data_names", "transformed_data"),
                            ("param_names", "param")):
-            names = [v.name for v in m.of_role(role) if not self._discrete(v.name)]
+            roles = (role, "net") if role == "param" else (role,)  # a net's weights are params
+            names = [v.name for v in m.of_role(*roles) if not self._discrete(v.name)]
             o.line(f"{attr} = {_tuple(names)}")
+        nets = [v.name for v in m.of_role("net")]
+        if nets:
+            o.line(f"net_names = {_tuple(nets)}")
         discrete = [v.name for v in m.of_role("latent") if self._discrete(v.name)]
         if discrete:
             o.line(f"discrete_names = {_tuple(discrete)}")
-        unidentified = sorted(v.name for v in m.of_role("latent", "param")
+        unidentified = sorted(v.name for v in m.of_role("latent", "param", "net")
                               if v.name not in m.likelihood_latents)  # type: ignore[attr-defined]
         o.line(f"latents_without_likelihood = {_tuple(unidentified)}")
         o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
@@ -152,6 +156,13 @@ class _Module:
                               "no prior")
                 for v in params:
                     self._latent_spec(v)
+                nets = self.model.of_role("net")
+                if nets:
+                    o.comment("nets: their weights, one flat vector each (point parameters)")
+                for v in nets:
+                    sizes = self._net_sizes(v)
+                    o.line(f"rt.Latent({v.name!r}, (rt.mlp_size({sizes}),), 'net', "
+                           f"init_scale=rt.mlp_init_scale({sizes})),")
             o.line(")")
 
     def _latent_spec(self, v: Any) -> None:
@@ -368,8 +379,18 @@ class _Module:
         return Scope(tuple(s for s in scopes if s.key != sequential.id),
                      {seq[0].var: self.names[seq[0].var]}, seq)
 
+    def _net_sizes(self, v: Any) -> str:
+        from compiler.nets import signature  # noqa: PLC0415
+        sig = signature(self.model, v, self.ints)
+        return tuple_code([self.exprs().size(s) for s in sig.sizes])
+
     def _constrain(self, name: str) -> None:
         v = self.model.variables[name]
+        if v.role == "net":
+            self.out.comment(f"{self.where(v.span)}  {format_simple(v.decl)}: the weights of "
+                             "the net, point parameters (no prior, no Jacobian)")
+            self.out.line(f"{self.names[name]} = u__[{name!r}]")
+            return
         if self._discrete(name):
             self._enumerate(name)
             return
@@ -749,7 +770,7 @@ class _Module:
                 o.line(f"raise rt.ModelError({message!r})")
             self._sampling = False
             return
-        params = self.model.of_role("param")
+        params = self.model.of_role("param", "net")
         if prior and params:  # no prior to draw them from: the predictive needs a fit
             with o.indent(header):
                 o.line(doc)
@@ -762,7 +783,7 @@ class _Module:
             self._unpack_data()
             o.line("draws__ = {}")
             if not prior:
-                for v in self.model.of_role("latent", "param"):
+                for v in self.model.of_role("latent", "param", "net"):
                     if not self._discrete(v.name):
                         o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
             self._begin(units)

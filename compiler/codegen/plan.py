@@ -147,7 +147,7 @@ def plan(model: GraphicalModel, sampling: bool, constrain: bool,
         units.append(Unit("statement", (stmt.span.line, stmt.span.column), defines,
                           set(stmt.reads), statement=stmt))
     if constrain:  # latents, and point parameters (at their declaration)
-        for v in model.of_role("latent", "param"):
+        for v in model.of_role("latent", "param", "net"):
             span = model.statements[v.defs[0]].span if v.role == "latent" else v.span
             reads = set(model.bound_reads.get(v.name, ()))  # type: ignore[attr-defined]
             if v.discrete:  # its values are enumerated from its prior's arguments (K = len(p))
