@@ -248,7 +248,7 @@ def _fit_exact(args: argparse.Namespace, program: Any, model: Any) -> int:
 
 def _fit_posterior(args: argparse.Namespace, model: Any, init: Any, radius: float) -> int:
     from runtime import posterior  # noqa: PLC0415
-    from runtime.advi import AdviSettings, refuse_params  # noqa: PLC0415
+    from runtime.advi import AdviSettings  # noqa: PLC0415
     from runtime.nuts import NutsSettings  # noqa: PLC0415
     from runtime.output import write_netcdf  # noqa: PLC0415
     if args.method == "nuts":
@@ -260,7 +260,6 @@ def _fit_posterior(args: argparse.Namespace, model: Any, init: Any, radius: floa
         if progress is not None:
             progress.close()
     else:
-        refuse_params(model)
         idata = posterior.run_advi(model, AdviSettings(family=args.family, seed=args.seed,
                                                        draws=args.draws), radius, init)
     if args.output:

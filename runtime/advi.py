@@ -30,17 +30,16 @@ import torch
 from runtime.errors import ModelError
 
 
-def refuse_params(model: Any) -> None:
-    """ADVI fits a Gaussian to every unconstrained coordinate; a point parameter (`param`)
-    would need variational EM (a point mass for it, optimised with the ELBO), which is not
-    implemented, so a model with params is refused with a message naming them."""
-    names = tuple(getattr(model, "param_names", ()))
-    if names:
-        verb = "is a point parameter" if len(names) == 1 else "are point parameters"
-        where = getattr(model, "locations", {}).get(names[0])
-        raise ModelError(f"ADVI does not fit point parameters yet; {', '.join(names)} {verb} "
-                         "('param'): give it a prior (e.g. '~ Flat()') or use --method map "
-                         "or mle", where)
+def point_mask(model: Any) -> torch.Tensor | None:
+    """Which unconstrained coordinates are point parameters (`param`, a net's weights):
+    rule 23 has ADVI integrate the latents and fit these as point masses, maximising the
+    same ELBO (variational EM), so their draws are all equal. None when there are none."""
+    names = set(getattr(model, "param_names", ()))
+    if not names:
+        return None
+    mask = [torch.full((lat.size,), lat.name in names, dtype=torch.bool)
+            for lat in model.latents]
+    return torch.cat(mask)
 
 
 @dataclass
@@ -67,11 +66,15 @@ class AdviResult:
 
 
 class _Gaussian(torch.nn.Module):
-    def __init__(self, init: torch.Tensor, family: str):
+    """A Gaussian over the free coordinates and a point mass (sd 0) on the point ones."""
+
+    def __init__(self, init: torch.Tensor, family: str, point: torch.Tensor | None = None):
         super().__init__()
         d = init.shape[-1]
         self.family = family
         self.loc = torch.nn.Parameter(init.clone())
+        free = torch.ones(d, dtype=init.dtype) if point is None else (~point).to(init.dtype)
+        self.register_buffer("free", free.to(init.device))
         if family == "fullrank":
             self.raw_tril = torch.nn.Parameter(torch.zeros(d, d, dtype=init.dtype,
                                                            device=init.device))
@@ -86,13 +89,14 @@ class _Gaussian(torch.nn.Module):
     def tril(self) -> torch.Tensor:
         if self.family == "fullrank":
             strict = self.raw_tril * self.strict
-            return strict + torch.diag_embed(torch.exp(torch.diagonal(self.raw_tril)))
-        return torch.diag_embed(torch.exp(self.log_scale))
+            full = strict + torch.diag_embed(torch.exp(torch.diagonal(self.raw_tril)))
+            return full * self.free[:, None] * self.free[None, :]
+        return torch.diag_embed(torch.exp(self.log_scale) * self.free)
 
     def entropy(self) -> torch.Tensor:
-        d = self.loc.shape[-1]
-        log_det = torch.diagonal(self.raw_tril).sum() if self.family == "fullrank" \
-            else self.log_scale.sum()
+        d = float(self.free.sum())
+        log_det = (torch.diagonal(self.raw_tril) * self.free).sum() \
+            if self.family == "fullrank" else (self.log_scale * self.free).sum()
         return 0.5 * d * (1 + math.log(2 * math.pi)) + log_det
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -100,7 +104,7 @@ class _Gaussian(torch.nn.Module):
                         dtype=self.loc.dtype).to(self.loc.device)
         if self.family == "fullrank":
             return self.loc + z @ self.tril().T
-        return self.loc + z * torch.exp(self.log_scale)
+        return self.loc + z * torch.exp(self.log_scale) * self.free
 
 
 class _Average:
@@ -130,9 +134,10 @@ def _elbo(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int
 
 
 def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
-        settings: AdviSettings) -> AdviResult:
+        settings: AdviSettings, point: torch.Tensor | None = None) -> AdviResult:
+    """`point`: a mask of the coordinates fitted as point masses (see point_mask)."""
     generator = torch.Generator().manual_seed(settings.seed)
-    q = _Gaussian(init, settings.family)
+    q = _Gaussian(init, settings.family, point)
     opt = torch.optim.Adam(q.parameters(), lr=settings.lr, betas=(0.9, 0.9))
     history: list[float] = []
     rel: list[float] = []

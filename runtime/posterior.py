@@ -81,7 +81,7 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
 def run_advi(model: Any, settings: advi.AdviSettings, radius: float = 2.0,
              init: torch.Tensor | None = None) -> Any:
     q0 = starts(model, 1, settings.seed, radius, init)[0]
-    result = advi.fit(model.log_prob, q0, settings)
+    result = advi.fit(model.log_prob, q0, settings, advi.point_mask(model))
     attrs = {"model": model.name, "method": f"advi-{settings.family}", "seed": settings.seed,
              "iterations": result.iterations, "converged": result.converged,
              "elbo": result.elbo[-1] if result.elbo else float("nan")}

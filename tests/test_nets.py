@@ -69,7 +69,7 @@ def test_density_equals_a_torch_nn_network_with_the_same_weights() -> None:
 def test_map_fit_learns_the_function() -> None:
     data = _data(n=120)
     program = compile_string(REGRESSION)
-    fit = program.fit(data, method="mle", seed=3, restarts=2)
+    fit = program.fit(data, method="mle", seed=3, optimizer="adam", lr=0.01, max_iter=3000)
     w = torch.as_tensor(fit.values["f"])
     w = w.to(torch.float64)
     with torch.no_grad():

@@ -284,9 +284,7 @@ def test_cli_fit_writes_the_param_and_sample_uses_it(files: tuple[Path, Path],
     (("sample", "-n", "5"), "cannot draw from the prior: s is a point parameter"),
     (("fit", "--method", "nuts", "--warmup", "10", "--draws", "10"),
      "NUTS needs a prior on every unknown; s is a point parameter"),
-    (("fit", "--method", "advi"), "ADVI does not fit point parameters yet; s is a point "
-                                  "parameter"),
-], ids=["prior", "nuts", "advi"])
+], ids=["prior", "nuts"])
 def test_cli_refusals_are_one_message(files: tuple[Path, Path], args: tuple[str, ...],
                                       fragment: str) -> None:
     model, data = files
@@ -295,3 +293,20 @@ def test_cli_refusals_are_one_message(files: tuple[Path, Path], args: tuple[str,
     assert fragment in done.stderr
     assert "Traceback" not in done.stderr and "internal error" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_advi_fits_a_param_as_a_point_mass_and_integrates_the_latents() -> None:
+    """Rule 23: ADVI integrates mu and fits s by the same ELBO (variational EM). With a
+    flat-ish prior, q(mu) ~ N(mean, s^2 / N), and the ELBO's optimum in s is
+    s^2 = sum (y - mean)^2 / N + s^2 / N, the N - 1 sample variance."""
+    from runtime import posterior
+    from runtime.advi import AdviSettings
+    y = np.array(Y * 20)
+    model = compile_string(NORMAL_SCALE).bind({"N": len(y), "y": y.tolist()}, device="cpu")
+    idata = posterior.run_advi(model, AdviSettings(seed=2, draws=2000, tol_rel_obj=0.001))
+    s_draws = np.asarray(idata.posterior["s"]).ravel()
+    assert np.ptp(s_draws) == 0.0  # a point mass
+    assert s_draws[0] == pytest.approx(y.std(ddof=1), rel=0.03)
+    mu = np.asarray(idata.posterior["mu"]).ravel()
+    assert mu.mean() == pytest.approx(y.mean(), abs=0.05)
+    assert mu.std() == pytest.approx(y.std(ddof=1) / np.sqrt(len(y)), rel=0.15)
