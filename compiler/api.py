@@ -47,9 +47,15 @@ class Program:
             self._class = getattr(module, self.name[:1].upper() + self.name[1:])
         return self._class
 
-    def bind(self, data: Any, device: str = "auto", simulate: bool = False) -> Any:
-        """The model bound to its data (a path to JSON/CSV/NPZ or a dict)."""
-        return self.model_class()(data, device=device, simulate=simulate)
+    def bind(self, data: Any, device: str = "auto", simulate: bool = False,
+             dtype: str | None = None) -> Any:
+        """The model bound to its data (a path to JSON/CSV/NPZ or a dict); dtype
+        "float32" or "float64" (default: float64 on the CPU)."""
+        torch_dtype = None
+        if dtype is not None:
+            import torch  # noqa: PLC0415 - torch only when binding
+            torch_dtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        return self.model_class()(data, device=device, simulate=simulate, dtype=torch_dtype)
 
     def fit(self, data: Any, method: str = "map", seed: int = 1, device: str = "auto",
             **options: Any) -> Any:
@@ -59,11 +65,17 @@ class Program:
         return optimize(model, method=method, seed=seed, **options)
 
     def sample(self, data: Any, n: int = 100, seed: int = 1, given: dict[str, Any] | None = None,
-               device: str = "auto") -> dict[str, Any]:
+               device: str = "auto", prior: bool = False) -> dict[str, Any]:
         """Prior draws (given=None) or predictive draws given latent values with a leading
-        draw dimension; returns numpy arrays named as in the model."""
+        draw dimension; with prior=True, prior draws at the point parameters and nets in
+        `given` (its first draw): a VAE's samples. Returns numpy arrays named as in the
+        model."""
         model = self.bind(data, device, simulate=True)
-        draws = model.draws(n, seed) if given is None else model.predictive(given, seed)
+        if prior and given is not None:
+            params = {k: v[0] for k, v in given.items() if k in model.param_names}
+            draws = model.prior_draws_at(params, n, seed)
+        else:
+            draws = model.draws(n, seed) if given is None else model.predictive(given, seed)
         return {k: v.detach().cpu().numpy() for k, v in draws.items()}
 
 

@@ -10,7 +10,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a model to data")
     fit.add_argument("model")
     _data_args(fit)
-    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "exact"],
+    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "svi", "exact"],
                      default="map")
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--warmup", type=int, default=1000)
@@ -97,7 +96,21 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--init", default="2",
                      help="radius R of uniform(-R, R) initial values, or a JSON file")
     fit.add_argument("--iter", type=int, default=2000, help="maximum iterations")
-    fit.add_argument("--lr", type=float, default=0.05, help="Adam's learning rate")
+    fit.add_argument("--lr", type=float, default=None,
+                     help="Adam's learning rate (default 0.05; svi 0.001)")
+    fit.add_argument("--batch", type=int, help="svi: minibatch size over a plate")
+    fit.add_argument("--plate", help="svi: the size of the plate to subsample, e.g. N "
+                                     "(found by itself when there is one)")
+    fit.add_argument("--epochs", type=int, help="svi: passes over the plate (else --iter "
+                                                "steps)")
+    fit.add_argument("--particles", type=int, default=1, help="svi: draws per ELBO estimate")
+    fit.add_argument("--checkpoint", help="svi: checkpoint file, safetensors (default: "
+                                          "OUTPUT.ckpt.safetensors)")
+    fit.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    fit.add_argument("--resume", action="store_true", help="svi: continue from --checkpoint")
+    fit.add_argument("--loss-plot", help="svi: the loss curve, PNG (default: OUTPUT.loss.png)")
+    fit.add_argument("--dtype", choices=["float64", "float32"],
+                     help="default: float64 on the CPU, float32 on a GPU")
     fit.add_argument("-o", "--output",
                      help="write the result: JSON for mle/map, NetCDF (.nc) for nuts/advi")
     fit.set_defaults(run=cmd_fit)
@@ -109,6 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--fit", help="a fit from 'bgmc fit': point estimates (.json) or "
                                  "posterior draws (.nc) for the posterior predictive")
     s.add_argument("-o", "--output", help="write the draws (.json or .npz)")
+    s.add_argument("--prior", action="store_true",
+                   help="with --fit: latents from their prior at the fit's params and nets "
+                        "(a VAE's samples) instead of the posterior predictive")
     s.set_defaults(run=cmd_sample)
 
     pr = sub.add_parser("predict", help="the posterior of a variable given new data "
@@ -200,7 +216,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from runtime.errors import ModelError  # noqa: PLC0415
     from runtime.optimize import optimize  # noqa: PLC0415
     program = _program(args.model)
-    model = program.bind(args.data, args.device)
+    model = program.bind(args.data, args.device, dtype=args.dtype)
+    if args.method == "svi":
+        return _fit_svi(args, model)
+    if getattr(type(model), "guide", None) is not None and args.method == "advi":
+        raise ModelError("the model has a 'guide:' block, which only --method svi uses; "
+                         "advi fits its own Gaussian (remove the block to use it)")
     init, radius = None, 2.0
     try:
         radius = float(args.init)
@@ -213,7 +234,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         return _fit_posterior(args, model, init, radius)
     result = optimize(model, method=args.method, seed=args.seed, init=init, radius=radius,
                       restarts=args.restarts, optimizer=args.optimizer, max_iter=args.iter,
-                      lr=args.lr)
+                      lr=args.lr or 0.05)
     report = point_report(program.name, result)
     _print_estimates(report)
     if not result.converged:
@@ -262,6 +283,42 @@ def _fit_posterior(args: argparse.Namespace, model: Any, init: Any, radius: floa
     else:
         idata = posterior.run_advi(model, AdviSettings(family=args.family, seed=args.seed,
                                                        draws=args.draws), radius, init)
+    if args.output:
+        write_netcdf(idata, args.output)
+    _print_summary(idata)
+    return EXIT_OK
+
+
+def _fit_svi(args: argparse.Namespace, model: Any) -> int:
+    from runtime import checkpoint  # noqa: PLC0415
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.output import write_netcdf  # noqa: PLC0415
+    from runtime.posterior import svi_result  # noqa: PLC0415
+    from runtime.svi import Svi, SviSettings  # noqa: PLC0415
+    from runtime.training import TrainingBar, write_loss_plot  # noqa: PLC0415
+    settings = SviSettings(steps=args.iter, epochs=args.epochs, batch=args.batch,
+                           plate=args.plate, lr=args.lr or 1e-3, particles=args.particles,
+                           seed=args.seed, draws=args.draws)
+    svi = Svi(model, settings)
+    ckpt = args.checkpoint or (f"{args.output}.ckpt.safetensors" if args.output else None)
+    if args.resume:
+        if ckpt is None:
+            raise ModelError("--resume needs --checkpoint FILE (or -o OUTPUT)")
+        checkpoint.load(svi, ckpt)
+        print(f"resumed from {ckpt} at step {svi.state.step}", file=sys.stderr)
+    bar = None if args.no_progress else TrainingBar(svi.total_steps(), svi.state.step)
+    try:
+        svi.run(bar, (lambda s: checkpoint.save(s, ckpt)) if ckpt else None,
+                args.checkpoint_every)
+    finally:
+        if bar is not None:
+            bar.close()
+        plot = args.loss_plot or (f"{args.output}.loss.png" if args.output else None)
+        if plot and svi.state.losses:
+            write_loss_plot(svi.state.losses, plot, svi.total)
+    idata, elbo = svi_result(svi)
+    per = f" ({elbo / svi.total:.6g} per item of {svi.plate})" if svi.plate else ""
+    print(f"ELBO {elbo:.6g}{per} after {svi.state.step} steps")
     if args.output:
         write_netcdf(idata, args.output)
     _print_summary(idata)
@@ -365,7 +422,7 @@ def _given(fit: str, program: Any, draws: int, seed: int) -> dict[str, Any]:
     if fit.endswith(".nc"):
         from runtime.diagnostics import posterior_latents  # noqa: PLC0415
         from runtime.output import read_netcdf  # noqa: PLC0415
-        latents = [v.name for v in program.compiled.model.of_role("latent", "param")
+        latents = [v.name for v in program.compiled.model.of_role("latent", "param", "net")
                    if not (v.role == "latent" and v.discrete)]
         return posterior_latents(read_netcdf(fit), latents, draws, seed)  # type: ignore[no-any-return]
     report = _read_json(fit, ModelError)
@@ -429,7 +486,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     program = _program(args.model)
     given = _given(args.fit, program, args.draws, args.seed) if args.fit else None
     draws = program.sample(args.data, n=args.draws, seed=args.seed, given=given,
-                           device=args.device)
+                           device=args.device, prior=args.prior)
     if args.output:
         _write_draws(args.output, draws)
     for name, value in draws.items():
@@ -460,17 +517,9 @@ def _read_json(path: str, error: type) -> Any:
 
 
 def write_atomic(path: str | Path, content: str | bytes) -> None:
-    """Write to a temporary file beside the target, then rename: readers never see half."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content.encode() if isinstance(content, str) else content)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """runtime.files.write_atomic (a light module: importing it does not import torch)."""
+    from runtime.files import write_atomic as write  # noqa: PLC0415
+    write(path, content)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,7 @@ from pathlib import Path
 from compiler.checks import check_targets
 from compiler.codegen.module import generate
 from compiler.elimination import plan_elimination
+from compiler.guide import check_guide, split_guide
 from compiler.ir import GraphicalModel
 from compiler.loops import classify_loops
 from compiler.nets import check_nets
@@ -35,7 +36,19 @@ class Compiled:
 
 
 def analyse(program: n.Program, source: Source) -> GraphicalModel:
-    """Every check short of generating code."""
+    """Every check short of generating code; a `guide:` block is analysed as a program of
+    its own and hung on the model as `model.guide`."""
+    model_program, guide_program = split_guide(program)
+    model = _passes(model_program, source)
+    model.guide = None  # type: ignore[attr-defined]
+    if guide_program is not None:
+        guide = _passes(guide_program, source)
+        check_guide(model, guide)
+        model.guide = guide  # type: ignore[attr-defined]
+    return model
+
+
+def _passes(program: n.Program, source: Source) -> GraphicalModel:
     model = resolve(program, source)
     infer_shapes(model)
     check_nets(model)

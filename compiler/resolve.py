@@ -118,12 +118,6 @@ def _flatten(body: tuple[Any, ...], loops: tuple[Loop, ...], b: _Builder) -> Non
             target = stmt.target.name.id if kind != "factor" else None
             b.statements.append(Statement(len(b.statements), kind, stmt, loops, target,
                                           frozenset()))
-        elif isinstance(stmt, n.Guide):
-            keyword = Span(stmt.span.line, stmt.span.column, stmt.span.line,
-                           stmt.span.column + len("guide"))
-            b.error("a 'guide:' block is not supported yet", keyword,
-                    "variational guides arrive with a later version; remove the block "
-                    "to fit the model by MAP or MLE")
 
 
 def _check_loop_var(stmt: n.For, loops: tuple[Loop, ...], b: _Builder) -> None:

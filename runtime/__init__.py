@@ -1,42 +1,35 @@
 """The bgm runtime: everything a compiled model imports (torch only, never dsl or compiler).
 
-Generated modules use `rt.<name>` for the names exported here.
+Generated modules use `rt.<name>` for the names exported here. They are loaded on first
+use (PEP 562), so that importing a light submodule such as `runtime.files` does not
+import torch: the compiler writes its outputs with it and must stay fast to start.
 """
-from runtime.data import DataSpec
-from runtime.errors import BgmRuntimeError, DataError, ModelError
-from runtime.model import CompiledModel, Latent
-from runtime.nets import mlp, mlp_init_scale, mlp_size
-from runtime.ops import (
-    Parts,
-    Phi,
-    Steps,
-    check_support,
-    draw,
-    fill,
-    index,
-    one_hot,
-    reduce_logsumexp,
-    reduce_max,
-    reduce_mean,
-    reduce_min,
-    reduce_norm,
-    reduce_prod,
-    reduce_sd,
-    reduce_sum,
-    reduce_variance,
-    size_expr,
-    stack_last,
-    take,
-    take_batched,
-)
-from runtime.transforms import cholesky_corr, interval, lower_bound, ordered, simplex, upper_bound
+from __future__ import annotations
 
-__all__ = [
-    "BgmRuntimeError", "CompiledModel", "DataError", "DataSpec", "Latent", "ModelError",
-    "Parts", "Phi", "Steps", "check_support", "cholesky_corr", "draw", "fill", "index",
-    "interval", "lower_bound", "mlp", "mlp_init_scale", "mlp_size", "one_hot", "ordered",
-    "reduce_logsumexp", "reduce_max",
-    "reduce_mean", "reduce_min", "reduce_norm", "reduce_prod", "reduce_sd", "reduce_sum",
-    "reduce_variance", "simplex", "size_expr", "stack_last", "take", "take_batched",
-    "upper_bound",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "runtime.data": ("DataSpec",),
+    "runtime.errors": ("BgmRuntimeError", "DataError", "ModelError"),
+    "runtime.model": ("CompiledModel", "Latent"),
+    "runtime.nets": ("mlp", "mlp_init_scale", "mlp_size"),
+    "runtime.ops": ("Parts", "Phi", "Steps", "check_support", "draw", "fill", "index",
+                    "one_hot", "rdraw", "reduce_logsumexp", "reduce_max", "reduce_mean",
+                    "reduce_min", "reduce_norm", "reduce_prod", "reduce_sd", "reduce_sum",
+                    "reduce_variance", "size_expr", "stack_last", "take", "take_batched"),
+    "runtime.transforms": ("cholesky_corr", "interval", "lower_bound", "ordered", "simplex",
+                           "upper_bound"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'runtime' has no attribute '{name}'")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups are plain attribute reads
+    return value

@@ -41,10 +41,17 @@ MAX_ENUMERATED_VALUES = 100_000
 
 
 class Accumulator:
-    def __init__(self, mode: Mode, batch_ndim: int, record: bool = False):
+    def __init__(self, mode: Mode, batch_ndim: int, record: bool = False,
+                 given: dict[str, torch.Tensor] | None = None,
+                 scales: dict[str, float] | None = None):
+        """`given`: constrained values that `constrain` returns as they are (no transform,
+        no Jacobian): the latents a variational guide drew. `scales`: a factor per term's
+        name, N / batch for the terms of a subsampled plate (runtime/svi.py)."""
         self.mode = mode
         self.batch_ndim = batch_ndim
         self.record = record
+        self.given = given or {}
+        self.scales = scales or {}
         self.total: Any = 0.0
         self.pointwise: dict[str, torch.Tensor] = {}
         self.deterministics: dict[str, torch.Tensor] = {}
@@ -60,10 +67,16 @@ class Accumulator:
         if self.record:
             self.terms[key] = self.terms.get(key, 0.0) + value
 
+    def _scaled(self, name: str, value: Any) -> Any:
+        scale = self.scales.get(name)
+        return value if scale is None else value * scale
+
     def constrain(self, name: str, u: torch.Tensor, transform: Any,
                   jacobian: bool = True) -> torch.Tensor:
         """Map an unknown onto its support; a point parameter (`param`, jacobian=False) is
         never integrated, so it never gets the log-Jacobian, whatever the mode."""
+        if name in self.given:
+            return self.given[name]
         x = transform(u)
         if jacobian and self.mode.jacobian:
             ladj = transform.log_abs_det_jacobian(u, x)
@@ -73,12 +86,12 @@ class Accumulator:
 
     def prior(self, name: str, log_prob: torch.Tensor, ndims: int) -> None:
         if self.mode.priors:
-            self._add(f"prior {name}", _sum_last(log_prob, ndims))
+            self._add(f"prior {name}", self._scaled(name, _sum_last(log_prob, ndims)))
 
     def likelihood(self, name: str, log_prob: torch.Tensor, ndims: int) -> None:
         if self.record:
             self.pointwise[name] = log_prob
-        self._add(f"likelihood {name}", _sum_last(log_prob, ndims))
+        self._add(f"likelihood {name}", self._scaled(name, _sum_last(log_prob, ndims)))
 
     def factor(self, value: Any, ndims: int) -> None:
         self._add("factor", _sum_last(value, ndims))
@@ -120,7 +133,7 @@ class Accumulator:
             self.conditionals[name] = joint - marginal
             if len(observed) == 1 and keep > 0:
                 self.pointwise[observed[0]] = marginal
-        self._add(f"summed out {name}", _sum_last(marginal, keep))
+        self._add(f"summed out {name}", self._scaled(name, _sum_last(marginal, keep)))
 
     # ---- a chain of discrete latents (z[t] on z[t-1]): the forward algorithm
     def enumerate_chain(self, name: str, values: torch.Tensor,

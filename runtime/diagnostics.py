@@ -65,6 +65,13 @@ def compare(fits: dict[str, Any], ic: str = "loo") -> str:
 def posterior_latents(idata: Any, names: list[str], n: int, seed: int) -> dict[str, np.ndarray]:
     """n draws (with replacement when n exceeds the pool) from the pooled posterior."""
     post = idata.posterior
+    nets = getattr(idata, "nets", None) if "nets" in idata.groups() else None
+    if nets is not None:  # the same weights in every draw
+        found = {x: np.repeat(np.asarray(nets[x])[0, :1], n, axis=0) for x in names
+                 if x in nets and x not in post}
+        names = [x for x in names if x not in found]
+    else:
+        found = {}
     missing = [x for x in names if x not in post]
     if missing:
         raise ModelError(f"the fit has no draws of {', '.join(missing)}: was it made by a "
@@ -74,4 +81,4 @@ def posterior_latents(idata: Any, names: list[str], n: int, seed: int) -> dict[s
     total = next(iter(pooled.values())).shape[0] if pooled else 0
     rng = np.random.default_rng(seed)
     pick = rng.choice(total, size=n, replace=n > total) if n != total else np.arange(total)
-    return {x: v[pick] for x, v in pooled.items()}
+    return {**{x: v[pick] for x, v in pooled.items()}, **found}

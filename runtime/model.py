@@ -88,6 +88,7 @@ class CompiledModel:
         self.dtype = dtype or default_dtype(self.device)
         optional = self.observed_names if simulate else ()
         values = load_data(data, self.data_specs, optional=optional)
+        self.values = values  # as loaded and checked: a guide binds to the same values
         self.data = Data(values, self.device, self.dtype)
         self.simulate = simulate
         missing_observed = [n for n in self.observed_names if n not in self.data]
@@ -200,6 +201,15 @@ class CompiledModel:
         """n ancestral draws from the prior (prior predictive included)."""
         torch.manual_seed(seed)
         return self.sample_prior(self.data, (n,))
+
+    def prior_draws_at(self, params: dict[str, torch.Tensor], n: int,
+                       seed: int) -> dict[str, torch.Tensor]:
+        """n ancestral draws from the prior at fitted point parameters and nets (a VAE's
+        samples: z from its prior, x through the fitted decoder)."""
+        torch.manual_seed(seed)
+        given = {k: torch.as_tensor(v, dtype=self.dtype, device=self.device)
+                 for k, v in params.items()}
+        return self.sample_prior(self.data, (n,), given)
 
     def predictive(self, given: dict[str, torch.Tensor], seed: int) -> dict[str, torch.Tensor]:
         """Posterior (or any) predictive draws given latent (and param) draws with one

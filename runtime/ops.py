@@ -36,6 +36,13 @@ class Data(dict):  # type: ignore[type-arg]
         dtype = torch.int64 if arr.dtype.kind in "iub" else self.dtype
         return torch.as_tensor(arr, dtype=dtype, device=self.device)
 
+    def replaced(self, updates: Mapping[str, Any]) -> Data:
+        """A copy with some entries replaced as they are (a minibatch's rows and size)."""
+        out = Data({}, self.device, self.dtype)
+        out.update(self)
+        out.update(updates)
+        return out
+
     def tensor(self, value: Any) -> torch.Tensor:
         return torch.as_tensor(value, dtype=self.dtype, device=self.device)
 
@@ -339,3 +346,17 @@ def _show(bound: Any, index: tuple[int, ...]) -> str:
     if t.dim() == 0:
         return f"{t.item():g}"
     return f"{t.expand(*t.shape)[tuple(i - 1 for i in index[-t.dim():])].item():g}"
+
+
+def rdraw(d: Any, shape: tuple[int, ...], where: str, acc: Any, name: str) -> torch.Tensor:
+    """A reparameterised draw of a guide's latent (gradients flow to the guide's nets and
+    params through it), with log q of the draw added to the accumulator `acc`."""
+    batch = torch.Size(shape[:len(shape) - len(d.event_shape)])
+    d = d.expand(batch)
+    if not d.has_rsample:
+        raise ModelError(f"the guide draws '{name}' from {type(d).__name__}, which has no "
+                         "reparameterised sampler; the ELBO's gradient needs one (use a "
+                         "continuous distribution such as Normal or LogNormal)", where)
+    x = d.rsample()
+    acc.prior(name, d.log_prob(x), len(batch) - acc.batch_ndim)
+    return x

@@ -28,8 +28,9 @@ def _numpy(t: torch.Tensor) -> np.ndarray:
 
 
 def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tensor],
-                   attrs: dict[str, Any], chunk: int = 256) -> Any:
-    """theta: [chains, draws, dim] unconstrained draws."""
+                   attrs: dict[str, Any], chunk: int = 256, pointwise_ll: bool = True) -> Any:
+    """theta: [chains, draws, dim] unconstrained draws. A net's weights are the same in
+    every draw: they go once into the group `nets`, not into the posterior."""
     az = arviz()
     c, s, _ = theta.shape
     posterior: dict[str, list[np.ndarray]] = {}
@@ -41,12 +42,13 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
             for name, value in model.constrain(block).items():
                 posterior.setdefault(name, []).append(_numpy(value))
             acc = model.accumulate(block, Mode(jacobian=False, priors=True), record=True)
-            for name, value in acc.pointwise.items():
+            for name, value in (acc.pointwise if pointwise_ll else {}).items():
                 if tuple(value.shape[:2]) != tuple(block.shape[:2]):
                     value = value.expand(tuple(block.shape[:2]) + tuple(value.shape))
                 pointwise.setdefault(name, []).append(_numpy(value))
             discrete.add(acc)
     post = {k: np.concatenate(v, axis=1) for k, v in posterior.items()}
+    nets = {k: post.pop(k)[0, 0] for k in getattr(model, "net_names", ()) if k in post}
     loglik = {k: np.concatenate(v, axis=1) for k, v in pointwise.items()}
     observed = {k: _numpy(torch.as_tensor(model.data[k])) for k in model.observed_names
                 if k in model.data}
@@ -64,6 +66,11 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
                          attrs={k: str(v) for k, v in attrs.items()})
     if discrete.draws:
         idata.add_groups({"discrete_posterior": discrete.dataset()})
+    if nets:
+        idata.add_groups({"nets": az.dict_to_dataset(
+            {k: v[None, None] for k, v in nets.items()},
+            dims={k: [f"{k}_weight"] for k in nets}, coords={
+                f"{k}_weight": np.arange(1, v.shape[0] + 1) for k, v in nets.items()})})
     return idata
 
 

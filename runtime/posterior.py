@@ -88,3 +88,21 @@ def run_advi(model: Any, settings: advi.AdviSettings, radius: float = 2.0,
     with torch.no_grad():
         lp = model.log_prob(result.draws)
     return inference_data(model, result.draws, {"lp": lp}, attrs)
+
+
+def svi_result(svi: Any) -> tuple[Any, float]:
+    """The fitted variational posterior as an InferenceData (draws of every latent from q
+    over the full data, the point values of params and nets) and the full-data ELBO."""
+    s = svi.settings
+    draws = svi.draws(s.draws)
+    with torch.no_grad():
+        lp = torch.cat([svi.model.log_prob(chunk) for chunk in draws[0].split(50)])[None]
+    attrs = {"model": svi.model.name, "method": "svi", "seed": s.seed,
+             "steps": svi.state.step, "batch": s.batch or 0, "plate": svi.plate or "",
+             "lr": s.lr, "guide": "guide block" if svi.guide is not None else "meanfield",
+             "elbo": svi.full_elbo()}
+    # pointwise log-likelihoods (for LOO) of a net's data would be the largest part of
+    # the file by far (a VAE: draws x images x pixels) and LOO is not how nets are compared
+    pointwise = not svi.model.net_names
+    return inference_data(svi.model, draws, {"lp": lp}, attrs,
+                          pointwise_ll=pointwise), attrs["elbo"]

@@ -253,9 +253,15 @@ MODES = {"posterior": Mode(jacobian=True, priors=True), "map": Mode.for_method("
          "mle": Mode.for_method("mle")}
 
 
+# Checked elsewhere: the VAE's 20 000 coordinates (two nets) make the finite-difference
+# gradient check above impractical; tests/test_svi.py compares its log joint with the
+# hand-written PyTorch VAE of bench/vae_reference.py at the same weights.
+ELSEWHERE = {"vae.bgm"}
+
+
 def test_every_example_has_a_reference() -> None:
     models = {p.name for p in EXAMPLES.glob("*.bgm")}
-    assert models == {c.model for c in CASES.values()}
+    assert models == {c.model for c in CASES.values()} | ELSEWHERE
 
 
 def split(theta: np.ndarray, layout: list[tuple[str, tuple[int, ...]]]) -> dict:

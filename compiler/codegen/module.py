@@ -36,8 +36,9 @@ def generate(model: GraphicalModel) -> str:
 
 
 class _Module:
-    def __init__(self, model: GraphicalModel):
+    def __init__(self, model: GraphicalModel, of: GraphicalModel | None = None):
         self.model = model
+        self.of = of  # the model this is the guide of
         self.ints = int_env(model)
         loop_vars = {lp.var for lp in model.loops.values()}
         self.names = python_names(set(model.variables) | loop_vars)
@@ -68,7 +69,19 @@ class _Module:
         o.line("from runtime import distributions as dist")
         o.blank()
         o.line("")
-        with o.indent(f"class {_class_name(m.name)}(rt.CompiledModel):"):
+        self._class()
+        guide = getattr(m, "guide", None)
+        if guide is not None:
+            o.blank()
+            o.line("")
+            o.lines(_Module(guide, of=m).guide_class())
+            o.blank()
+            o.line("")
+            o.line(f"{_class_name(m.name)}.guide = {_class_name(guide.name)}")
+        return o.text()
+
+    def _class(self) -> None:
+        with self.out.indent(f"class {_class_name(self.model.name)}(rt.CompiledModel):"):
             self._attributes()
             self._data_specs()
             self._latent_specs()
@@ -77,7 +90,19 @@ class _Module:
             self._log_density()
             self._sampler(prior=True)
             self._sampler(prior=False)
-        return o.text()
+
+    def guide_class(self) -> list[str]:
+        """The guide (rule 21) as a class of its own: its log density is log q, and
+        `sample_guide` draws the latents it covers by reparameterised draws, adding log q
+        of each draw to the accumulator."""
+        with self.out.indent(f"class {_class_name(self.model.name)}(rt.CompiledModel):"):
+            self._attributes()
+            self._data_specs()
+            self._latent_specs()
+            self._transformed_data()
+            self._log_density()
+            self._sampler(prior=True, guide=True)
+        return self.out.text().splitlines()
 
     def where(self, span: Any) -> str:
         return f"{self.file}:{span.line}"
@@ -96,7 +121,11 @@ class _Module:
 
     def _attributes(self) -> None:
         m, o = self.model, self.out
-        o.line(f'"""The model {m.name} from {self.file}."""')
+        if self.of is not None:
+            o.line(f'"""The guide of {self.of.name} from {self.file}: the variational family '
+                   'q(latents | data)."""')
+        else:
+            o.line(f'"""The model {m.name} from {self.file}."""')
         o.blank()
         o.line(f"name = {m.name!r}")
         o.line(f"source = {self.file!r}")
@@ -117,10 +146,51 @@ class _Module:
                               if v.name not in m.likelihood_latents)  # type: ignore[attr-defined]
         o.line(f"latents_without_likelihood = {_tuple(unidentified)}")
         o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
+        plates = self._plates()
+        if plates:
+            with o.indent("plates = {"):
+                for size, terms in plates.items():
+                    o.line(f"{size!r}: {_tuple(terms)},")
+            o.line("}")
         with o.indent("locations = {"):
             for v in m.variables.values():
                 o.line(f"{v.name!r}: {self.where(v.span)!r},")
         o.line("}")
+
+    def _plates(self) -> dict[str, list[str]]:
+        """The sizes N a fit may subsample (`--batch`): every loop over 1..N is a plate
+        and holds no `factor`. Each lists the terms (named by their target) that vary
+        over it, which a minibatch scales by N / batch to keep the ELBO unbiased."""
+        m = self.model
+        data_ints = {v.name for v in m.of_role("data")}
+        sizes: dict[str, list[str]] = {}
+        blocked: set[str] = set()
+        for stmt in m.statements:
+            over = set()
+            group = self._group_of(stmt)
+            group_sizes = set() if group is None or group.chain else \
+                {_size_name(p.hi, data_ints) for p in group.plate}
+            for lp in stmt.loops:
+                sc = m.scopes[lp.id]  # type: ignore[attr-defined]
+                name = _size_name(sc.hi, data_ints)
+                if name is None:
+                    continue
+                over.add(name)
+                if m.loop_kinds[lp.id] != "plate" or stmt.kind == "factor" or \
+                        sc.lo != Size.const(1) or group is not None and name not in group_sizes:
+                    blocked.add(name)  # a chain, a partial range, or inside a logsumexp
+            shape = m.variables[stmt.target].shape if stmt.target else None
+            if not stmt.loops and shape:  # vectorised over its first dim
+                name = _size_name(shape[0], data_ints)
+                if name is not None:
+                    over.add(name)
+            if stmt.kind != "sample":
+                continue
+            for name in over:
+                terms = sizes.setdefault(name, [])
+                if stmt.target not in terms:
+                    terms.append(stmt.target)
+        return {k: v for k, v in sizes.items() if k not in blocked}
 
     # ---- data
     def _data_specs(self) -> None:
@@ -547,7 +617,15 @@ class _Module:
             o.line(f"acc__.{kind}({stmt.target!r}, {dist_code}.log_prob({code}), {ndims})")
             return
         shape = self._draw_shape(stmt, scope, ex)
-        if target.role == "latent":
+        if self._guide:
+            s = self.model.supports[target.name]  # type: ignore[attr-defined]
+            if self._truncation(s, stmt, scope, ex):
+                raise Unsupported(f"the guide's distribution for '{target.name}' must have "
+                                  "the latent's support by itself: a guide cannot truncate "
+                                  "(use, say, LogNormal for a positive latent)", stmt.node)
+            draw = (f"rt.rdraw({dist_code}, shape__ + {shape}, {self.where(stmt.span)!r}, "
+                    f"acc__, {target.name!r})")
+        elif target.role == "latent":
             s = self.model.supports[target.name]  # type: ignore[attr-defined]
             draw = f"rt.draw({dist_code}, shape__ + {shape}, {self.where(stmt.span)!r}" + \
                 self._truncation(s, stmt, scope, ex) + ")"
@@ -636,6 +714,8 @@ class _Module:
 
     def _record(self, name: str) -> None:
         role = self.model.variables[name].role
+        if self._guide and role != "latent":
+            return  # the guide returns the latents it draws
         if self._sampling:
             self.out.line(f"draws__[{name!r}] = {self.names[name]}")
         elif role == "deterministic" and not any(
@@ -747,11 +827,21 @@ class _Module:
         self.pending = []
 
     # ---- samplers
-    def _sampler(self, prior: bool) -> None:
+    def _sampler(self, prior: bool, guide: bool = False) -> None:
         o = self.out
         o.blank()
         self._sampling = True
-        if prior:
+        self._guide = guide
+        params = self.model.of_role("param", "net")
+        if guide:
+            header = "def sample_guide(self, data__, given__, shape__, acc__):"
+            doc = ('"""Reparameterised draws of the latents from the guide at its nets and '
+                   'params (given__), batch shape shape__; adds log q of each draw to acc__."""')
+        elif prior and params:
+            header = "def sample_prior(self, data__, shape__, given__=None):"
+            doc = ('"""Ancestral draws of every variable from the prior, batch shape '
+                   'shape__, at the point parameters and nets given__ (a fit)."""')
+        elif prior:
             header = "def sample_prior(self, data__, shape__):"
             doc = '"""Ancestral draws of every variable from the prior, batch shape shape__."""'
         else:
@@ -763,6 +853,8 @@ class _Module:
                                      predictive=not prior)
                      if not self._is_transformed_data(u) and (prior or not self._is_latent(u))]
         except BgmError as exc:  # e.g. a recursion spread over loops with different ranges
+            if guide:
+                raise
             reason = exc.diagnostics[0].message
             with o.indent(header):
                 o.line(doc)
@@ -770,22 +862,18 @@ class _Module:
                 o.line(f"raise rt.ModelError({message!r})")
             self._sampling = False
             return
-        params = self.model.of_role("param", "net")
-        if prior and params:  # no prior to draw them from: the predictive needs a fit
-            with o.indent(header):
-                o.line(doc)
-                o.line(f"raise rt.ModelError({_no_prior_draws(params)!r}, "
-                       f"{self.where(params[0].span)!r})")
-            self._sampling = False
-            return
         with o.indent(header):
             o.line(doc)
+            if prior and params and not guide:  # no prior to draw them from: needs a fit
+                with o.indent("if given__ is None:"):
+                    o.line(f"raise rt.ModelError({_no_prior_draws(params)!r}, "
+                           f"{self.where(params[0].span)!r})")
             self._unpack_data()
             o.line("draws__ = {}")
-            if not prior:
-                for v in self.model.of_role("latent", "param", "net"):
-                    if not self._discrete(v.name):
-                        o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
+            given = params if prior else self.model.of_role("latent", "param", "net")
+            for v in given:
+                if not self._discrete(v.name):
+                    o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
             self._begin(units)
             for u in units:
                 if u.statement is not None and u.statement.kind == "factor":
@@ -793,6 +881,9 @@ class _Module:
                 self._unit(u, "sample")
             o.line("return draws__")
         self._sampling = False
+        self._guide = False
+
+    _guide = False
 
     def _is_latent(self, u: Unit) -> bool:
         s = u.statement
@@ -824,6 +915,15 @@ def _no_prior_draws(params: list[Any]) -> str:
     return (f"cannot draw from the prior: {names} {what} no prior; draw the predictive at "
             "fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit "
             "--method map' or 'mle'), or give it a prior ('~') instead of 'param'")
+
+
+def _size_name(size: Any, data_ints: set[str]) -> str | None:
+    """The int data N when `size` is exactly N."""
+    if isinstance(size, Size) and len(size.terms) == 1:
+        (monomial, coefficient), = size.terms
+        if coefficient == 1 and len(monomial) == 1 and monomial[0] in data_ints:
+            return monomial[0]
+    return None
 
 
 def _kind(s: Support) -> str:

@@ -22,6 +22,9 @@ class Coin(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('y',),
+    }
     locations = {
         'N': 'coin.bgm:6',
         'y': 'coin.bgm:7',

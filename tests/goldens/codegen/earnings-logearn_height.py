@@ -21,6 +21,9 @@ class LogearnHeight(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('log_earn',),
+    }
     locations = {
         'N': 'model.bgm:5',
         'earn': 'model.bgm:6',

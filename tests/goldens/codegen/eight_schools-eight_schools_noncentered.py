@@ -23,6 +23,9 @@ class EightSchoolsNoncentered(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'J': ('theta_trans', 'y'),
+    }
     locations = {
         'J': 'model.bgm:5',
         'y': 'model.bgm:6',

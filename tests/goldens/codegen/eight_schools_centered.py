@@ -22,6 +22,9 @@ class EightSchools(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ('mu', 'tau')
     has_factor_statements = False
+    plates = {
+        'J': ('theta', 'y'),
+    }
     locations = {
         'J': 'eight_schools_centered.bgm:7',
         'y': 'eight_schools_centered.bgm:8',

@@ -23,6 +23,9 @@ class EightSchools(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'J': ('eta', 'y'),
+    }
     locations = {
         'J': 'eight_schools_noncentered.bgm:5',
         'y': 'eight_schools_noncentered.bgm:6',

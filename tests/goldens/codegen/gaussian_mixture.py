@@ -23,6 +23,10 @@ class GaussianMixture(rt.CompiledModel):
     discrete_names = ('z',)
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'K': ('w', 'mu', 's'),
+        'N': ('z', 'x'),
+    }
     locations = {
         'N': 'gaussian_mixture.bgm:7',
         'K': 'gaussian_mixture.bgm:8',

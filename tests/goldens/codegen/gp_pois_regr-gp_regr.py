@@ -23,6 +23,9 @@ class GPRegr(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('y',),
+    }
     locations = {
         'N': 'model.bgm:5',
         'x': 'model.bgm:6',

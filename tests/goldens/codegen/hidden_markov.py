@@ -23,6 +23,9 @@ class HiddenMarkov(rt.CompiledModel):
     discrete_names = ('z',)
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'K': ('A', 'mu'),
+    }
     locations = {
         'T': 'hidden_markov.bgm:5',
         'K': 'hidden_markov.bgm:6',

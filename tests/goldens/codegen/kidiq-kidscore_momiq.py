@@ -22,6 +22,9 @@ class KidscoreMomiq(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('kid_score',),
+    }
     locations = {
         'N': 'model.bgm:6',
         'kid_score': 'model.bgm:7',

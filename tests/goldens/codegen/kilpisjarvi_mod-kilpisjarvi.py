@@ -22,6 +22,9 @@ class Kilpisjarvi(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('y',),
+    }
     locations = {
         'N': 'model.bgm:6',
         'x': 'model.bgm:7',

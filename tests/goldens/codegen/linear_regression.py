@@ -22,6 +22,10 @@ class LinearRegression(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'D': ('beta',),
+        'N': ('y',),
+    }
     locations = {
         'N': 'linear_regression.bgm:7',
         'D': 'linear_regression.bgm:8',

@@ -22,6 +22,10 @@ class LogisticRegression(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'D': ('w',),
+        'N': ('y',),
+    }
     locations = {
         'N': 'logistic_regression.bgm:8',
         'D': 'logistic_regression.bgm:9',

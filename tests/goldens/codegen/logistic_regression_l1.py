@@ -22,6 +22,10 @@ class LogisticRegressionL1(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'D': ('w',),
+        'N': ('y',),
+    }
     locations = {
         'N': 'logistic_regression_l1.bgm:6',
         'D': 'logistic_regression_l1.bgm:7',

@@ -23,6 +23,9 @@ class LowDimGaussMix(rt.CompiledModel):
     discrete_names = ('z',)
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('z', 'y'),
+    }
     locations = {
         'N': 'model.bgm:5',
         'y': 'model.bgm:6',

@@ -21,6 +21,9 @@ class LogmesquiteLogvolume(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('log_weight',),
+    }
     locations = {
         'N': 'model.bgm:5',
         'weight': 'model.bgm:6',

@@ -22,6 +22,11 @@ class NaiveBayes(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'C': ('prior', 'q'),
+        'D': ('q', 'x'),
+        'N': ('y', 'x'),
+    }
     locations = {
         'N': 'naive_bayes.bgm:9',
         'D': 'naive_bayes.bgm:10',

@@ -22,6 +22,9 @@ class NES(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'N': ('partyid7',),
+    }
     locations = {
         'N': 'model.bgm:5',
         'partyid7': 'model.bgm:6',

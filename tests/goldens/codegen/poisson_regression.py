@@ -22,6 +22,10 @@ class PoissonRegression(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'D': ('beta',),
+        'N': ('y',),
+    }
     locations = {
         'N': 'poisson_regression.bgm:7',
         'D': 'poisson_regression.bgm:8',

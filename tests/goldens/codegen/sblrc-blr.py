@@ -22,6 +22,10 @@ class BLR(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    plates = {
+        'D': ('beta',),
+        'N': ('y',),
+    }
     locations = {
         'N': 'model.bgm:4',
         'D': 'model.bgm:5',

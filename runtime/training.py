@@ -1,0 +1,50 @@
+"""What a user watches while a net trains: a progress bar with the loss and throughput,
+and the loss curve as a PNG written when training stops (also when it fails)."""
+from __future__ import annotations
+
+import io
+from typing import Any
+
+from runtime.files import write_atomic
+
+
+class TrainingBar:
+    """tqdm on stderr (silent when stderr is not a terminal), showing loss and items/s."""
+
+    def __init__(self, total: int, done: int = 0):
+        from tqdm import tqdm  # noqa: PLC0415
+        self.bar = tqdm(total=total, initial=done, unit="step", disable=None, leave=True,
+                        dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int, loss: float, per_second: float) -> None:
+        self.bar.update(done - self.bar.n)
+        if done % 10 == 0 or done == total:
+            self.bar.set_postfix(loss=f"{loss:.5g}", items_per_s=f"{per_second:.0f}",
+                                 refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def write_loss_plot(losses: list[float], path: str, items: int | None = None) -> None:
+    """The negative ELBO per step (per item of the plate when there is one), with a moving
+    average, saved atomically."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+    y = np.asarray(losses, dtype=float) / (items or 1)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(np.arange(1, len(y) + 1), y, lw=0.6, alpha=0.5, label="loss per step")
+    width = max(1, len(y) // 50)
+    if width > 1 and len(y) > width:
+        smooth = np.convolve(y, np.ones(width) / width, mode="valid")
+        ax.plot(np.arange(width, len(y) + 1), smooth, lw=1.5, label=f"mean of {width}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("-ELBO" + (" per item" if items else ""))
+    ax.legend()
+    fig.tight_layout()
+    buffer: Any = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    write_atomic(path, buffer.getvalue())
