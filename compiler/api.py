@@ -78,6 +78,54 @@ class Program:
             draws = model.draws(n, seed) if given is None else model.predictive(given, seed)
         return {k: v.detach().cpu().numpy() for k, v in draws.items()}
 
+    def generate(self, data: Any, given: dict[str, Any], n: int = 1, seed: int = 1,
+                 device: str = "auto", length: int | None = None, prompt: str | None = None,
+                 temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None) -> dict[str, Any]:
+        """Sequences from a fitted autoregressive model (a prefix-conditioned factor), token
+        by token: `length` tokens (default: the data's), the first ones fixed by `prompt`,
+        drawn with temperature, top-k and top-p. Returns {variable: {"tokens": [n, length],
+        "text": n strings (when the data writes it with an alphabet)}}."""
+        from runtime.data import read_data_file  # noqa: PLC0415
+        from runtime.decoding import Decoding, decoding  # noqa: PLC0415
+        from runtime.errors import ModelError  # noqa: PLC0415
+        from runtime.text import decode, encode, encoded  # noqa: PLC0415
+        cls = self.model_class()
+        targets = getattr(cls, "causal_names", ())
+        if not targets:
+            raise ModelError("generation needs a prefix-conditioned factor "
+                             "(x[t] ~ Categorical(logits=net(x[1..t-1])))")
+        name = targets[0]
+        raw = dict(data) if isinstance(data, dict) else read_data_file(data)
+        raw, alphabets = encoded(raw)
+        spec = next(s for s in cls.data_specs if s.name == name)
+        size = spec.dims[0]
+        tokens = list(raw.get(name, []))
+        fixed: list[int] = []
+        if prompt is not None:
+            if name not in alphabets:
+                raise ModelError(f"--prompt needs the data's '{name}' written as text: "
+                                 '{"alphabet": "...", "text": "..."}')
+            fixed = encode(name, alphabets[name], prompt, "prompt")
+            tokens = fixed + tokens
+        total = int(length if length is not None else raw.get(size, len(tokens)))
+        if total < 1:
+            raise ModelError(f"--length must be at least 1, got {total}")
+        if not tokens:
+            raise ModelError(f"generation needs a first token of '{name}': give --prompt or "
+                             "the data's text")
+        raw[size] = total
+        raw[name] = (tokens + [tokens[-1]] * total)[:total]
+        settings = Decoding(temperature, top_k, top_p, {name: fixed} if fixed else {})
+        model = self.bind(raw, device, simulate=True)
+        with decoding(settings):
+            draws = model.predictive(given, seed)
+        out = draws[name].detach().cpu().numpy().reshape(-1, total)[:n]
+        result: dict[str, Any] = {"tokens": out}
+        if name in alphabets:
+            result["text"] = [decode(alphabets[name], row) for row in out]
+        return {name: result}
+
 
 def compile_file(path: str | Path) -> Program:
     return Program(compile_path(path))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -125,6 +126,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--prior", action="store_true",
                    help="with --fit: latents from their prior at the fit's params and nets "
                         "(a VAE's samples) instead of the posterior predictive")
+    gen = s.add_argument_group("generation (a prefix-conditioned factor, with --fit)")
+    gen.add_argument("--length", type=int, help="tokens to generate, prompt included "
+                                                "(default: the data's length)")
+    gen.add_argument("--prompt", help="the first tokens, as text in the data's alphabet")
+    gen.add_argument("--temperature", type=float, default=1.0,
+                     help="divide the logits by this (0: the greedy continuation)")
+    gen.add_argument("--top-k", type=int, help="draw among the k most probable tokens")
+    gen.add_argument("--top-p", type=float,
+                     help="draw among the most probable tokens holding this much mass")
     s.set_defaults(run=cmd_sample)
 
     pr = sub.add_parser("predict", help="the posterior of a variable given new data "
@@ -317,11 +327,16 @@ def _fit_svi(args: argparse.Namespace, model: Any) -> int:
         if plot and svi.state.losses:
             write_loss_plot(svi.state.losses, plot, svi.total)
     idata, elbo = svi_result(svi)
-    per = f" ({elbo / svi.total:.6g} per item of {svi.plate})" if svi.plate else ""
+    tokens = sum(w.items for w in svi.windows.values())
+    if tokens:  # a language model: the ELBO over its tokens, in bits
+        per = f" ({-elbo / tokens / math.log(2):.4f} bits per token over {tokens} tokens)"
+    else:
+        per = f" ({elbo / svi.total:.6g} per item of {svi.plate})" if svi.plate else ""
     print(f"ELBO {elbo:.6g}{per} after {svi.state.step} steps")
     if args.output:
         write_netcdf(idata, args.output)
-    _print_summary(idata)
+    if hasattr(idata, "posterior"):  # not when every unknown is a net or a param
+        _print_summary(idata)
     return EXIT_OK
 
 
@@ -485,12 +500,33 @@ def _print_prediction(name: str, result: dict[str, Any]) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     program = _program(args.model)
     given = _given(args.fit, program, args.draws, args.seed) if args.fit else None
+    if given is not None and getattr(program.model_class(), "causal_names", ()):
+        return _generate(args, program, given)
+    if args.prompt is not None or args.length is not None:
+        from runtime.errors import ModelError  # noqa: PLC0415
+        raise ModelError("--prompt and --length generate from a fitted prefix-conditioned "
+                         "factor: give --fit FIT.nc of such a model")
     draws = program.sample(args.data, n=args.draws, seed=args.seed, given=given,
                            device=args.device, prior=args.prior)
     if args.output:
         _write_draws(args.output, draws)
     for name, value in draws.items():
         print(f"{name}: shape {list(value.shape)}, mean {float(value.mean()):.4g}")
+    return EXIT_OK
+
+
+def _generate(args: argparse.Namespace, program: Any, given: dict[str, Any]) -> int:
+    out = program.generate(args.data, given, n=args.draws, seed=args.seed, device=args.device,
+                           length=args.length, prompt=args.prompt,
+                           temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    for name, result in out.items():
+        texts = result.get("text")
+        for i, row in enumerate(result["tokens"]):
+            shown = texts[i] if texts is not None else " ".join(str(int(k)) for k in row)
+            print(f"--- {name}, draw {i + 1} (seed {args.seed}) ---")
+            print(shown)
+    if args.output:
+        _write_draws(args.output, {name: r["tokens"] for name, r in out.items()})
     return EXIT_OK
 
 

@@ -2,9 +2,13 @@
 expression. A net's weights are point parameters of the model (fitted by MLE, MAP or
 the optimisers; never integrated), one flat vector per net.
 
-Supported now: `MLP(in, hidden..., out, act=relu)`, a fully connected network applied to
-the last dimension of its argument: `f(x)` with x [..., in] gives [..., out]. The other
-kinds (`GRU`, `Transformer`, `RealNVP`) are reported as not supported yet.
+Supported now:
+- `MLP(in, hidden..., out, act=relu)`, a fully connected network applied to the last
+  dimension of its argument: `f(x)` with x [..., in] gives [..., out];
+- causal sequence nets over tokens 1..V, `GRU(vocab=V, dim=H, layers=1, context=128)` and
+  `Transformer(vocab=V, dim=D, layers=2, heads=4, context=128)`: `f(x[a..t-c])` is the
+  vector of V logits of what follows the prefix (runtime/seqnets.py).
+`RealNVP` is reported as not supported yet.
 """
 from __future__ import annotations
 
@@ -16,15 +20,26 @@ from compiler.sizes import NotASize, Size, size_of
 from dsl import nodes as n
 from dsl.diagnostics import Problem
 
-SUPPORTED = ("MLP",)
+SUPPORTED = ("MLP", "GRU", "Transformer")
+SEQUENCE = {  # keyword: default (None: required)
+    "GRU": {"vocab": None, "dim": None, "layers": 1, "context": 128},
+    "Transformer": {"vocab": None, "dim": None, "layers": 2, "heads": 4, "context": 128},
+}
 DEFAULT_ACTIVATION = "relu"
 
 
 @dataclass(frozen=True)
 class NetSignature:
     kind: str
-    sizes: tuple[Size, ...]  # in, hidden..., out
+    sizes: tuple[Size, ...]  # MLP: in, hidden..., out; sequence nets: the SEQUENCE keywords
     activation: str
+
+    @property
+    def sequence(self) -> bool:
+        return self.kind in SEQUENCE
+
+    def option(self, name: str) -> Size:
+        return self.sizes[list(SEQUENCE[self.kind]).index(name)]
 
     @property
     def inputs(self) -> Size:
@@ -32,7 +47,7 @@ class NetSignature:
 
     @property
     def outputs(self) -> Size:
-        return self.sizes[-1]
+        return self.option("vocab") if self.sequence else self.sizes[-1]
 
 
 def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSignature:
@@ -42,6 +57,8 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
     if kind not in SUPPORTED:
         raise Problem(f"nets of kind {kind} are not supported yet", decl.kind.span,
                       f"supported now: {', '.join(SUPPORTED)}")
+    if kind in SEQUENCE:
+        return _sequence(decl, kind, ints)
     if len(decl.args) < 2:
         raise Problem("MLP takes its layer sizes: MLP(in, hidden..., out, act=relu)",
                       decl.span)
@@ -59,6 +76,34 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
                           "out, act=relu)")
         activation = k.value.id if isinstance(k.value, n.Name) else activation
     return NetSignature(kind, tuple(sizes), activation)
+
+
+def _sequence(decl: n.NetDecl, kind: str, ints: dict[str, Any]) -> NetSignature:
+    form = ", ".join(f"{k}={'...' if v is None else v}" for k, v in SEQUENCE[kind].items())
+    if decl.args:
+        raise Problem(f"{kind} takes keywords: {kind}({form})", decl.args[0].span)
+    given: dict[str, Any] = {}
+    for k in decl.kwargs:
+        if k.name not in SEQUENCE[kind]:
+            raise Problem(f"{kind} takes no keyword '{k.name}'", k.span, f"{kind}({form})")
+        try:
+            given[k.name] = size_of(k.value, ints)
+        except NotASize as exc:
+            raise Problem(f"'{k.name}' of a {kind} must be an integer known when the data "
+                          f"is loaded ({exc})", k.span) from None
+        if given[k.name].constant is not None and given[k.name].constant < 1:
+            raise Problem(f"'{k.name}' of a {kind} must be at least 1", k.span)
+    sizes = []
+    for name, default in SEQUENCE[kind].items():
+        if name not in given and default is None:
+            raise Problem(f"{kind} needs '{name}='", decl.span, f"{kind}({form})")
+        sizes.append(given.get(name, Size.const(default) if default is not None else None))
+    dim, heads = (given.get("dim"), sizes[list(SEQUENCE[kind]).index("heads")]) \
+        if kind == "Transformer" else (None, None)
+    if dim is not None and dim.constant and heads.constant and dim.constant % heads.constant:
+        raise Problem(f"the Transformer's dim ({dim}) must be a multiple of heads ({heads})",
+                      decl.span)
+    return NetSignature(kind, tuple(sizes), "")
 
 
 def check_nets(model: GraphicalModel) -> None:

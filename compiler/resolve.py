@@ -280,12 +280,13 @@ def _check_callee(call: Any, is_dist_position: bool, names: set[str], b: _Builde
 
 
 def _check_variable_call(call: n.Call, b: _Builder) -> None:
-    """Only nets can be called among the user's names (MLPs now, other kinds later)."""
+    """Only nets can be called among the user's names (compiler.nets.SUPPORTED kinds)."""
+    from compiler.nets import SUPPORTED  # noqa: PLC0415
     v = b.variables[call.func.id]
     if v.role == "net":
-        if v.decl.kind.id not in ("MLP",):
+        if v.decl.kind.id not in SUPPORTED:
             b.error(f"calling the net '{v.name}' ({v.decl.kind.id}) is not supported yet",
-                    call.func.span, "supported now: MLP")
+                    call.func.span, f"supported now: {', '.join(SUPPORTED)}")
         elif len(call.args) != 1 or call.kwargs:
             b.error(f"the net '{v.name}' takes one argument, its input", call.span)
     else:

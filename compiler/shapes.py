@@ -677,6 +677,11 @@ class _Expr:
             sig = signature(self.ctx.model, v, self.ctx.ints)
         except Problem as exc:
             raise ShapeError(exc.diagnostic.message, e.func, exc.diagnostic.hint) from None
+        if len(e.args) != 1 or e.kwargs:
+            raise ShapeError(f"the net '{v.name}' takes one argument", e.func)
+        if sig.sequence:
+            self._prefix_argument(v, e.args[0], sig)
+            return ExprType((sig.outputs,))
         arg = self.type(e.args[0])
         if arg.rank == 0:
             raise ShapeError(f"the net '{v.name}' takes a vector of {sig.inputs} inputs, "
@@ -691,6 +696,35 @@ class _Expr:
             raise ShapeError(f"the net '{v.name}' takes {sig.inputs} inputs, but its argument "
                              f"has {last}", e.args[0])
         return ExprType(arg.shape[:-1] + (sig.outputs,))
+
+    def _prefix_argument(self, v: Variable, arg: Any, sig: Any) -> None:
+        """A causal net reads a prefix of a vector of tokens: `x[a..t-c]`, x int data
+        with values 1..vocab, in a loop over t."""
+        hint = f"write {v.name}(x[1..t - 1]) inside 'for t in ...:', x a vector of int data"
+        if not isinstance(arg, n.Index) or len(arg.items) != 1:
+            raise ShapeError(f"the causal net '{v.name}' reads a prefix of a sequence", arg,
+                             hint)
+        form = classify(arg.items[0], self.scopes, self.ctx.ints)
+        ends_before = form.offset is not None and form.offset.constant is not None and \
+            form.offset.constant <= -1
+        if form.kind != "prefix" or form.loop is None or not ends_before or \
+                form.loop.key != self.scopes[-1].key:
+            raise ShapeError(f"the causal net '{v.name}' reads a prefix such as "
+                             f"{format_expr(arg.base)}[1..t - 1] that ends before the "
+                             "innermost loop's iteration", arg.items[0], hint)
+        if len(self.scopes) != 1:
+            raise ShapeError("a causal net inside nested loops is not supported yet", arg,
+                             "read one long sequence in a single loop")
+        target = self.ctx.model.variables.get(format_expr(arg.base))
+        if target is None or target.role not in ("data", "observed") or not _integer(target) \
+                or len(target.shape or ()) != 1:
+            raise ShapeError(f"the causal net '{v.name}' reads tokens: a vector of int data "
+                             f"with values 1..{sig.option('vocab')}", arg.base, hint)
+        _check_static_range(target.name, target.shape[0], form.lo, arg.items[0])
+        first = form.loop.lo + form.offset - form.lo + ONE  # the first prefix's length
+        if first.constant is not None and first.constant < 0:
+            raise ShapeError(f"the first prefix ({target.name}[{form.lo}..{form.loop.lo} + "
+                             f"{form.offset}]) would end before it starts", arg.items[0])
 
     def _call_shape(self, name: str, kind: str, args: list[ExprType], e: n.Call,
                     integer: bool) -> ExprType:

@@ -61,6 +61,15 @@ class Accumulator:
         self.values: dict[str, torch.Tensor] = {}  # each enumerated latent's values
         self.chain_length: dict[str, int] = {}
         self.chains: dict[str, torch.Tensor] = {}  # recorded: a chain's log potentials
+        self.windows: torch.Tensor | None = None  # a minibatch of causal-net windows
+
+    def select(self, first: int, count: int, context: int) -> torch.Tensor | None:
+        """The iterations of a causal factor whose prefixes fall in this minibatch's
+        windows (None: every iteration; runtime/seqnets.py)."""
+        if self.windows is None:
+            return None
+        from runtime.seqnets import iterations_in  # noqa: PLC0415
+        return iterations_in(self.windows, first, count, context)
 
     def _add(self, key: str, value: Any) -> None:
         self.total = self.total + value

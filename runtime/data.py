@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from runtime.errors import DataError
+from runtime.text import encoded
 
 __all__ = ["DataSpec", "load_data", "read_data_file", "unused_names"]
 
@@ -139,6 +140,7 @@ def load_data(source: str | os.PathLike[str] | Mapping[str, Any], specs: Sequenc
         raw, label = read_data_file(source), str(source)
     else:
         raise TypeError(f"load_data: source must be a path or a mapping, got {type(source)}")
+    raw, _ = encoded(raw)  # texts given as characters of an alphabet (runtime/text.py)
     may_skip = frozenset(optional)
     inferred = _infer_sizes(raw, specs, label)
     data: dict[str, Any] = {}

@@ -64,7 +64,7 @@ def compare(fits: dict[str, Any], ic: str = "loo") -> str:
 
 def posterior_latents(idata: Any, names: list[str], n: int, seed: int) -> dict[str, np.ndarray]:
     """n draws (with replacement when n exceeds the pool) from the pooled posterior."""
-    post = idata.posterior
+    post = idata.posterior if "posterior" in idata.groups() else {}  # nets only: no draws
     nets = getattr(idata, "nets", None) if "nets" in idata.groups() else None
     if nets is not None:  # the same weights in every draw
         found = {x: np.repeat(np.asarray(nets[x])[0, :1], n, axis=0) for x in names
@@ -78,7 +78,9 @@ def posterior_latents(idata: Any, names: list[str], n: int, seed: int) -> dict[s
                          "different model?")
     pooled = {x: np.asarray(post[x]).reshape((-1,) + np.asarray(post[x]).shape[2:])
               for x in names}
-    total = next(iter(pooled.values())).shape[0] if pooled else 0
+    if not pooled:
+        return found
+    total = next(iter(pooled.values())).shape[0]
     rng = np.random.default_rng(seed)
     pick = rng.choice(total, size=n, replace=n > total) if n != total else np.arange(total)
     return {**{x: v[pick] for x, v in pooled.items()}, **found}

@@ -29,6 +29,7 @@ class Latent:
     shape: tuple[int, ...]
     kind: str  # real | bounded | simplex | ordered | cholesky_corr | net
     init_scale: Any = None  # half-widths of the initial uniform draw (a net's fan-in)
+    init_centre: Any = None  # centres of that draw (a LayerNorm's weights start at 1)
 
     @property
     def unconstrained_shape(self) -> tuple[int, ...]:
@@ -195,7 +196,11 @@ class CompiledModel:
                            if lat.init_scale is None else
                            torch.as_tensor(lat.init_scale, dtype=self.dtype)
                            for lat in self.latents]) if self.latents else 1.0
-        return ((2 * u - 1) * scale).to(self.device)
+        centre = torch.cat([torch.zeros(lat.size, dtype=self.dtype)
+                            if lat.init_centre is None else
+                            torch.as_tensor(lat.init_centre, dtype=self.dtype)
+                            for lat in self.latents]) if self.latents else 0.0
+        return ((2 * u - 1) * scale + centre).to(self.device)
 
     def draws(self, n: int, seed: int) -> dict[str, torch.Tensor]:
         """n ancestral draws from the prior (prior predictive included)."""

@@ -94,7 +94,8 @@ def svi_result(svi: Any) -> tuple[Any, float]:
     """The fitted variational posterior as an InferenceData (draws of every latent from q
     over the full data, the point values of params and nets) and the full-data ELBO."""
     s = svi.settings
-    draws = svi.draws(s.draws)
+    point = all(lat.name in svi.model.param_names for lat in svi.model.latents)
+    draws = svi.draws(1 if point else s.draws)  # without latents: one point, kept once
     with torch.no_grad():
         lp = torch.cat([svi.model.log_prob(chunk) for chunk in draws[0].split(50)])[None]
     attrs = {"model": svi.model.name, "method": "svi", "seed": s.seed,

@@ -83,8 +83,11 @@ class Svi:
         self.loc = torch.nn.Parameter(loc)
         self.log_scale = torch.nn.Parameter(torch.full((size,), math.log(INIT_SCALE),
                                                        dtype=model.dtype, device=model.device))
+        # causal factors (term -> its windows): a minibatch draws windows of the sequence
+        self.windows = dict(model.windows(model.data)) if hasattr(model, "windows") else {}
         self.plate = self._plate()
-        self.total = model.data[self.plate] if self.plate is not None else None
+        self.total = self.windows[self.plate].count if self.plate in self.windows else \
+            model.data[self.plate] if self.plate is not None else None
         self.batch = min(settings.batch, self.total) if self.plate is not None else None
         self.rows = self._rows(model)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr)
@@ -110,6 +113,8 @@ class Svi:
         if batch < 1:
             raise ModelError(f"--batch must be at least 1, got {batch}")
         plates = dict(getattr(self.model, "plates", {}))
+        if plate in self.windows or plate is None and len(self.windows) == 1 and not plates:
+            return plate or next(iter(self.windows))  # windows of a causal factor
         if plate is None:
             observed = set(self.model.observed_names)
             candidates = [k for k, terms in plates.items() if observed & set(terms) and
@@ -147,7 +152,8 @@ class Svi:
                 if spec.dims and spec.dims[0] == plate and spec.name in bound.data]
 
     def _rows(self, model: Any) -> list[str]:
-        return self._rows_of(model, self.plate) if self.plate is not None else []
+        return self._rows_of(model, self.plate) if self.plate is not None and \
+            self.plate not in self.windows else []
 
     def _indices(self) -> torch.Tensor | None:
         """The next minibatch: consecutive rows of a fresh permutation each epoch (every
@@ -163,7 +169,7 @@ class Svi:
         return idx
 
     def _data(self, bound: Any, idx: torch.Tensor | None) -> Any:
-        if idx is None:
+        if idx is None or self.plate in self.windows:  # windows: the accumulator selects
             return bound.data
         on = idx.to(bound.device)
         updates = {name: bound.data[name].index_select(0, on)
@@ -178,6 +184,8 @@ class Svi:
         if idx is None:
             return {}
         scale = self.total / float(idx.numel())
+        if self.plate in self.windows:
+            return {self.plate: scale}
         return {name: scale for name in dict(getattr(bound, "plates", {})).get(self.plate, ())}
 
     # ---- the ELBO
@@ -211,6 +219,8 @@ class Svi:
             u[name] = value
         p_acc = Accumulator(Mode(jacobian=True, priors=True), 1, record, given=drawn,
                             scales=self._scales(model, idx))
+        if self.plate in self.windows:
+            p_acc.windows = idx
         model.log_density(self._data(model, idx), u, p_acc)
         total = p_acc.total - q_acc.total - log_q_mf
         if not isinstance(total, torch.Tensor):
@@ -291,6 +301,8 @@ class Svi:
 
     # ---- results
     def full_elbo(self, particles: int = 10) -> float:
+        if not self.meanfield and self.guide is None:  # a point: nothing to average over
+            particles = 1
         with torch.no_grad():
             return float(self.elbo(particles)[0])
 

@@ -100,8 +100,29 @@ def test_nuts_refuses_a_net() -> None:
 @pytest.mark.parametrize("src, message", [
     ("data x: real[3]\ndata y: real[2]\nnet f = MLP(4, 2)\ny ~ Normal(f(x), 1)",
      "takes 4 inputs, but its argument has 3"),
-    ("data x: real[3]\ndata y: real[2]\nnet f = GRU(3, 2)\ny ~ Normal(f(x), 1)",
+    ("data x: real[3]\ndata y: real[2]\nnet f = RealNVP(3, 2)\ny ~ Normal(f(x), 1)",
      "not supported yet"),
+    ("data x: real[3]\ndata y: real[2]\nnet f = GRU(3, 2)\ny ~ Normal(f(x), 1)",
+     r"GRU takes keywords: GRU\(vocab=\.\.\., dim=\.\.\., layers=1, context=128\)"),
+    ("data x: real[3]\ndata y: real[2]\nnet f = GRU(vocab=3, dim=8)\ny ~ Normal(f(x), 1)",
+     "the causal net 'f' reads a prefix of a sequence"),
+    ("data T: int\ndata x: real[T]\nnet f = GRU(vocab=3, dim=8)\n"
+     "for t in 2..T:\n    x[t] ~ Categorical(logits=f(x[1..t-1]))",
+     "reads tokens: a vector of int data with values 1..3"),
+    ("data T: int\ndata x: int[T]\nnet f = GRU(vocab=3, dim=8)\n"
+     "for t in 2..T:\n    x[t] ~ Categorical(logits=f(x[1..t]))",
+     "ends before the innermost loop's iteration"),
+    ("data T: int\ndata x: int[T]\nnet f = Transformer(vocab=3, dim=10, heads=4)\n"
+     "for t in 2..T:\n    x[t] ~ Categorical(logits=f(x[1..t-1]))",
+     r"dim \(10\) must be a multiple of heads \(4\)"),
+    ("data T: int\ndata x: int[T]\nnet f = GRU(vocab=3)\n"
+     "for t in 2..T:\n    x[t] ~ Categorical(logits=f(x[1..t-1]))", "GRU needs 'dim='"),
+    ("data T: int\ndata x: int[T]\nnet f = GRU(vocab=3, dim=4, width=2)\n"
+     "for t in 2..T:\n    x[t] ~ Categorical(logits=f(x[1..t-1]))",
+     "GRU takes no keyword 'width'"),
+    ("data T: int\ndata x: int[T]\nnet f = GRU(vocab=3, dim=4)\n"
+     "for t in 1..T:\n    x[t] ~ Categorical(logits=f(x[2..t-1]))",
+     "would end before it starts"),
     ("data x: real[3]\ndata y: real[2]\nnet f = MLP(3, 2)\ny ~ Normal(f(x, x), 1)",
      "takes one argument"),
 ])

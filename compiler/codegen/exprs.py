@@ -101,6 +101,8 @@ class ExprCompiler:
         self.model = model
         self.names = names
         self.ints = ints
+        # loop key -> code of the iterations a minibatch of windows keeps (causal nets)
+        self.windows: dict[int, str] = {}
         self.reader = reader
 
     # ---- helpers
@@ -186,7 +188,7 @@ class ExprCompiler:
         for s in scope.loops:
             if s.var == e.id:
                 code = f"data__.iota({self.size(s.lo, scope)}, {self.size(s.hi, scope)})"
-                return Value(code, (s.key,), 0, True)
+                return self.picked(Value(code, (s.key,), 0, True))
         if e.id in scope.sequential:
             return Value(scope.sequential[e.id], (), 0, True, number=True)
         v = self.model.variables[e.id]
@@ -295,7 +297,17 @@ class ExprCompiler:
             integer = v.discrete or (v.declared_type is not None and
                                      v.declared_type.base == "int")
         base = Value(self.names[name], (), rank, integer, batched=v.role not in _DATA)
-        return self.index_value(base, items, scope, node, v.shape or ())
+        return self.picked(self.index_value(base, items, scope, node, v.shape or ()))
+
+    def picked(self, v: Value) -> Value:
+        """`v` at the iterations of a loop that a minibatch of windows keeps (a causal
+        net's loop, the only loop of its statement: its dim is just before the element)."""
+        keys = [k for k in v.loops if k in self.windows]
+        if not keys or v.python_scalar:
+            return v
+        after = len(v.loops) - 1 - v.loops.index(keys[0])
+        code = f"rt.pick({v.code}, {self.windows[keys[0]]}, {v.rank + after})"
+        return replace(v, code=code, atomic=True, number=False)
 
     def index_value(self, base: Value, items: tuple[Any, ...], scope: Scope, node: Any,
                     shape: tuple[Size, ...]) -> Value:
@@ -457,12 +469,41 @@ class ExprCompiler:
         it (chains, loops) with one matrix product per layer."""
         from compiler.nets import signature  # noqa: PLC0415
         sig = signature(self.model, v, self.ints)
+        if sig.sequence:
+            return self._causal_call(v, sig, e.args[0], scope)
         x = self.tensor(self.real(self.expr(e.args[0], scope)))
         sizes = ", ".join(self.size(s, scope) for s in sig.sizes)
         middle = len(x.loops) + x.rank - 1
         code = (f"rt.mlp({self.names[v.name]}, ({sizes},), {sig.activation!r}, {x.code}, "
                 f"{middle})")
         return Value(code, x.loops, x.rank)
+
+    def seqnet_spec(self, sig: Any, scope: Scope | None = None) -> str:
+        """`rt.seqnet(...)`: a causal net's kind and sizes, as runtime/seqnets.py takes them."""
+        from compiler.nets import SEQUENCE  # noqa: PLC0415
+        sizes = [self.size(sig.option(k), scope) if k in SEQUENCE[sig.kind] else "1"
+                 for k in ("vocab", "dim", "layers", "heads", "context")]
+        return f"rt.seqnet({sig.kind.lower()!r}, {', '.join(sizes)})"
+
+    def _causal_call(self, v: Any, sig: Any, arg: n.Index, scope: Scope) -> Value:
+        """`f(x[a..t - c])`: the logits after each prefix. Step by step (sampling), one
+        incremental call that feeds the net the newest token; vectorised (the log density),
+        one call of the net over the windows of the whole sequence (teacher forcing)."""
+        name = arg.base.id  # type: ignore[attr-defined]
+        f = classify(arg.items[0], scope.all_scopes(), self.ints)
+        assert f.loop is not None and f.offset is not None and f.lo is not None
+        if f.loop.var in scope.sequential:
+            hi = self.size(Size.name(f.loop.var) + f.offset, scope)
+            return Value(f"{self.names[v.name]}__inc.logits({self.names[name]}__steps, "
+                         f"{self.size(f.lo, scope)}, {hi})", (), 1)
+        start = self._zero_based(f.lo, scope)
+        stop = self.size(f.loop.hi + f.offset, scope)
+        first = self.size(f.loop.lo + f.offset - f.lo + Size.const(1), scope)
+        count = self.size(f.loop.length, scope)
+        select = self.windows.get(f.loop.key, "None")
+        code = (f"rt.causal({self.names[v.name]}, {self.seqnet_spec(sig, scope)}, "
+                f"{self.names[name]}[{start}:{stop}], {first}, {count}, {select})")
+        return Value(code, (f.loop.key,), 1)
 
     def _special(self, name: str, args: list[Value], t: ExprType, e: n.Call,
                  scope: Scope) -> Value:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import fields, is_dataclass, replace
 from typing import Any
 
 from compiler.codegen.dataspecs import data_spec_lines
@@ -20,6 +20,7 @@ from compiler.shapes import int_env
 from compiler.sizes import Size
 from compiler.supports import Support
 from compiler.walk import free_names
+from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
 from dsl.printer import format_expr, format_simple, format_type
 
@@ -85,6 +86,7 @@ class _Module:
             self._attributes()
             self._data_specs()
             self._latent_specs()
+            self._windows()
             self._transformed_data()
             self._check_data()
             self._log_density()
@@ -146,6 +148,10 @@ class _Module:
                               if v.name not in m.likelihood_latents)  # type: ignore[attr-defined]
         o.line(f"latents_without_likelihood = {_tuple(unidentified)}")
         o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
+        causal = [s.target for s in m.statements if s.kind == "sample" and s.loops and
+                  self._causal(s)]
+        if causal:
+            o.line(f"causal_names = {_tuple(causal)}  # prefix-conditioned factors")
         plates = self._plates()
         if plates:
             with o.indent("plates = {"):
@@ -230,6 +236,11 @@ class _Module:
                 if nets:
                     o.comment("nets: their weights, one flat vector each (point parameters)")
                 for v in nets:
+                    sig = self._signature(v)
+                    if sig.sequence:
+                        o.line(f"rt.seqnet_latent({v.name!r}, "
+                               f"{self.exprs().seqnet_spec(sig)}),")
+                        continue
                     sizes = self._net_sizes(v)
                     o.line(f"rt.Latent({v.name!r}, (rt.mlp_size({sizes}),), 'net', "
                            f"init_scale=rt.mlp_init_scale({sizes})),")
@@ -321,7 +332,7 @@ class _Module:
                 codes.append(repr(b) if b is None else repr(float(b)))
                 continue
             if isinstance(b, str) and b.startswith("len:"):
-                arg = args[b[4:]]
+                arg = args.get(b[4:], next(iter(args.values())))  # probs or logits
                 if not self._data_only(arg):
                     return None
                 codes.append(f"{ex.paren(ex.expr(arg, scope))}.shape[-1]")
@@ -337,6 +348,9 @@ class _Module:
                 f"where={self.where(stmt.span)!r})")
 
     def _data_only(self, e: Any) -> bool:
+        if any(isinstance(c, n.Call) and c.func.id in self.model.variables
+               for c in _walk(e)):  # a net's output
+            return False
         return all(self.model.variables[x.id].role in ("data", "observed", "const",
                                                        "transformed_data")
                    for x in free_names(e) if x.id in self.model.variables)
@@ -449,10 +463,63 @@ class _Module:
         return Scope(tuple(s for s in scopes if s.key != sequential.id),
                      {seq[0].var: self.names[seq[0].var]}, seq)
 
-    def _net_sizes(self, v: Any) -> str:
+    def _signature(self, v: Any) -> Any:
         from compiler.nets import signature  # noqa: PLC0415
-        sig = signature(self.model, v, self.ints)
-        return tuple_code([self.exprs().size(s) for s in sig.sizes])
+        return signature(self.model, v, self.ints)
+
+    def _net_sizes(self, v: Any) -> str:
+        return tuple_code([self.exprs().size(s) for s in self._signature(v).sizes])
+
+    # ---- causal nets (prefix-conditioned factors)
+    def _causal(self, stmt: Statement) -> list[tuple[Any, Any]]:
+        """The calls of causal sequence nets in a statement: (net variable, argument)."""
+        found = []
+        nodes = [stmt.node]
+        while nodes:
+            e = nodes.pop()
+            if isinstance(e, n.Call) and e.func.id in self.model.variables:
+                v = self.model.variables[e.func.id]
+                if v.role == "net" and self._signature(v).sequence:
+                    found.append((v, e.args[0]))
+                    continue
+            nodes.extend(_subnodes(e))
+        return found
+
+    def _prefixes(self, stmt: Statement, scope: Scope) -> tuple[int, str] | None:
+        """For a statement with a causal net, vectorised over its loop: the loop's key and
+        the code of its `first, count, context` (prefix lengths first .. first + count - 1
+        read in windows of context tokens)."""
+        calls = self._causal(stmt)
+        if not calls or not scope.loops:
+            return None
+        v, arg = calls[0]
+        f = classify(arg.items[0], scope.all_scopes(), self.ints)
+        assert f.loop is not None and f.offset is not None and f.lo is not None
+        ex = self.exprs()
+        first = ex.size(f.loop.lo + f.offset - f.lo + Size.const(1), scope)
+        context = ex.size(self._signature(v).option("context"), scope)
+        return f.loop.key, f"{first}, {ex.size(f.loop.length, scope)}, {context}"
+
+    def _windows(self) -> None:
+        """`windows(data__)`: each causal factor's prefixes and their context windows; a
+        minibatch (`--batch`) draws windows instead of rows."""
+        rows = []
+        for stmt in self.model.statements:
+            found = self._prefixes(stmt, self._scope(stmt)) if stmt.kind == "sample" else None
+            if found is not None:
+                rows.append(f"{stmt.target!r}: rt.Windows({found[1]}),")
+        if not rows:
+            return
+        o = self.out
+        o.blank()
+        with o.indent("def windows(self, data__):"):
+            o.line('"""The prefixes of each causal factor and their context windows; a '
+                   'minibatch draws windows."""')
+            self._unpack_sizes()
+            with o.indent("return {"):
+                for row in rows:
+                    o.line(row)
+            o.line("}")
 
     def _constrain(self, name: str) -> None:
         v = self.model.variables[name]
@@ -545,6 +612,10 @@ class _Module:
         o.comment(f"{self.where(stmt.span)}  {self._source_line(stmt)}")
         reader = self._reader()
         ex = self.exprs(reader)
+        prefixes = self._prefixes(stmt, scope) if mode == "logp" else None
+        if prefixes is not None:  # the iterations a minibatch of windows keeps
+            o.line(f"sel__ = acc__.select({prefixes[1]})")
+            ex.windows = {prefixes[0]: "sel__"}
         if stmt.kind == "factor":
             value = ex.real(ex.expr(stmt.node.expr, scope))
             missing = [s for s in scope.loops if s.key not in value.loops]
@@ -629,6 +700,11 @@ class _Module:
             s = self.model.supports[target.name]  # type: ignore[attr-defined]
             draw = f"rt.draw({dist_code}, shape__ + {shape}, {self.where(stmt.span)!r}" + \
                 self._truncation(s, stmt, scope, ex) + ")"
+        elif self._causal(stmt) and scope.sequential:  # decoding: --temperature, --prompt ...
+            f = classify(stmt.node.target.items[0], scope.all_scopes(), self.ints)  # type: ignore[union-attr]
+            index = self.exprs().size(Size.name(f.loop.var) + f.offset, scope)  # type: ignore[union-attr, operator]
+            draw = (f"rt.draw_token({dist_code}, shape__ + {shape}, {self.where(stmt.span)!r}, "
+                    f"{stmt.target!r}, {index})")
         else:
             draw = f"rt.draw({dist_code}, shape__ + {shape}, {self.where(stmt.span)!r})"
         self._store(stmt, Value(draw, scope.keys(), elem, False, atomic=True), scope, ex)
@@ -815,6 +891,14 @@ class _Module:
                   f"{format_expr(loop.range.lo)}..{format_expr(loop.range.hi)}: step by step "
                   f"({names} read earlier iterations)")
         var = self.names[loop.var]
+        started = set()
+        for stmt in u.body:  # causal nets: their incremental state (KV cache, hidden state)
+            for v, _ in self._causal(stmt):
+                if v.name not in started:
+                    started.add(v.name)
+                    spec = self.exprs().seqnet_spec(self._signature(v))
+                    o.line(f"{self.names[v.name]}__inc = rt.Incremental("
+                           f"{self.names[v.name]}, {spec}, shape__)")
         self.in_loop, self.pending = True, []
         with o.indent(f"for {var} in range({ex.size(scope0.lo)}, {ex.size(scope0.hi)} + 1):"):
             for stmt in u.body:  # plan() orders them by their same-iteration reads
@@ -896,6 +980,23 @@ class _Module:
 @contextmanager
 def _no_indent() -> Iterator[None]:
     yield
+
+
+def _walk(e: Any) -> Iterator[Any]:
+    yield e
+    for c in _subnodes(e):
+        yield from _walk(c)
+
+
+def _subnodes(e: Any) -> Iterator[Any]:
+    """The syntax nodes directly inside a node (any field holding nodes)."""
+    if not is_dataclass(e):
+        return
+    for f in fields(e):
+        value = getattr(e, f.name)
+        for item in value if isinstance(value, tuple) else (value,):
+            if is_dataclass(item):
+                yield item
 
 
 def _class_name(name: str) -> str:
