@@ -86,45 +86,77 @@ class Program:
         by token: `length` tokens (default: the data's), the first ones fixed by `prompt`,
         drawn with temperature, top-k and top-p. Returns {variable: {"tokens": [n, length],
         "text": n strings (when the data writes it with an alphabet)}}."""
-        from runtime.data import read_data_file  # noqa: PLC0415
-        from runtime.decoding import Decoding, decoding  # noqa: PLC0415
+        from runtime.decoding import Decoding  # noqa: PLC0415
         from runtime.errors import ModelError  # noqa: PLC0415
-        from runtime.text import decode, encode, encoded  # noqa: PLC0415
-        cls = self.model_class()
-        targets = getattr(cls, "causal_names", ())
-        if not targets:
-            raise ModelError("generation needs a prefix-conditioned factor "
-                             "(x[t] ~ Categorical(logits=net(x[1..t-1])))")
-        name = targets[0]
-        raw = dict(data) if isinstance(data, dict) else read_data_file(data)
-        raw, alphabets = encoded(raw)
-        spec = next(s for s in cls.data_specs if s.name == name)
-        size = spec.dims[0]
-        tokens = list(raw.get(name, []))
+        from runtime.text import decode, encode  # noqa: PLC0415
+        name, raw, alphabets = self._sequence_data(data, "causal_names", "generation needs a "
+                                                   "prefix-conditioned factor (x[t] ~ "
+                                                   "Categorical(logits=net(x[1..t-1])))")
         fixed: list[int] = []
         if prompt is not None:
             if name not in alphabets:
                 raise ModelError(f"--prompt needs the data's '{name}' written as text: "
                                  '{"alphabet": "...", "text": "..."}')
             fixed = encode(name, alphabets[name], prompt, "prompt")
-            tokens = fixed + tokens
-        total = int(length if length is not None else raw.get(size, len(tokens)))
+        values = fixed + list(raw.get(name, []))
+        size = self._size_of(name)
+        total = int(length if length is not None else raw.get(size, len(values)))
         if total < 1:
             raise ModelError(f"--length must be at least 1, got {total}")
-        if not tokens:
-            raise ModelError(f"generation needs a first token of '{name}': give --prompt or "
-                             "the data's text")
-        raw[size] = total
-        raw[name] = (tokens + [tokens[-1]] * total)[:total]
-        settings = Decoding(temperature, top_k, top_p, {name: fixed} if fixed else {})
+        out = self._continue(raw, name, values, total, device, given, seed,
+                             Decoding(temperature, top_k, top_p, {name: fixed} if fixed else {}))
+        result: dict[str, Any] = {"tokens": out[:n]}
+        if name in alphabets:
+            result["text"] = [decode(alphabets[name], row) for row in out[:n]]
+        return {name: result}
+
+    def forecast(self, data: Any, given: dict[str, Any], horizon: int, seed: int = 1,
+                 device: str = "auto") -> dict[str, Any]:
+        """The next `horizon` values of an observed chain (an AR(k) series) after the data,
+        drawn step by step at each of the fit's draws in `given`: {variable: [draws,
+        horizon]}, the posterior predictive forecast."""
+        from runtime.decoding import Decoding  # noqa: PLC0415
+        from runtime.errors import ModelError  # noqa: PLC0415
+        if horizon < 1:
+            raise ModelError(f"--forecast must be at least 1, got {horizon}")
+        name, raw, _ = self._sequence_data(data, "chain_names", "a forecast continues an "
+                                           "observed chain (y[t] ~ ... y[t-1] ...)")
+        if name not in raw:
+            raise ModelError(f"a forecast continues the data's '{name}': it is missing")
+        values = [float(x) for x in raw[name]]
+        out = self._continue(raw, name, values, len(values) + horizon, device, given, seed,
+                             Decoding(prompt={name: values}))
+        return {name: out[:, len(values):]}
+
+    def _sequence_data(self, data: Any, attr: str, missing: str) -> tuple[str, dict[str, Any],
+                                                                          dict[str, str]]:
+        from runtime.data import read_data_file  # noqa: PLC0415
+        from runtime.errors import ModelError  # noqa: PLC0415
+        from runtime.text import encoded  # noqa: PLC0415
+        targets = getattr(self.model_class(), attr, ())
+        if not targets:
+            raise ModelError(missing)
+        raw = dict(data) if isinstance(data, dict) else read_data_file(data)
+        raw, alphabets = encoded(raw)
+        return targets[0], raw, alphabets
+
+    def _size_of(self, name: str) -> str:
+        return next(s for s in self.model_class().data_specs if s.name == name).dims[0]
+
+    def _continue(self, raw: dict[str, Any], name: str, values: list[Any], total: int,
+                  device: str, given: dict[str, Any], seed: int, settings: Any) -> Any:
+        """Draws of `name` over 1..total step by step, its first values fixed by settings'
+        prompt, at the fit's draws `given`: [draws, total]."""
+        from runtime.decoding import decoding  # noqa: PLC0415
+        raw[self._size_of(name)] = total
+        if values:  # elements no statement draws (x[1] of `for t in 2..T`) come from here
+            raw[name] = (values + [values[-1]] * total)[:total]
+        else:
+            raw.pop(name, None)
         model = self.bind(raw, device, simulate=True)
         with decoding(settings):
             draws = model.predictive(given, seed)
-        out = draws[name].detach().cpu().numpy().reshape(-1, total)[:n]
-        result: dict[str, Any] = {"tokens": out}
-        if name in alphabets:
-            result["text"] = [decode(alphabets[name], row) for row in out]
-        return {name: result}
+        return draws[name].detach().cpu().numpy().reshape(-1, total)
 
 
 def compile_file(path: str | Path) -> Program:

@@ -135,6 +135,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, help="draw among the k most probable tokens")
     gen.add_argument("--top-p", type=float,
                      help="draw among the most probable tokens holding this much mass")
+    s.add_argument("--forecast", type=int, metavar="H",
+                   help="with --fit: the next H values of an observed chain (AR(k)) after "
+                        "the data, drawn step by step at each posterior draw")
     s.set_defaults(run=cmd_sample)
 
     pr = sub.add_parser("predict", help="the posterior of a variable given new data "
@@ -500,6 +503,11 @@ def _print_prediction(name: str, result: dict[str, Any]) -> None:
 def cmd_sample(args: argparse.Namespace) -> int:
     program = _program(args.model)
     given = _given(args.fit, program, args.draws, args.seed) if args.fit else None
+    if args.forecast is not None:
+        if given is None:
+            from runtime.errors import ModelError  # noqa: PLC0415
+            raise ModelError("--forecast continues the data at a fit's draws: give --fit")
+        return _forecast(args, program, given)
     if given is not None and getattr(program.model_class(), "causal_names", ()):
         return _generate(args, program, given)
     if args.prompt is not None or args.length is not None:
@@ -527,6 +535,25 @@ def _generate(args: argparse.Namespace, program: Any, given: dict[str, Any]) -> 
             print(shown)
     if args.output:
         _write_draws(args.output, {name: r["tokens"] for name, r in out.items()})
+    return EXIT_OK
+
+
+def _forecast(args: argparse.Namespace, program: Any, given: dict[str, Any]) -> int:
+    import numpy as np  # noqa: PLC0415
+    out = program.forecast(args.data, given, args.forecast, seed=args.seed, device=args.device)
+    for name, draws in out.items():
+        start = program.bind(args.data, device="cpu", simulate=True).data[
+            program._size_of(name)]
+        print(f"{name}: forecast from {draws.shape[0]} posterior draws")
+        print(f"{'':>10} {'mean':>10} {'sd':>10} {'5%':>10} {'95%':>10}")
+        q05, q95 = np.quantile(draws, 0.05, axis=0), np.quantile(draws, 0.95, axis=0)
+        sd = draws.std(0, ddof=1) if len(draws) > 1 else np.full(draws.shape[1], np.nan)
+        for h in range(draws.shape[1]):
+            label = f"{name}[{start + h + 1}]"
+            print(f"{label:>10} {draws[:, h].mean():10.4g} {sd[h]:10.4g} {q05[h]:10.4g} "
+                  f"{q95[h]:10.4g}")
+    if args.output:
+        _write_draws(args.output, out)
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ import json
 import string
 from pathlib import Path
 
-TRAIN, TEST = 40_000, 8_000
+TRAIN, TEST = 150_000, 10_000
 HERE = Path(__file__).resolve().parent
 
 

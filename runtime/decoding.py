@@ -1,5 +1,6 @@
 """How an autoregressive model's tokens are drawn when it generates text: temperature,
-top-k and nucleus (top-p) truncation, and a prompt that fixes the first tokens.
+top-k and nucleus (top-p) truncation, and a prompt that fixes the first tokens (for a
+forecast, the observed series is the prompt).
 
 The settings apply to the draws of prefix-conditioned factors (`text[t] ~
 Categorical(logits=lm(text[1..t-1]))`) inside `with decoding(...)`: the generated sampler
@@ -47,6 +48,13 @@ def decoding(settings: Decoding) -> Iterator[None]:
         yield
     finally:
         _CURRENT.reset(token)
+
+
+def fixed_length(name: str) -> int:
+    """How many leading elements of `name` the current settings fix (its prompt)."""
+    settings = _CURRENT.get()
+    prompt = settings.prompt.get(name) if settings is not None else None
+    return 0 if prompt is None else len(prompt)
 
 
 def truncated_logits(logits: torch.Tensor, settings: Decoding) -> torch.Tensor:

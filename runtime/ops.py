@@ -132,11 +132,15 @@ class Steps:
     generates, such as the first K values of an AR(K) (rule 24)."""
 
     def __init__(self, name: str, length: int, given: Any = None):
+        from runtime.decoding import fixed_length  # noqa: PLC0415
         self.name = name
         self.items: list[Any] = [None] * length
         self.given = given
+        self.keep = fixed_length(name)  # a prompt, or the observed part of a forecast
 
     def __setitem__(self, index: int, value: Any) -> None:
+        if index <= self.keep:  # fixed: the draw is discarded, the given value stays
+            return
         self.items[index - 1] = value
 
     def __getitem__(self, index: int) -> Any:

@@ -231,4 +231,42 @@ def test_charlm_heldout_bits_match_the_hand_written_model() -> None:
         ours.append(bench.heldout_bits(program, svi))
         theirs.append(ref.bits_per_char(ref.train(tokens, vocab, 500, seed=seed), test))
     assert abs(np.mean(ours) - np.mean(theirs)) < 0.05, (ours, theirs)
-    assert np.mean(ours) < 3.2  # it learned (uniform over the alphabet: 6.4 bits)
+    assert np.mean(ours) < 3.2  # it learned (uniform over 92 characters: 6.5 bits)
+
+
+AR2 = ROOT / "examples" / "ar2.bgm"
+
+
+def test_ar2_forecast_continues_the_data_with_the_closed_form_moments() -> None:
+    """At fixed alpha, beta, sigma: y[T+1] ~ Normal(alpha + b1 y[T] + b2 y[T-1], sigma) and
+    Var y[T+2] = sigma^2 (1 + b1^2), from 20 000 step-by-step draws."""
+    from compiler.api import compile_file  # noqa: PLC0415
+    program = compile_file(AR2)
+    data = json.loads((ROOT / "examples" / "ar2.json").read_text())
+    alpha, b1, b2, sigma, n = 0.5, 0.6, -0.3, 0.4, 20_000
+    given = {"alpha": np.full(n, alpha), "beta": np.tile([b1, b2], (n, 1)),
+             "sigma": np.full(n, sigma)}
+    y = program.forecast(data, given, horizon=3, seed=1, device="cpu")["y"]
+    assert y.shape == (n, 3)
+    mean1 = alpha + b1 * data["y"][-1] + b2 * data["y"][-2]
+    se = sigma / math.sqrt(n)
+    assert abs(y[:, 0].mean() - mean1) < 4 * se
+    assert y[:, 0].std() == pytest.approx(sigma, rel=0.03)
+    assert y[:, 1].mean() == pytest.approx(alpha + b1 * mean1 + b2 * data["y"][-1], abs=0.02)
+    assert y[:, 1].std() == pytest.approx(sigma * math.sqrt(1 + b1 ** 2), rel=0.03)
+    again = program.forecast(data, given, horizon=3, seed=1, device="cpu")["y"]
+    assert np.array_equal(y, again)
+
+
+def test_forecast_cli_prints_each_step_and_refuses_without_a_fit(tmp_path: Path) -> None:
+    fit = tmp_path / "point.json"
+    fit.write_text(json.dumps({"estimates": {"alpha": 0.5, "beta": [0.6, -0.3],
+                                             "sigma": 0.4}}))
+    data = str(ROOT / "examples" / "ar2.json")
+    run = _bgmc("sample", str(AR2), "--data", data, "--fit", str(fit), "--forecast", "4",
+                "-n", "50", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = [line.split() for line in run.stdout.splitlines() if line.strip().startswith("y[")]
+    assert [r[0] for r in rows] == ["y[101]", "y[102]", "y[103]", "y[104]"]
+    bad = _bgmc("sample", str(AR2), "--data", data, "--forecast", "4", cwd=tmp_path)
+    assert bad.returncode == 1 and "give --fit" in bad.stderr and "Traceback" not in bad.stderr

@@ -152,6 +152,11 @@ class _Module:
                   self._causal(s)]
         if causal:
             o.line(f"causal_names = {_tuple(causal)}  # prefix-conditioned factors")
+        chains = [s.target for s in m.statements if s.kind == "sample" and s.loops and
+                  m.variables[s.target].role == "observed" and s.target not in causal and
+                  m.loop_kinds[s.loops[-1].id] == "chain"]
+        if chains:
+            o.line(f"chain_names = {_tuple(chains)}  # observed chains: forecasts continue them")
         plates = self._plates()
         if plates:
             with o.indent("plates = {"):

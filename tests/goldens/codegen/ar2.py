@@ -22,6 +22,7 @@ class AR2(rt.CompiledModel):
     param_names = ()
     latents_without_likelihood = ()
     has_factor_statements = False
+    chain_names = ('y',)  # observed chains: forecasts continue them
     locations = {
         'T': 'ar2.bgm:7',
         'y': 'ar2.bgm:8',
