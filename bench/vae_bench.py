@@ -32,16 +32,21 @@ def _reference() -> object:
     return module
 
 
-def per_step(step: Callable[[], object], steps: int, repeats: int) -> float:
-    for _ in range(10):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(steps):
+def per_step(steps_of: dict[str, Callable[[], object]], steps: int,
+             repeats: int) -> dict[str, float]:
+    """Median seconds per step of each workload, timed in interleaved rounds (so that a
+    slow spell of a shared machine falls on all of them alike)."""
+    for step in steps_of.values():
+        for _ in range(10):
             step()
-        times.append((time.perf_counter() - start) / steps)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in steps_of}
+    for _ in range(repeats):
+        for name, step in steps_of.items():
+            start = time.perf_counter()
+            for _ in range(steps):
+                step()
+            times[name].append((time.perf_counter() - start) / steps)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bgm_step(dtype: str) -> Callable[[], object]:
@@ -122,13 +127,13 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["pyro"])
     args = parser.parse_args()
     torch.set_num_threads(1)
-    steps, repeats = (20, 3) if args.quick else (100, 7)
+    steps, repeats = (20, 3) if args.quick else (100, 15)
     dtype = getattr(torch, args.dtype)
     x = data(dtype)
-    times = {"bgm": per_step(bgm_step(args.dtype), steps, repeats),
-             "hand-written PyTorch": per_step(reference_step(x), steps, repeats)}
+    workloads = {"bgm": bgm_step(args.dtype), "hand-written PyTorch": reference_step(x)}
     if "pyro" not in args.skip:
-        times["Pyro Trace_ELBO"] = per_step(pyro_step(x), steps, repeats)
+        workloads["Pyro Trace_ELBO"] = pyro_step(x)
+    times = per_step(workloads, steps, repeats)
     print(f"VAE step, batch 128 of 1500 binarised 8x8 digits, {args.dtype}, 1 thread")
     print(f"{'workload':24} {'ms/step':>9} {'s/epoch':>9} {'other/bgm':>10}")
     for name, t in times.items():

@@ -44,13 +44,32 @@ def mlp(w: torch.Tensor, sizes: tuple[int, ...], act: str, x: Any, middle: int) 
     mids = x.shape[x.dim() - 1 - middle:-1]
     h = x.reshape(tuple(lead) + (-1, n_in))
     batch = w.shape[:-1]
-    start = 0
     layers = _layers(sizes)
+    if all(n == 1 or s == 0 for n, s in zip(batch, w.stride()[:-1], strict=True)):
+        # one weight vector broadcast over particles or draws: fused matrix products
+        w1 = w.reshape(-1, w.shape[-1])[0] if batch else w
+        h = _layers_of(w1, layers, act, h)
+        h = h.expand(*torch.broadcast_shapes(tuple(batch), tuple(h.shape[:-2])), *h.shape[-2:])
+    else:
+        start = 0
+        for i, (a, b) in enumerate(layers):
+            weight = w[..., start:start + a * b].reshape(tuple(batch) + (b, a))
+            bias = w[..., start + a * b:start + a * b + b]
+            start += a * b + b
+            h = h @ weight.mT + bias.unsqueeze(-2)
+            if i < len(layers) - 1:
+                h = ACTIVATIONS[act](h)
+    return h.reshape(tuple(h.shape[:-2]) + tuple(mids) + (h.shape[-1],))
+
+
+def _layers_of(w: torch.Tensor, layers: list[tuple[int, int]], act: str,
+               h: torch.Tensor) -> torch.Tensor:
+    # one split (its backward is one concatenation), not a slice per tensor (whose
+    # backward each fills a gradient the size of the whole vector)
+    parts = w.split([n for a, b in layers for n in (a * b, b)])
     for i, (a, b) in enumerate(layers):
-        weight = w[..., start:start + a * b].reshape(tuple(batch) + (b, a))
-        bias = w[..., start + a * b:start + a * b + b]
-        start += a * b + b
-        h = h @ weight.mT + bias.unsqueeze(-2)
+        weight, bias = parts[2 * i].view(b, a), parts[2 * i + 1]
+        h = torch.nn.functional.linear(h, weight, bias)
         if i < len(layers) - 1:
             h = ACTIVATIONS[act](h)
-    return h.reshape(tuple(h.shape[:-2]) + tuple(mids) + (h.shape[-1],))
+    return h

@@ -195,7 +195,12 @@ class Svi:
         minibatch idx), averaged over `particles`; with the accumulators."""
         model = self.model
         shape = (particles,)
-        params = {k: v.expand(shape + tuple(v.shape)) for k, v in self.params.items()}
+        # a net's weights stay one vector (nets broadcast over particles themselves, and an
+        # expand would add a reduction of every weight to the backward pass)
+        nets = set(getattr(model, "net_names", ())) | \
+            set(getattr(self.guide, "net_names", ()) if self.guide is not None else ())
+        params = {k: v if k in nets else v.expand(shape + tuple(v.shape))
+                  for k, v in self.params.items()}
         q_acc = Accumulator(Mode(jacobian=False, priors=True), 1, record,
                             scales=self._scales(self.guide, idx) if self.guide else None)
         drawn: dict[str, torch.Tensor] = {}
@@ -248,8 +253,10 @@ class Svi:
         if not torch.isfinite(elbo):
             raise ModelError(self._diagnose(idx))
         (-elbo).backward()
-        bad = [k for k, v in self.params.items() if v.grad is not None and
-               not torch.isfinite(v.grad).all()]
+        grads = [v.grad for v in self.params.values() if v.grad is not None]
+        finite = not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
+        bad = [] if finite else [k for k, v in self.params.items() if v.grad is not None and
+                                 not torch.isfinite(v.grad).all()]
         if bad:
             raise ModelError(f"the ELBO's gradient with respect to '{bad[0]}' became "
                              f"non-finite at step {self.state.step + 1}; try a smaller --lr",
