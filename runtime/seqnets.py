@@ -234,7 +234,12 @@ def causal(w: torch.Tensor, spec: SeqNet, seq: Any, first: int, count: int,
     if select is not None:
         m = m[select.to(w.device)]
     k = window_of(m, c)
-    used, slot = torch.unique(k, return_inverse=True)
+    if select is None:  # every window from the first to the last prefix's
+        used = torch.arange(int(first > 0 and (first - 1) // c), (first + count - 2) // c + 1
+                            if first + count > 1 else 1, device=w.device)
+        slot = k - used[0]
+    else:
+        used, slot = torch.unique(k, return_inverse=True)
     starts = used * c
     cols = torch.arange(c, device=w.device)
     idx = starts.unsqueeze(1) + cols

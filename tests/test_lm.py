@@ -270,3 +270,12 @@ def test_forecast_cli_prints_each_step_and_refuses_without_a_fit(tmp_path: Path)
     assert [r[0] for r in rows] == ["y[101]", "y[102]", "y[103]", "y[104]"]
     bad = _bgmc("sample", str(AR2), "--data", data, "--forecast", "4", cwd=tmp_path)
     assert bad.returncode == 1 and "give --fit" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_teacher_forcing_makes_no_tensor_off_the_model_device(kind: str) -> None:
+    """The log density on the meta device: a tensor created without the weights' device
+    would fail to combine with them."""
+    model = _program(kind).bind(DATA, device="meta", dtype="float32")
+    lp = model.log_prob(torch.zeros(1, model.dim, device="meta"))
+    assert lp.device.type == "meta" and lp.shape == (1,)
