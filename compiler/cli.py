@@ -440,8 +440,10 @@ def _given(fit: str, program: Any, draws: int, seed: int) -> dict[str, Any]:
     if fit.endswith(".nc"):
         from runtime.diagnostics import posterior_latents  # noqa: PLC0415
         from runtime.output import read_netcdf  # noqa: PLC0415
-        latents = [v.name for v in program.compiled.model.of_role("latent", "param", "net")
-                   if not (v.role == "latent" and v.discrete)]
+        model = program.compiled.model
+        bases = {f.base for f in getattr(model, "flows", {}).values()}  # drawn afresh
+        latents = [v.name for v in model.of_role("latent", "param", "net")
+                   if not (v.role == "latent" and v.discrete) and v.name not in bases]
         return posterior_latents(read_netcdf(fit), latents, draws, seed)  # type: ignore[no-any-return]
     report = _read_json(fit, ModelError)
     estimates = report.get("estimates") if isinstance(report, dict) else None

@@ -20,11 +20,13 @@ from compiler.sizes import NotASize, Size, size_of
 from dsl import nodes as n
 from dsl.diagnostics import Problem
 
-SUPPORTED = ("MLP", "GRU", "Transformer")
+SUPPORTED = ("MLP", "GRU", "Transformer", "RealNVP")
 SEQUENCE = {  # keyword: default (None: required)
     "GRU": {"vocab": None, "dim": None, "layers": 1, "context": 128},
     "Transformer": {"vocab": None, "dim": None, "layers": 2, "heads": 4, "context": 128},
 }
+INVERTIBLE = {"RealNVP": {"dim": None, "layers": 4, "hidden": 64}}
+KEYWORDS = {**SEQUENCE, **INVERTIBLE}
 DEFAULT_ACTIVATION = "relu"
 
 
@@ -38,8 +40,12 @@ class NetSignature:
     def sequence(self) -> bool:
         return self.kind in SEQUENCE
 
+    @property
+    def invertible(self) -> bool:
+        return self.kind in INVERTIBLE
+
     def option(self, name: str) -> Size:
-        return self.sizes[list(SEQUENCE[self.kind]).index(name)]
+        return self.sizes[list(KEYWORDS[self.kind]).index(name)]
 
     @property
     def inputs(self) -> Size:
@@ -47,7 +53,9 @@ class NetSignature:
 
     @property
     def outputs(self) -> Size:
-        return self.option("vocab") if self.sequence else self.sizes[-1]
+        if self.sequence:
+            return self.option("vocab")
+        return self.option("dim") if self.invertible else self.sizes[-1]
 
 
 def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSignature:
@@ -57,8 +65,8 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
     if kind not in SUPPORTED:
         raise Problem(f"nets of kind {kind} are not supported yet", decl.kind.span,
                       f"supported now: {', '.join(SUPPORTED)}")
-    if kind in SEQUENCE:
-        return _sequence(decl, kind, ints)
+    if kind in KEYWORDS:
+        return _keywords(decl, kind, ints)
     if len(decl.args) < 2:
         raise Problem("MLP takes its layer sizes: MLP(in, hidden..., out, act=relu)",
                       decl.span)
@@ -78,13 +86,21 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
     return NetSignature(kind, tuple(sizes), activation)
 
 
-def _sequence(decl: n.NetDecl, kind: str, ints: dict[str, Any]) -> NetSignature:
-    form = ", ".join(f"{k}={'...' if v is None else v}" for k, v in SEQUENCE[kind].items())
-    if decl.args:
+def _keywords(decl: n.NetDecl, kind: str, ints: dict[str, Any]) -> NetSignature:
+    table = KEYWORDS[kind]
+    form = ", ".join(f"{k}={'...' if v is None else v}" for k, v in table.items())
+    if decl.args and kind in SEQUENCE:
         raise Problem(f"{kind} takes keywords: {kind}({form})", decl.args[0].span)
+    if len(decl.args) > len(table):
+        raise Problem(f"{kind} takes at most {len(table)} sizes: {kind}({form})",
+                      decl.args[len(table)].span)
     given: dict[str, Any] = {}
-    for k in decl.kwargs:
-        if k.name not in SEQUENCE[kind]:
+    positional = [n.Keyword(name, arg, span=getattr(arg, "span", decl.span))
+                  for name, arg in zip(table, decl.args, strict=False)]
+    for k in (*positional, *decl.kwargs):
+        if k.name in given:
+            raise Problem(f"{kind} is given '{k.name}' twice", k.span)
+        if k.name not in table:
             raise Problem(f"{kind} takes no keyword '{k.name}'", k.span, f"{kind}({form})")
         try:
             given[k.name] = size_of(k.value, ints)
@@ -94,11 +110,11 @@ def _sequence(decl: n.NetDecl, kind: str, ints: dict[str, Any]) -> NetSignature:
         if given[k.name].constant is not None and given[k.name].constant < 1:
             raise Problem(f"'{k.name}' of a {kind} must be at least 1", k.span)
     sizes = []
-    for name, default in SEQUENCE[kind].items():
+    for name, default in table.items():
         if name not in given and default is None:
             raise Problem(f"{kind} needs '{name}='", decl.span, f"{kind}({form})")
         sizes.append(given.get(name, Size.const(default) if default is not None else None))
-    dim, heads = (given.get("dim"), sizes[list(SEQUENCE[kind]).index("heads")]) \
+    dim, heads = (given.get("dim"), sizes[list(table).index("heads")]) \
         if kind == "Transformer" else (None, None)
     if dim is not None and dim.constant and heads.constant and dim.constant % heads.constant:
         raise Problem(f"the Transformer's dim ({dim}) must be a multiple of heads ({heads})",

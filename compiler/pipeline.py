@@ -12,6 +12,7 @@ from pathlib import Path
 from compiler.checks import check_targets
 from compiler.codegen.module import generate
 from compiler.elimination import plan_elimination
+from compiler.flows import find_flows
 from compiler.guide import check_guide, split_guide
 from compiler.ir import GraphicalModel
 from compiler.loops import classify_loops
@@ -52,6 +53,7 @@ def _passes(program: n.Program, source: Source) -> GraphicalModel:
     model = resolve(program, source)
     infer_shapes(model)
     check_nets(model)
+    find_flows(model)
     check_targets(model)
     classify_loops(model)
     infer_supports(model)

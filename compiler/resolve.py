@@ -327,6 +327,20 @@ def _assign_roles(b: _Builder) -> None:
 
 
 def _data_assigned(v: Variable, stmt: Statement, b: _Builder) -> None:
+    """Rule 13: data may be defined by `=` only as NET(latent) with an invertible net (a
+    flow, checked by compiler/flows.py); other nets make implicit models."""
+    from compiler.nets import INVERTIBLE  # noqa: PLC0415
+    value = stmt.node.value
+    if isinstance(value, n.Call) and value.func.id in b.variables and \
+            b.variables[value.func.id].role == "net":
+        kind = b.variables[value.func.id].decl.kind.id
+        if kind in INVERTIBLE:
+            return
+        b.error(f"'{v.name}' is data defined through the net '{value.func.id}' ({kind}), "
+                "which is not invertible: an implicit model, trained adversarially, which "
+                "is not supported yet", stmt.node.target.name.span,
+                "an invertible net (RealNVP) makes a flow with an exact likelihood")
+        return
     b.error(f"defining the data '{v.name}' by '=' is not supported yet",
             stmt.node.target.name.span,
             "'=' onto data is for flows and implicit models (data = NET(latents)), which "

@@ -37,6 +37,20 @@ def mlp_init_scale(sizes: tuple[int, ...]) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def single_weights(w: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """The one weight vector of w [batch..., P] when its batch dims are copies of it
+    (particles, or draws of one fit): the net is then evaluated once. Distinct weights
+    per batch element are refused (nets are point parameters, fitted by svi, map or mle)."""
+    batch = tuple(w.shape[:-1])
+    if all(s == 0 or n == 1 for s, n in zip(w.stride()[:-1], batch, strict=True)):
+        return w.reshape(-1, w.shape[-1])[0] if batch else w, batch
+    rows = w.reshape(-1, w.shape[-1])
+    if torch.equal(rows, rows[:1].expand_as(rows)):
+        return rows[0], batch
+    raise NotImplementedError("a net with different weights per chain or draw "
+                              "(fit it with svi, map or mle)")
+
+
 def mlp(w: torch.Tensor, sizes: tuple[int, ...], act: str, x: Any, middle: int) -> torch.Tensor:
     x = torch.as_tensor(x, dtype=w.dtype, device=w.device)
     n_in = int(sizes[0])

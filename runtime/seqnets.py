@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from runtime.nets import single_weights
+
 BOS = 0
 
 
@@ -160,28 +162,15 @@ class _TransformerLM(nn.Module):
 # ---- flat weights --------------------------------------------------------------------------
 
 def _weights(spec: SeqNet, w: torch.Tensor) -> dict[str, torch.Tensor]:
-    out, start = {}, 0
-    for name, p in spec.module().named_parameters():
-        out[name] = w[start:start + p.numel()].view(p.shape)
-        start += p.numel()
-    return out
+    """The module's parameters as views of w, made by one split (whose backward is one
+    concatenation, where a slice per parameter would each fill a full-size gradient)."""
+    named = list(spec.module().named_parameters())
+    parts = w.split([p.numel() for _, p in named])
+    return {name: part.view(p.shape) for (name, p), part in zip(named, parts, strict=True)}
 
 
 def _call(spec: SeqNet, w: torch.Tensor, tokens: torch.Tensor, state: Any = None) -> Any:
     return torch.func.functional_call(spec.module(), _weights(spec, w), (tokens, state))
-
-
-def _single(w: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """The one weight vector of w [batch..., P], when its batch dims are broadcast copies
-    (particles or draws of one fit); nets are not batched over distinct weights."""
-    batch = tuple(w.shape[:-1])
-    if all(s == 0 or n == 1 for s, n in zip(w.stride()[:-1], batch, strict=True)):
-        return w.reshape(-1, w.shape[-1])[0] if batch else w, batch
-    rows = w.reshape(-1, w.shape[-1])
-    if torch.equal(rows, rows[:1].expand_as(rows)):  # draws of a fit: one weight vector
-        return rows[0], batch
-    raise NotImplementedError("a sequence net with different weights per chain or draw "
-                              "(fit it with svi, map or mle)")
 
 
 # ---- teacher forcing -----------------------------------------------------------------------
@@ -227,7 +216,7 @@ def causal(w: torch.Tensor, spec: SeqNet, seq: Any, first: int, count: int,
     """The logits after each prefix seq[1..m], m = first .. first + count - 1 (or those of
     the iterations `select`), from one call of the net over the windows they fall in.
     seq holds the tokens 1..V; the result is [batch..., count, V] for w [batch..., P]."""
-    w1, batch = _single(w)
+    w1, batch = single_weights(w)
     seq = torch.as_tensor(seq, device=w.device).long().reshape(-1)
     c = spec.context
     m = torch.arange(first, first + count, device=w.device)
@@ -262,7 +251,7 @@ class Incremental:
     calls = 0  # net invocations, over all instances (a test counts them)
 
     def __init__(self, w: torch.Tensor, spec: SeqNet, shape: tuple[int, ...]):
-        self.w, _ = _single(w)
+        self.w, _ = single_weights(w)
         self.spec = spec
         self.shape = tuple(shape)
         self.batch = math.prod(self.shape)

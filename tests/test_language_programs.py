@@ -22,7 +22,6 @@ COPIES = ROOT / "tests" / "language_programs"
 
 # Programs that use what a later version brings; `bgmc check` must say so.
 LATER = {
-    "Flow2D": "net (a flow)",
 }
 
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.DOTALL | re.MULTILINE)

@@ -100,7 +100,7 @@ def test_nuts_refuses_a_net() -> None:
 @pytest.mark.parametrize("src, message", [
     ("data x: real[3]\ndata y: real[2]\nnet f = MLP(4, 2)\ny ~ Normal(f(x), 1)",
      "takes 4 inputs, but its argument has 3"),
-    ("data x: real[3]\ndata y: real[2]\nnet f = RealNVP(3, 2)\ny ~ Normal(f(x), 1)",
+    ("data x: real[3]\ndata y: real[2]\nnet f = Glow(3, 2)\ny ~ Normal(f(x), 1)",
      "not supported yet"),
     ("data x: real[3]\ndata y: real[2]\nnet f = GRU(3, 2)\ny ~ Normal(f(x), 1)",
      r"GRU takes keywords: GRU\(vocab=\.\.\., dim=\.\.\., layers=1, context=128\)"),
@@ -130,3 +130,17 @@ def test_bad_net_calls_are_diagnosed(src: str, message: str) -> None:
     with pytest.raises(BgmError, match=message) as info:
         compile_string(src)
     assert "^" in info.value.render()
+
+
+def test_realnvp_takes_its_sizes_by_position_or_keyword() -> None:
+    body = "\nfor i in 1..N:\n    u[i]: real[2] ~ Normal(0, 1)\n    x[i] = f(u[i])"
+    head = "data N: int\ndata x: real[N, 2]\n"
+    a = compile_string(head + "net f = RealNVP(2, 3, 16)" + body).python
+    b = compile_string(head + "net f = RealNVP(dim=2, layers=3, hidden=16)" + body).python
+    def code(text: str) -> list[str]:
+        return [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert "rt.realnvp_size(*(2, 3, 16))" in a and code(a) == code(b)
+    with pytest.raises(BgmError, match="RealNVP is given 'dim' twice"):
+        compile_string(head + "net f = RealNVP(2, dim=2)" + body)
+    with pytest.raises(BgmError, match="RealNVP takes at most 3 sizes"):
+        compile_string(head + "net f = RealNVP(2, 3, 16, 4)" + body)

@@ -472,11 +472,20 @@ class ExprCompiler:
         if sig.sequence:
             return self._causal_call(v, sig, e.args[0], scope)
         x = self.tensor(self.real(self.expr(e.args[0], scope)))
+        if sig.invertible:  # a flow pushed forward (sampling x = f(u))
+            middle = len(x.loops) + x.rank - 1
+            return Value(f"rt.realnvp({self.names[v.name]}, {self.flow_shape(sig, scope)}, "
+                         f"{x.code}, {middle})", x.loops, x.rank)
         sizes = ", ".join(self.size(s, scope) for s in sig.sizes)
         middle = len(x.loops) + x.rank - 1
         code = (f"rt.mlp({self.names[v.name]}, ({sizes},), {sig.activation!r}, {x.code}, "
                 f"{middle})")
         return Value(code, x.loops, x.rank)
+
+    def flow_shape(self, sig: Any, scope: Scope | None = None) -> str:
+        """`(dim, layers, hidden)` of a RealNVP, as runtime/flows.py takes them."""
+        return "(" + ", ".join(self.size(sig.option(k), scope)
+                               for k in ("dim", "layers", "hidden")) + ")"
 
     def seqnet_spec(self, sig: Any, scope: Scope | None = None) -> str:
         """`rt.seqnet(...)`: a causal net's kind and sizes, as runtime/seqnets.py takes them."""

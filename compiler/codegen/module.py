@@ -60,9 +60,12 @@ class _Module:
         for role, title in (("latent", "Latent"), ("param", "Point parameters"),
                             ("observed", "Observed"), ("deterministic", "Deterministic"),
                             ("data", "Data")):
-            names = [v.name for v in m.of_role(role)]
+            names = [v.name for v in m.of_role(role) if self._flow_of_base(v.name) is None]
             if names:
                 o.line(f"{title}: {', '.join(names)}.")
+        for f in getattr(m, "flows", {}).values():
+            o.line(f"Flow: {f.data} = {f.net}({f.base}), {f.base} = {f.net}^-1({f.data}) "
+                   "computed from the data.")
         o.line('"""')
         o.line("import torch")
         o.blank()
@@ -136,7 +139,8 @@ class _Module:
                            ("transformed_data_names", "transformed_data"),
                            ("param_names", "param")):
             roles = (role, "net") if role == "param" else (role,)  # a net's weights are params
-            names = [v.name for v in m.of_role(*roles) if not self._discrete(v.name)]
+            names = [v.name for v in m.of_role(*roles) if not self._discrete(v.name) and
+                     self._flow_of_base(v.name) is None]
             o.line(f"{attr} = {_tuple(names)}")
         nets = [v.name for v in m.of_role("net")]
         if nets:
@@ -144,8 +148,11 @@ class _Module:
         discrete = [v.name for v in m.of_role("latent") if self._discrete(v.name)]
         if discrete:
             o.line(f"discrete_names = {_tuple(discrete)}")
+        flows = getattr(m, "flows", {}).values()
+        in_flows = {f.base for f in flows} | {f.net for f in flows}
         unidentified = sorted(v.name for v in m.of_role("latent", "param", "net")
-                              if v.name not in m.likelihood_latents)  # type: ignore[attr-defined]
+                              if v.name not in m.likelihood_latents and  # type: ignore[attr-defined]
+                              v.name not in in_flows)
         o.line(f"latents_without_likelihood = {_tuple(unidentified)}")
         o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
         causal = [s.target for s in m.statements if s.kind == "sample" and s.loops and
@@ -197,10 +204,11 @@ class _Module:
                     over.add(name)
             if stmt.kind != "sample":
                 continue
+            term = self._flow_term(stmt) or stmt.target
             for name in over:
                 terms = sizes.setdefault(name, [])
-                if stmt.target not in terms:
-                    terms.append(stmt.target)
+                if term not in terms:
+                    terms.append(term)
         return {k: v for k, v in sizes.items() if k not in blocked}
 
     # ---- data
@@ -229,7 +237,7 @@ class _Module:
             self._unpack_sizes()
             with o.indent("return ("):
                 for v in self.model.of_role("latent"):
-                    if not self._discrete(v.name):
+                    if not self._discrete(v.name) and self._flow_of_base(v.name) is None:
                         self._latent_spec(v)
                 params = self.model.of_role("param")
                 if params:
@@ -245,6 +253,11 @@ class _Module:
                     if sig.sequence:
                         o.line(f"rt.seqnet_latent({v.name!r}, "
                                f"{self.exprs().seqnet_spec(sig)}),")
+                        continue
+                    if sig.invertible:
+                        shape = self.exprs().flow_shape(sig)
+                        o.line(f"rt.Latent({v.name!r}, (rt.realnvp_size(*{shape}),), 'net', "
+                               f"init_scale=rt.realnvp_init_scale(*{shape})),")
                         continue
                     sizes = self._net_sizes(v)
                     o.line(f"rt.Latent({v.name!r}, (rt.mlp_size({sizes}),), 'net', "
@@ -468,6 +481,31 @@ class _Module:
         return Scope(tuple(s for s in scopes if s.key != sequential.id),
                      {seq[0].var: self.names[seq[0].var]}, seq)
 
+    # ---- flows (compiler/flows.py): the base is computed from the data, not an unknown
+    def _flow_of_base(self, name: str) -> Any:
+        return next((f for f in getattr(self.model, "flows", {}).values() if f.base == name),
+                    None)
+
+    def _flow_term(self, stmt: Statement) -> str | None:
+        """The data a flow's statement scores (its base's draw, or its `=`), if any."""
+        for f in getattr(self.model, "flows", {}).values():
+            if stmt.id in (f.draw, f.assign):
+                return f.data  # type: ignore[no-any-return]
+        return None
+
+    def _flow_inverse(self, flow: Any) -> None:
+        """u = f^-1(x) from the data, and log |det d f^-1 / dx| as part of x's likelihood."""
+        o = self.out
+        v = self.model.variables[flow.data]
+        sig = self._signature(self.model.variables[flow.net])
+        o.comment(f"{self.where(self.model.statements[flow.assign].span)}  "
+                  f"{format_simple(self.model.statements[flow.assign].node)}: a flow, so "
+                  f"{flow.base} = {flow.net}^-1({flow.data}) (change of variables)")
+        base = self.names[flow.base]
+        o.line(f"{base}, {base}__ladj = rt.realnvp_inverse(u__[{flow.net!r}], "
+               f"{self.exprs().flow_shape(sig)}, {self.names[flow.data]})")
+        o.line(f"acc__.likelihood({flow.data!r}, {base}__ladj, {len(v.shape) - 1})")  # type: ignore[arg-type]
+
     def _signature(self, v: Any) -> Any:
         from compiler.nets import signature  # noqa: PLC0415
         return signature(self.model, v, self.ints)
@@ -528,6 +566,10 @@ class _Module:
 
     def _constrain(self, name: str) -> None:
         v = self.model.variables[name]
+        flow = self._flow_of_base(name)
+        if flow is not None:
+            self._flow_inverse(flow)
+            return
         if v.role == "net":
             self.out.comment(f"{self.where(v.span)}  {format_simple(v.decl)}: the weights of "
                              "the net, point parameters (no prior, no Jacobian)")
@@ -635,6 +677,8 @@ class _Module:
                     o.line(f"acc__.factor({code}, {len(value.loops) + value.rank})")
             return
         if stmt.kind == "assign":
+            if mode == "logp" and self._flow_term(stmt):  # the data itself: nothing to do
+                return
             value = ex.expr(stmt.node.value, scope)
             self._store(stmt, value, scope, ex)
             return
@@ -690,7 +734,11 @@ class _Module:
                 o.line(self._term(group, stmt, f"{dist_code}.log_prob({code})", ndims))
                 return
             kind = "prior" if target.role == "latent" else "likelihood"
-            o.line(f"acc__.{kind}({stmt.target!r}, {dist_code}.log_prob({code}), {ndims})")
+            term = self._flow_term(stmt)
+            if term is not None:  # the base density at f^-1(x): the likelihood of x
+                kind = "likelihood"
+            o.line(f"acc__.{kind}({term or stmt.target!r}, {dist_code}.log_prob({code}), "
+                   f"{ndims})")
             return
         shape = self._draw_shape(stmt, scope, ex)
         if self._guide:
@@ -960,8 +1008,8 @@ class _Module:
             self._unpack_data()
             o.line("draws__ = {}")
             given = params if prior else self.model.of_role("latent", "param", "net")
-            for v in given:
-                if not self._discrete(v.name):
+            for v in given:  # a flow's base is drawn afresh: it is not fitted
+                if not self._discrete(v.name) and self._flow_of_base(v.name) is None:
                     o.line(f"{self.names[v.name]} = given__[{v.name!r}]")
             self._begin(units)
             for u in units:
@@ -978,7 +1026,7 @@ class _Module:
         s = u.statement
         if s is not None:
             return s.kind == "sample" and self.model.variables[s.target].role == "latent" \
-                and not self._discrete(s.target)  # type: ignore[arg-type]
+                and not self._discrete(s.target) and self._flow_term(s) is None  # type: ignore[arg-type]
         return False
 
 

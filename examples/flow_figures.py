@@ -1,0 +1,49 @@
+"""Draws 2000 points from a fitted flow_moons.bgm and writes a PNG of them beside the
+training data.
+
+    python examples/flow_figures.py out/flow.nc -o out/flow_samples.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def main() -> None:
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import numpy as np  # noqa: PLC0415
+
+    from compiler.api import compile_file  # noqa: PLC0415
+    from compiler.cli import _given  # noqa: PLC0415
+    from runtime.files import write_atomic  # noqa: PLC0415
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("fit")
+    parser.add_argument("-o", "--output", default="flow_samples.png")
+    args = parser.parse_args()
+    program = compile_file(HERE / "flow_moons.bgm")
+    data = HERE / "flow_moons.json"
+    given = _given(args.fit, program, 1, 1)
+    drawn = program.sample(str(data), n=1, seed=1, given=given, device="cpu")["x"][0]
+    train = np.asarray(json.loads(data.read_text())["x"])
+    fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
+    for ax, points, title in ((axes[0], train, "training data"),
+                              (axes[1], drawn, "flow samples")):
+        ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
+        ax.set_title(title)
+    fig.tight_layout()
+    import io  # noqa: PLC0415
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
+    write_atomic(args.output, buffer.getvalue())
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
