@@ -81,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     fit = sub.add_parser("fit", help="fit a model to data")
     fit.add_argument("model")
     _data_args(fit)
-    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "svi", "exact"],
+    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "svi", "exact",
+                                          "adversarial"],
                      default="map")
     fit.add_argument("--chains", type=int, default=4)
     fit.add_argument("--warmup", type=int, default=1000)
@@ -110,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
     fit.add_argument("--resume", action="store_true", help="svi: continue from --checkpoint")
     fit.add_argument("--loss-plot", help="svi: the loss curve, PNG (default: OUTPUT.loss.png)")
+    fit.add_argument("--critic", help="adversarial: the critic net (declared in the file)")
+    fit.add_argument("--gan-loss", choices=["ns", "wgan-gp"], default="ns",
+                     help="adversarial: non-saturating GAN loss, or WGAN with a gradient "
+                          "penalty")
     fit.add_argument("--dtype", choices=["float64", "float32"],
                      help="default: float64 on the CPU, float32 on a GPU")
     fit.add_argument("-o", "--output",
@@ -230,6 +235,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from runtime.optimize import optimize  # noqa: PLC0415
     program = _program(args.model)
     model = program.bind(args.data, args.device, dtype=args.dtype)
+    implicit = getattr(type(model), "implicit_names", ())
+    if args.method == "adversarial" or implicit:
+        if args.method != "adversarial":
+            raise ModelError(f"'{implicit[0]}' is an implicit model (data defined by '=' "
+                             "through a net that is not invertible): it has no likelihood, "
+                             f"so --method {args.method} cannot fit it; use --method "
+                             "adversarial --critic NET", model.locations.get(implicit[0]))
+        return _fit_adversarial(args, model)
     if args.method == "svi":
         return _fit_svi(args, model)
     if getattr(type(model), "guide", None) is not None and args.method == "advi":
@@ -340,6 +353,42 @@ def _fit_svi(args: argparse.Namespace, model: Any) -> int:
         write_netcdf(idata, args.output)
     if hasattr(idata, "posterior"):  # not when every unknown is a net or a param
         _print_summary(idata)
+    return EXIT_OK
+
+
+def _fit_adversarial(args: argparse.Namespace, model: Any) -> int:
+    from runtime.adversarial import Adversarial, AdversarialSettings  # noqa: PLC0415
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.output import inference_data, write_netcdf  # noqa: PLC0415
+    from runtime.training import TrainingBar, write_loss_plot  # noqa: PLC0415
+    if not args.critic:
+        raise ModelError("--method adversarial needs --critic NET: a net declared in the "
+                         "file that scores rows (MLP(in, ..., 1))")
+    settings = AdversarialSettings(critic=args.critic, steps=args.iter, batch=args.batch or 256,
+                                   lr=args.lr or 2e-4, loss=args.gan_loss, seed=args.seed)
+    trainer = Adversarial(model, settings)
+    bar = None if args.no_progress else TrainingBar(settings.steps)
+    try:
+        trainer.run(bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        plot = args.loss_plot or (f"{args.output}.loss.png" if args.output else None)
+        if plot and trainer.state.generator_losses:
+            write_loss_plot(trainer.state.generator_losses, plot,
+                            ylabel=f"generator loss ({settings.loss})")
+    import torch  # noqa: PLC0415
+    attrs = {"model": model.name, "method": f"adversarial-{settings.loss}", "seed": args.seed,
+             "steps": trainer.state.step, "critic": settings.critic, "batch": trainer.batch,
+             "lr": settings.lr}
+    theta = trainer.theta()
+    idata = inference_data(model, theta, {"lp": torch.full(theta.shape[:2], float("nan"))},
+                           attrs, pointwise_ll=False)
+    print(f"adversarial ({settings.loss}): {trainer.state.step} steps; last generator loss "
+          f"{trainer.state.generator_losses[-1]:.4g}, critic loss "
+          f"{trainer.state.critic_losses[-1]:.4g}")
+    if args.output:
+        write_netcdf(idata, args.output)
     return EXIT_OK
 
 

@@ -1,18 +1,24 @@
-"""Flows (rule 13): data defined by `=` through an invertible net, `x[i] = f(u[i])` with
-`u[i] ~ D(...)` a latent, has the exact density of the change of variables,
-    log p(x) = log p_u(f^-1(x)) + log |det d f^-1 / dx|.
-So the base u is not an unknown: the log density computes it from the data by the
-inverse, and scores its `~` and the log-determinant as the likelihood of x; sampling
-draws u and pushes it forward.
+"""Data defined by `=` through a net (rule 13): `x[i] = f(u[i])` with `u[i] ~ D(...)` a
+latent, the base.
 
-Contract: `find_flows(model)` sets `model.flows` (data name -> Flow) and raises a
-BgmError, with a caret, for a flow bgmc cannot score.
+- f invertible (RealNVP): a **flow**. x has the exact density of the change of variables,
+      log p(x) = log p_u(f^-1(x)) + log |det d f^-1 / dx|,
+  so the base is not an unknown: the log density computes it from the data by the
+  inverse and scores its `~` and the log-determinant as the likelihood of x.
+- f any other net: an **implicit model** (a GAN's generator). x has no density bgmc can
+  write, so likelihood-based methods are refused and `--method adversarial` trains f
+  against a critic net.
+Either way sampling draws u afresh and pushes it forward.
+
+Contract: `find_flows(model)` sets `model.flows` (data name -> Flow, `implicit` telling
+which) and raises a BgmError, with a caret, for a definition bgmc cannot use.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from compiler.ir import GraphicalModel
+from compiler.nets import INVERTIBLE
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
 from dsl.printer import format_expr, format_target
@@ -25,6 +31,7 @@ class Flow:
     net: str  # f, invertible
     assign: int  # the statement `x[..] = f(u[..])`
     draw: int  # the statement `u[..] ~ D(...)`
+    implicit: bool = False  # f is not invertible: no likelihood (a GAN's generator)
 
 
 def find_flows(model: GraphicalModel) -> None:
@@ -56,11 +63,23 @@ def find_flows(model: GraphicalModel) -> None:
         readers = [s for s in model.statements if u.name in s.reads and s.id != stmt.id]
         if readers:
             errors.append(Diagnostic(
-                f"the flow's base '{u.name}' is computed from the data by the inverse of "
-                f"'{call.func.id}'; reading it elsewhere is not supported yet",
+                f"the base '{u.name}' of '{target.name.id}' = {call.func.id}(...) is not an "
+                "unknown of the model (it is drawn afresh when sampling); reading it "
+                "elsewhere is not supported yet",
                 readers[0].span))
             continue
-        flows[target.name.id] = Flow(target.name.id, u.name, call.func.id, stmt.id, draw.id)
+        kind = model.variables[call.func.id].decl.kind.id
+        flows[target.name.id] = Flow(target.name.id, u.name, call.func.id, stmt.id, draw.id,
+                                     implicit=kind not in INVERTIBLE)
+    implicit = [f for f in flows.values() if f.implicit]
+    if implicit:  # trained adversarially: its unknowns must be nets (critic and generator)
+        bases = {f.base for f in flows.values()}
+        other = [v for v in model.of_role("latent", "param") if v.name not in bases]
+        if other:
+            errors.append(Diagnostic(
+                f"'{other[0].name}' is an unknown of an implicit model ('{implicit[0].data}' "
+                "= a net of latent noise), which adversarial training cannot fit yet: only "
+                "nets are trained", other[0].span))
     if errors:
         raise BgmError(errors, model.source)
     model.flows = flows  # type: ignore[attr-defined]

@@ -334,12 +334,11 @@ def _data_assigned(v: Variable, stmt: Statement, b: _Builder) -> None:
     if isinstance(value, n.Call) and value.func.id in b.variables and \
             b.variables[value.func.id].role == "net":
         kind = b.variables[value.func.id].decl.kind.id
-        if kind in INVERTIBLE:
+        if kind in INVERTIBLE or kind == "MLP":  # a flow, or an implicit model (a GAN)
             return
-        b.error(f"'{v.name}' is data defined through the net '{value.func.id}' ({kind}), "
-                "which is not invertible: an implicit model, trained adversarially, which "
-                "is not supported yet", stmt.node.target.name.span,
-                "an invertible net (RealNVP) makes a flow with an exact likelihood")
+        b.error(f"'{v.name}' is data defined through the net '{value.func.id}' ({kind}); "
+                "only an invertible net (a flow) or an MLP (an implicit model) can define "
+                "data", stmt.node.target.name.span)
         return
     b.error(f"defining the data '{v.name}' by '=' is not supported yet",
             stmt.node.target.name.span,

@@ -143,7 +143,8 @@ class CompiledModel:
             values[name] = x
             return x
         acc.constrain = keep  # type: ignore[method-assign]
-        self.log_density(self.data, u, acc)
+        if not getattr(self, "implicit_names", ()):  # an implicit model's unknowns: nets
+            self.log_density(self.data, u, acc)
         for lat in self.latents:
             values.setdefault(lat.name, u[lat.name])
         values.update(acc.deterministics)

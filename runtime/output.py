@@ -41,6 +41,8 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
             block = theta[:, start:start + chunk]
             for name, value in model.constrain(block).items():
                 posterior.setdefault(name, []).append(_numpy(value))
+            if getattr(model, "implicit_names", ()):  # no density: nothing to record
+                continue
             acc = model.accumulate(block, Mode(jacobian=False, priors=True), record=True)
             for name, value in (acc.pointwise if pointwise_ll else {}).items():
                 if tuple(value.shape[:2]) != tuple(block.shape[:2]):

@@ -26,9 +26,10 @@ class TrainingBar:
         self.bar.close()
 
 
-def write_loss_plot(losses: list[float], path: str, items: int | None = None) -> None:
-    """The negative ELBO per step (per item of the plate when there is one), with a moving
-    average, saved atomically."""
+def write_loss_plot(losses: list[float], path: str, items: int | None = None,
+                    ylabel: str | None = None) -> None:
+    """The loss per step (by default the negative ELBO, per item of the plate when there
+    is one), with a moving average, saved atomically."""
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
@@ -41,7 +42,7 @@ def write_loss_plot(losses: list[float], path: str, items: int | None = None) ->
         smooth = np.convolve(y, np.ones(width) / width, mode="valid")
         ax.plot(np.arange(width, len(y) + 1), smooth, lw=1.5, label=f"mean of {width}")
     ax.set_xlabel("step")
-    ax.set_ylabel("-ELBO" + (" per item" if items else ""))
+    ax.set_ylabel(ylabel or "-ELBO" + (" per item" if items else ""))
     ax.legend()
     fig.tight_layout()
     buffer: Any = io.BytesIO()

@@ -85,9 +85,9 @@ def test_samples_are_base_draws_pushed_forward() -> None:
 
 
 @pytest.mark.parametrize("src, message", [
-    ("data N: int\ndata x: real[N, 2]\nnet g = MLP(2, 8, 2)\nfor i in 1..N:\n"
-     "    u[i]: real[2] ~ Normal(0, 1)\n    x[i] = g(u[i])",
-     "not invertible: an implicit model"),
+    ("data N: int\ndata T: int\ndata x: int[N]\nnet g = GRU(vocab=3, dim=4)\n"
+     "for i in 1..N:\n    u[i] ~ Normal(0, 1)\n    x[i] = g(u[i])",
+     "only an invertible net \\(a flow\\) or an MLP \\(an implicit model\\) can define"),
     ("data N: int\ndata x: real[N, 2]\nnet f = RealNVP(dim=2)\nfor i in 1..N:\n"
      "    u[i]: real[2] ~ Normal(0, 1)\n    x[i] = f(u[1])",
      "must be indexed as 'x\\[i\\]' is"),

@@ -90,6 +90,7 @@ class _Module:
             self._data_specs()
             self._latent_specs()
             self._windows()
+            self._call_net()
             self._transformed_data()
             self._check_data()
             self._log_density()
@@ -155,6 +156,10 @@ class _Module:
                               v.name not in in_flows)
         o.line(f"latents_without_likelihood = {_tuple(unidentified)}")
         o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
+        implicit = [f.data for f in getattr(m, "flows", {}).values() if f.implicit]
+        if implicit:
+            o.line(f"implicit_names = {_tuple(implicit)}  # no likelihood: --method "
+                   "adversarial")
         causal = [s.target for s in m.statements if s.kind == "sample" and s.loops and
                   self._causal(s)]
         if causal:
@@ -377,9 +382,15 @@ class _Module:
     def _log_density(self) -> None:
         o = self.out
         o.blank()
+        implicit = [f for f in getattr(self.model, "flows", {}).values() if f.implicit]
         with o.indent("def log_density(self, data__, u__, acc__):"):
             o.line('"""The log joint density at unconstrained values u__ (batched), '
                    'accumulated in acc__."""')
+            if implicit:
+                f = implicit[0]
+                where = self.where(self.model.statements[f.assign].span)
+                o.line(f"raise rt.ModelError({_implicit_message(f)!r}, {where!r})")
+                return
             self._unpack_data()
             units = [u for u in plan(self.model, sampling=False, constrain=True)
                      if not self._is_transformed_data(u)]
@@ -493,7 +504,7 @@ class _Module:
                 return f.data  # type: ignore[no-any-return]
         return None
 
-    def _flow_inverse(self, flow: Any) -> None:
+    def _flow_inverse(self, flow: Any) -> None:  # (implicit models never reach here)
         """u = f^-1(x) from the data, and log |det d f^-1 / dx| as part of x's likelihood."""
         o = self.out
         v = self.model.variables[flow.data]
@@ -542,6 +553,25 @@ class _Module:
         first = ex.size(f.loop.lo + f.offset - f.lo + Size.const(1), scope)
         context = ex.size(self._signature(v).option("context"), scope)
         return f.loop.key, f"{first}, {ex.size(f.loop.length, scope)}, {context}"
+
+    def _call_net(self) -> None:
+        """`call_net(data__, name, w, x)`: an MLP of the model applied to x, for a critic
+        that no statement calls (adversarial training of an implicit model)."""
+        nets = [v for v in self.model.of_role("net") if self._signature(v).kind == "MLP"]
+        if not any(f.implicit for f in getattr(self.model, "flows", {}).values()) or not nets:
+            return
+        o = self.out
+        o.blank()
+        with o.indent("def call_net(self, data__, name__, w__, x__):"):
+            o.line('"""The net `name__` at weights w__ applied to x__ [..., in]."""')
+            self._unpack_sizes()
+            for v in nets:
+                sig = self._signature(v)
+                sizes = ", ".join(self.exprs().size(z) for z in sig.sizes)
+                with o.indent(f"if name__ == {v.name!r}:"):
+                    o.line(f"return rt.mlp(w__, ({sizes},), {sig.activation!r}, x__, "
+                           "x__.dim() - 1)")
+            o.line("raise rt.ModelError(f\"no MLP named {name__!r} in the model\")")
 
     def _windows(self) -> None:
         """`windows(data__)`: each causal factor's prefixes and their context windows; a
@@ -1033,6 +1063,13 @@ class _Module:
 @contextmanager
 def _no_indent() -> Iterator[None]:
     yield
+
+
+def _implicit_message(flow: Any) -> str:
+    return (f"'{flow.data}' = {flow.net}({flow.base}) with {flow.net} not invertible is an "
+            f"implicit model: it has no likelihood, so it cannot be fitted by mle, map, "
+            f"nuts, advi or svi; train it against a critic net declared in the file with "
+            f"'bgmc fit --method adversarial --critic NET'")
 
 
 def _walk(e: Any) -> Iterator[Any]:

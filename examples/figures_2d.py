@@ -1,7 +1,7 @@
-"""Draws 2000 points from a fitted flow_moons.bgm and writes a PNG of them beside the
-training data.
+"""Draws 2000 points from a fitted 2-D example (flow_moons.bgm, gan_ring.bgm) and writes
+a PNG of them beside its training data.
 
-    python examples/flow_figures.py out/flow.nc -o out/flow_samples.png
+    python examples/figures_2d.py examples/flow_moons.bgm out/flow.nc -o out/flow.png
 """
 from __future__ import annotations
 
@@ -24,17 +24,18 @@ def main() -> None:
     from compiler.cli import _given  # noqa: PLC0415
     from runtime.files import write_atomic  # noqa: PLC0415
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model", help="the .bgm file; its data is the .json beside it")
     parser.add_argument("fit")
     parser.add_argument("-o", "--output", default="flow_samples.png")
     args = parser.parse_args()
-    program = compile_file(HERE / "flow_moons.bgm")
-    data = HERE / "flow_moons.json"
+    program = compile_file(args.model)
+    data = Path(args.model).with_suffix(".json")
     given = _given(args.fit, program, 1, 1)
     drawn = program.sample(str(data), n=1, seed=1, given=given, device="cpu")["x"][0]
     train = np.asarray(json.loads(data.read_text())["x"])
     fig, axes = plt.subplots(1, 2, figsize=(8, 4), sharex=True, sharey=True)
     for ax, points, title in ((axes[0], train, "training data"),
-                              (axes[1], drawn, "flow samples")):
+                              (axes[1], drawn, f"samples of {program.name}")):
         ax.scatter(points[:, 0], points[:, 1], s=2, alpha=0.5)
         ax.set_title(title)
     fig.tight_layout()
