@@ -37,13 +37,23 @@ def mlp_init_scale(sizes: tuple[int, ...]) -> torch.Tensor:
     return torch.cat(parts)
 
 
+def _broadcast_copy(w: torch.Tensor) -> torch.Tensor | None:
+    """The vector of w [batch..., P] when its batch dims only broadcast it (size 1 or
+    stride 0: an expand), else None. Cheap: no comparison of values."""
+    batch = w.shape[:-1]
+    if all(s == 0 or n == 1 for s, n in zip(w.stride()[:-1], batch, strict=True)):
+        return w.reshape(-1, w.shape[-1])[0] if batch else w
+    return None
+
+
 def single_weights(w: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     """The one weight vector of w [batch..., P] when its batch dims are copies of it
     (particles, or draws of one fit): the net is then evaluated once. Distinct weights
     per batch element are refused (nets are point parameters, fitted by svi, map or mle)."""
     batch = tuple(w.shape[:-1])
-    if all(s == 0 or n == 1 for s, n in zip(w.stride()[:-1], batch, strict=True)):
-        return w.reshape(-1, w.shape[-1])[0] if batch else w, batch
+    shared = _broadcast_copy(w)
+    if shared is not None:
+        return shared, batch
     rows = w.reshape(-1, w.shape[-1])
     if torch.equal(rows, rows[:1].expand_as(rows)):
         return rows[0], batch
@@ -59,9 +69,8 @@ def mlp(w: torch.Tensor, sizes: tuple[int, ...], act: str, x: Any, middle: int) 
     h = x.reshape(tuple(lead) + (-1, n_in))
     batch = w.shape[:-1]
     layers = _layers(sizes)
-    if all(n == 1 or s == 0 for n, s in zip(batch, w.stride()[:-1], strict=True)):
-        # one weight vector broadcast over particles or draws: fused matrix products
-        w1 = w.reshape(-1, w.shape[-1])[0] if batch else w
+    w1 = _broadcast_copy(w)
+    if w1 is not None:  # one weight vector broadcast over particles or draws: fused products
         h = _layers_of(w1, layers, act, h)
         h = h.expand(*torch.broadcast_shapes(tuple(batch), tuple(h.shape[:-2])), *h.shape[-2:])
     else:

@@ -175,9 +175,14 @@ def _call(spec: SeqNet, w: torch.Tensor, tokens: torch.Tensor, state: Any = None
 
 # ---- teacher forcing -----------------------------------------------------------------------
 
+def window(m: int, context: int) -> int:
+    """The window that reads the prefix of length m (window 0 also reads the empty one)."""
+    return max(m - 1, 0) // context
+
+
 def window_of(m: torch.Tensor, context: int) -> torch.Tensor:
-    """The window that reads the prefix of length m (window 0 reads the empty prefix)."""
-    return torch.where(m > 0, (m - 1).clamp(min=0) // context, torch.zeros_like(m))
+    """`window` of each prefix length in m."""
+    return (m - 1).clamp(min=0) // context
 
 
 @dataclass(frozen=True)
@@ -193,7 +198,7 @@ class Windows:
     def count(self) -> int:
         if self.items <= 0:
             return 0
-        return int(window_of(torch.tensor(self.first + self.items - 1), self.context)) + 1
+        return window(self.first + self.items - 1, self.context) + 1
 
 
 def iterations_in(windows: torch.Tensor, first: int, count: int, context: int) -> torch.Tensor:
@@ -224,8 +229,8 @@ def causal(w: torch.Tensor, spec: SeqNet, seq: Any, first: int, count: int,
         m = m[select.to(w.device)]
     k = window_of(m, c)
     if select is None:  # every window from the first to the last prefix's
-        used = torch.arange(int(first > 0 and (first - 1) // c), (first + count - 2) // c + 1
-                            if first + count > 1 else 1, device=w.device)
+        used = torch.arange(window(first, c), window(first + count - 1, c) + 1,
+                            device=w.device)
         slot = k - used[0]
     else:
         used, slot = torch.unique(k, return_inverse=True)
@@ -263,7 +268,7 @@ class Incremental:
         """Logits [shape..., V] after the prefix steps[lo..hi] (1-based, inclusive)."""
         c = self.spec.context
         m = max(hi - lo + 1, 0)
-        k = 0 if m == 0 else (m - 1) // c
+        k = window(m, c)
         if k != self.window:
             self.window, self.read, self.state = k, 0, None
         have = self.read  # positions 0 (BOS) .. have - 1 are in the state
