@@ -65,17 +65,25 @@ class Program:
         return optimize(model, method=method, seed=seed, **options)
 
     def sample(self, data: Any, n: int = 100, seed: int = 1, given: dict[str, Any] | None = None,
-               device: str = "auto", prior: bool = False) -> dict[str, Any]:
+               device: str = "auto", prior: bool = False, ddim: int | None = None,
+               eta: float = 0.0) -> dict[str, Any]:
         """Prior draws (given=None) or predictive draws given latent values with a leading
         draw dimension; with prior=True, prior draws at the point parameters and nets in
-        `given` (its first draw): a VAE's samples. Returns numpy arrays named as in the
-        model."""
+        `given` (its first draw): a VAE's samples. A diffusion model draws by DDIM over
+        `ddim` steps with noise `eta` when ddim is given, else by DDPM. Returns numpy
+        arrays named as in the model."""
+        from runtime.diffusion import sampler  # noqa: PLC0415
+        from runtime.errors import ModelError  # noqa: PLC0415
+        if ddim is not None and ddim < 1:
+            raise ModelError(f"--ddim takes the number of steps to draw with, at least 1; "
+                             f"got {ddim}")
         model = self.bind(data, device, simulate=True)
-        if prior and given is not None:
-            params = {k: v[0] for k, v in given.items() if k in model.param_names}
-            draws = model.prior_draws_at(params, n, seed)
-        else:
-            draws = model.draws(n, seed) if given is None else model.predictive(given, seed)
+        with sampler(ddim, eta):
+            if prior and given is not None:
+                params = {k: v[0] for k, v in given.items() if k in model.param_names}
+                draws = model.prior_draws_at(params, n, seed)
+            else:
+                draws = model.draws(n, seed) if given is None else model.predictive(given, seed)
         return {k: v.detach().cpu().numpy() for k, v in draws.items()}
 
     def generate(self, data: Any, given: dict[str, Any], n: int = 1, seed: int = 1,

@@ -140,6 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-k", type=int, help="draw among the k most probable tokens")
     gen.add_argument("--top-p", type=float,
                      help="draw among the most probable tokens holding this much mass")
+    dif = s.add_argument_group("diffusion models (x ~ Diffusion(...), with --fit)")
+    dif.add_argument("--ddim", type=int, metavar="K",
+                     help="draw by DDIM over K of the chain's steps (default: ancestral "
+                          "sampling over all of them, DDPM)")
+    dif.add_argument("--eta", type=float, default=0.0,
+                     help="DDIM's noise: 0 is deterministic given x_T, 1 is DDPM's variance")
     s.add_argument("--forecast", type=int, metavar="H",
                    help="with --fit: the next H values of an observed chain (AR(k)) after "
                         "the data, drawn step by step at each posterior draw")
@@ -243,6 +249,12 @@ def cmd_fit(args: argparse.Namespace) -> int:
                              f"so --method {args.method} cannot fit it; use --method "
                              "adversarial --critic NET", model.locations.get(implicit[0]))
         return _fit_adversarial(args, model)
+    diffusion = getattr(type(model), "diffusion_names", ())
+    if diffusion and args.method != "svi":
+        raise ModelError(f"'{diffusion[0]}' ~ Diffusion(...) is trained by its noise-prediction "
+                         "loss at random steps and noise, a stochastic objective: --method "
+                         f"{args.method} cannot fit it; use --method svi (with --batch and "
+                         "--epochs)", model.locations.get(diffusion[0]))
     if args.method == "svi":
         return _fit_svi(args, model)
     if getattr(type(model), "guide", None) is not None and args.method == "advi":
@@ -348,7 +360,8 @@ def _fit_svi(args: argparse.Namespace, model: Any) -> int:
         per = f" ({-elbo / tokens / math.log(2):.4f} bits per token over {tokens} tokens)"
     else:
         per = f" ({elbo / svi.total:.6g} per item of {svi.plate})" if svi.plate else ""
-    print(f"ELBO {elbo:.6g}{per} after {svi.state.step} steps")
+    what = "noise-prediction objective" if getattr(model, "diffusion_names", ()) else "ELBO"
+    print(f"{what} {elbo:.6g}{per} after {svi.state.step} steps")
     if args.output:
         write_netcdf(idata, args.output)
     if hasattr(idata, "posterior"):  # not when every unknown is a net or a param
@@ -565,8 +578,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
         from runtime.errors import ModelError  # noqa: PLC0415
         raise ModelError("--prompt and --length generate from a fitted prefix-conditioned "
                          "factor: give --fit FIT.nc of such a model")
+    if args.ddim is not None and not getattr(program.model_class(), "diffusion_names", ()):
+        from runtime.errors import ModelError  # noqa: PLC0415
+        raise ModelError("--ddim draws from a diffusion model (x ~ Diffusion(...)); this "
+                         "model has none")
     draws = program.sample(args.data, n=args.draws, seed=args.seed, given=given,
-                           device=args.device, prior=args.prior)
+                           device=args.device, prior=args.prior, ddim=args.ddim, eta=args.eta)
     if args.output:
         _write_draws(args.output, draws)
     for name, value in draws.items():

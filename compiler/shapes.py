@@ -99,6 +99,7 @@ class _Context:
         self.unknown: list[n.Name] = []  # reads of variables whose shape failed (no cascade)
         model.types = {}  # type: ignore[attr-defined]
         model.bindings = {}  # type: ignore[attr-defined]
+        model.diffusions = {}  # type: ignore[attr-defined]  # compiler/diffusion.py
         model.scopes = {}  # type: ignore[attr-defined]
 
     def fail(self, exc: ShapeError | NotASize) -> None:
@@ -775,6 +776,8 @@ class _Expr:
         if not isinstance(e, n.Call) or e.func.id not in DISTRIBUTIONS:
             raise ShapeError("expected a distribution after '~', such as Normal(0, 1)", e,
                              "'~' draws from a distribution; to give a fixed value, use '='")
+        if e.func.id == "Diffusion":
+            return self._diffusion(e, stmt)
         spec = DISTRIBUTIONS[e.func.id]
         keywords = [k.name for k in e.kwargs]
         bound = bind(spec, len(e.args), keywords)
@@ -800,6 +803,18 @@ class _Expr:
         if spec.name == "LKJCholesky":
             shape = self._lkj_shape(stmt, e)
         return Binding(spec.name, form, tuple(params), args, shape, spec.event_rank)
+
+    def _diffusion(self, e: n.Call, stmt: Statement) -> Binding:
+        """Diffusion(eps, steps=, schedule=): checked by compiler/diffusion.py, recorded on
+        model.diffusions; an event of the net's output width, no value arguments."""
+        from compiler.diffusion import diffusion_call  # noqa: PLC0415
+        try:
+            call, width = diffusion_call(self.ctx.model, e, stmt, self.ctx.ints)
+        except Problem as exc:
+            raise ShapeError(exc.diagnostic.message, exc.diagnostic, exc.diagnostic.hint) \
+                from None
+        self.ctx.model.diffusions[stmt.id] = call  # type: ignore[attr-defined]
+        return Binding("Diffusion", 0, (), (), (width,), 1)
 
     def _lkj_shape(self, stmt: Statement, e: Any) -> Shape:
         """LKJCholesky(eta) takes K from the declared type (rule 18)."""

@@ -1,7 +1,8 @@
 """Writes the 2-D sets of the flow and GAN examples, 2000 training and 1000 held-out
 points each. Run once; the files are committed.
-- flow_moons(_test).json: two moons (two interleaved half circles with Gaussian noise
-  0.1, as scikit-learn's make_moons), standardised;
+- flow_moons(_test).json and diffusion_moons(_test).json (the same points, so that the
+  flow and the diffusion model can be compared): two moons (two interleaved half
+  circles with Gaussian noise 0.1, as scikit-learn's make_moons), standardised;
 - gan_ring(_test).json: a ring of 8 Gaussians (radius 2, sd 0.05), the usual GAN test
   of mode collapse.
 
@@ -38,8 +39,10 @@ def main() -> None:
     rng = np.random.default_rng(0)
     for name, n in (("flow_moons.json", 2000), ("flow_moons_test.json", 1000)):
         points = two_moons(n, rng).round(5)
-        (HERE / name).write_text(json.dumps({"N": n, "x": points.tolist()}) + "\n")
-        print(f"{name}: {n} points")
+        text = json.dumps({"N": n, "x": points.tolist()}) + "\n"
+        for copy in (name, name.replace("flow_", "diffusion_")):
+            (HERE / copy).write_text(text)
+            print(f"{copy}: {n} points")
     rng = np.random.default_rng(1)
     for name, n in (("gan_ring.json", 2000), ("gan_ring_test.json", 1000)):
         points = ring(n, rng).round(5)

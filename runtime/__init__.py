@@ -15,6 +15,7 @@ _EXPORTS = {
     "runtime.model": ("CompiledModel", "Latent"),
     "runtime.nets": ("mlp", "mlp_init_scale", "mlp_size"),
     "runtime.decoding": ("draw_token",),
+    "runtime.diffusion": ("Diffusion",),
     "runtime.flows": ("realnvp", "realnvp_init_scale", "realnvp_inverse", "realnvp_size"),
     "runtime.seqnets": ("Incremental", "causal", "pick", "seqnet",
                         "seqnet_latent", "Windows"),

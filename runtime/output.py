@@ -41,7 +41,8 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
             block = theta[:, start:start + chunk]
             for name, value in model.constrain(block).items():
                 posterior.setdefault(name, []).append(_numpy(value))
-            if getattr(model, "implicit_names", ()):  # no density: nothing to record
+            if getattr(model, "implicit_names", ()) or getattr(model, "diffusion_names", ()):
+                # no density (a GAN) or only a random bound (a diffusion model)
                 continue
             acc = model.accumulate(block, Mode(jacobian=False, priors=True), record=True)
             for name, value in (acc.pointwise if pointwise_ll else {}).items():

@@ -122,7 +122,7 @@ def test_fit_and_sample(model: str) -> None:
         pytest.skip("a model with a guide is fitted by SVI: tests/test_svi.py")
     if getattr(bound, "net_names", ()):
         pytest.skip("models with nets are fitted by SVI in their own tests "
-                    "(test_lm.py, test_flows.py)")
+                    "(test_lm.py, test_flows.py, test_gan.py, test_diffusion.py)")
     if model == "eight_schools_centered.bgm":
         # its posterior density is unbounded (tau -> 0 with every theta at mu): no MAP;
         # and MLE drops theta's prior, the only factor holding mu and tau (rule 23)

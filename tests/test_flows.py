@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from compiler.api import compile_file, compile_string
 from dsl.diagnostics import BgmError
 from runtime.flows import realnvp, realnvp_init_scale, realnvp_inverse, realnvp_size
+from runtime.metrics import mmd
 from runtime.svi import Svi, SviSettings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,15 +113,6 @@ def _gaussian_mmd_and_loglik(train: np.ndarray, test: np.ndarray,
     ll = torch.distributions.MultivariateNormal(torch.tensor(mean), torch.tensor(cov)) \
         .log_prob(torch.tensor(test)).mean()
     return draws, float(ll)
-
-
-def mmd(a: np.ndarray, b: np.ndarray, bandwidth: float = 0.5) -> float:
-    """Squared MMD with a fixed RBF kernel (biased estimate)."""
-    p, q = torch.tensor(a), torch.tensor(b)
-
-    def k(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-torch.cdist(s, t) ** 2 / (2 * bandwidth ** 2)).mean()
-    return float(k(p, p) + k(q, q) - 2 * k(p, q))
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from compiler.api import compile_file, compile_string
 from dsl.diagnostics import BgmError
 from runtime.adversarial import Adversarial, AdversarialSettings
 from runtime.errors import ModelError
+from runtime.metrics import mmd
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "gan_ring.bgm"
@@ -25,15 +26,6 @@ def _bgmc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "compiler.cli", *args], cwd=cwd,
                           capture_output=True, text=True, timeout=600,
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-
-
-def mmd(a: np.ndarray, b: np.ndarray, bandwidth: float = 0.5) -> float:
-    """Squared MMD with a fixed RBF kernel (biased estimate)."""
-    p, q = torch.as_tensor(a).double(), torch.as_tensor(b).double()
-
-    def k(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return torch.exp(-torch.cdist(s, t) ** 2 / (2 * bandwidth ** 2)).mean()
-    return float(k(p, p) + k(q, q) - 2 * k(p, q))
 
 
 def _gaussian_draws(train: np.ndarray, n: int) -> np.ndarray:

@@ -160,6 +160,10 @@ class _Module:
         if implicit:
             o.line(f"implicit_names = {_tuple(implicit)}  # no likelihood: --method "
                    "adversarial")
+        diffusions = sorted({m.statements[i].target for i in m.diffusions})  # type: ignore[attr-defined]
+        if diffusions:
+            o.line(f"diffusion_names = {_tuple(diffusions)}  # trained by the noise-prediction "
+                   "loss: --method svi")
         causal = [s.target for s in m.statements if s.kind == "sample" and s.loops and
                   self._causal(s)]
         if causal:
@@ -724,6 +728,9 @@ class _Module:
     def _distribution(self, stmt: Statement, scope: Scope, ex: ExprCompiler,
                       value_rank: int) -> tuple[str, int]:
         binding = self.model.bindings[stmt.id]  # type: ignore[attr-defined]
+        diffusion = self.model.diffusions.get(stmt.id)  # type: ignore[attr-defined]
+        if diffusion is not None:
+            return self._diffusion(diffusion, scope, ex), value_rank - 1
         spec = DISTRIBUTIONS[binding.name]
         args = [ex.expr(a, scope) for a in binding.args]
         args = [ex.real(a) for a in args]
@@ -747,6 +754,18 @@ class _Module:
             extra = f", dim={ex.size(v.shape[-1])}"  # type: ignore[index]
         return f"dist.{spec.name}({', '.join(parts)}{extra})", batch_rank
 
+    def _diffusion(self, call: Any, scope: Scope, ex: ExprCompiler) -> str:
+        """`rt.Diffusion(weights, sizes, act, steps, schedule)` (runtime/diffusion.py)."""
+        sig = self._signature(self.model.variables[call.net])
+        sizes = tuple_code([ex.size(s, scope) for s in sig.sizes])
+        declared = self.model.variables[call.data].declared_type
+        bounds = [None if b is None else ex.expr(b, Scope(())) for b in
+                  (declared.lower, declared.upper)]
+        clip = "" if bounds == [None, None] else \
+            f", clip=({', '.join('None' if b is None else b.code for b in bounds)})"
+        return (f"rt.Diffusion({self.names[call.net]}, {sizes}, {sig.activation!r}, "
+                f"{ex.size(call.steps, scope)}, {call.schedule!r}{clip})")
+
     def _sample(self, stmt: Statement, mode: str, scope: Scope, ex: ExprCompiler) -> None:
         o = self.out
         target = self.model.variables[stmt.target]  # type: ignore[index]
@@ -764,6 +783,9 @@ class _Module:
                 o.line(self._term(group, stmt, f"{dist_code}.log_prob({code})", ndims))
                 return
             kind = "prior" if target.role == "latent" else "likelihood"
+            if stmt.id in self.model.diffusions:  # type: ignore[attr-defined]
+                o.comment("not a density: minus the noise-prediction loss at a random step "
+                          "t and noise (a Monte Carlo objective, for --method svi)")
             term = self._flow_term(stmt)
             if term is not None:  # the base density at f^-1(x): the likelihood of x
                 kind = "likelihood"
