@@ -33,6 +33,6 @@ def mmd_interval(a: Any, b: Any, reps: int = 200, level: float = 0.95, seed: int
         i = torch.randint(len(p), (len(p),), generator=g)
         j = torch.randint(len(q), (len(q),), generator=g)
         values.append(mmd(p[i], q[j], bandwidth))
-    lo, hi = torch.tensor(values).quantile(torch.tensor([(1 - level) / 2, (1 + level) / 2],
-                                                         dtype=torch.float64))
+    probs = torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64)
+    lo, hi = torch.tensor(values, dtype=torch.float64).quantile(probs)
     return float(lo), float(hi)

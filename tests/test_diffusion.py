@@ -249,3 +249,13 @@ def test_ddim_with_50_steps_and_ddpm_agree_and_beat_a_gaussian() -> None:
     assert a[0] <= b[1] and b[0] <= a[1], (a, b)
     assert mmd(ddpm, test) < 0.5 * gauss and mmd(ddim, test) < 0.5 * gauss, \
         (mmd(ddpm, test), mmd(ddim, test), gauss)
+
+
+def test_mmd_is_zero_for_one_set_and_its_interval_brackets_a_shift() -> None:
+    g = np.random.default_rng(0)
+    a, b = g.normal(size=(300, 2)), g.normal(size=(300, 2)) + [1.0, 0.0]
+    assert mmd(a, a) == pytest.approx(0.0, abs=1e-12)
+    k = lambda s, t: np.exp(-((s[:, None] - t[None]) ** 2).sum(-1) / 0.5).mean()  # noqa: E731
+    assert mmd(a, b) == pytest.approx(k(a, a) + k(b, b) - 2 * k(a, b), rel=1e-10)
+    lo, hi = mmd_interval(a, b, reps=100)
+    assert 0 < lo < hi and lo < mmd(a, b) * 1.5 and hi > mmd(a, b) * 0.5
