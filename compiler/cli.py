@@ -151,6 +151,18 @@ def _parser() -> argparse.ArgumentParser:
                         "the data, drawn step by step at each posterior draw")
     s.set_defaults(run=cmd_sample)
 
+    q = sub.add_parser("query", help="conditional independence: d-separation on the "
+                                     "model's graph, or a Markov blanket")
+    q.add_argument("model")
+    q.add_argument("question", nargs="?", help='"A _||_ B | C": names (all elements) or '
+                                               'elements such as y[2], comma-separated')
+    q.add_argument("--markov-blanket", metavar="X", help="the variables X's elements "
+                                                         "depend on directly")
+    q.add_argument("--unroll", type=int, default=3,
+                   help="elements per plate in the unrolled graph (default 3; at least the "
+                        "largest index asked)")
+    q.set_defaults(run=cmd_query)
+
     pr = sub.add_parser("predict", help="the posterior of a variable given new data "
                                         "(Bayes' rule; exact when it is discrete)")
     pr.add_argument("model")
@@ -201,6 +213,33 @@ def cmd_check(args: argparse.Namespace) -> int:
     params = f", {counts['param']} param" if counts["param"] else ""
     print(f"{args.model}: ok ({counts['latent']} latent{params}, {counts['observed']} "
           f"observed, {counts['deterministic']} deterministic)")
+    return EXIT_OK
+
+
+def cmd_query(args: argparse.Namespace) -> int:
+    from compiler.dsep import QueryError, markov_blanket, query  # noqa: PLC0415
+    from compiler.pipeline import compile_path  # noqa: PLC0415
+    model = compile_path(args.model).model
+    if (args.question is None) == (args.markov_blanket is None):
+        print('error: ask one question: "A _||_ B | C" or --markov-blanket X',
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.unroll < 1:
+        print("error: --unroll takes a positive number of elements per plate",
+              file=sys.stderr)
+        return EXIT_USAGE
+    text = args.question if args.question is not None else args.markov_blanket
+    try:
+        if args.question is not None:
+            print(query(model, text, args.unroll).text())
+        else:
+            blanket = markov_blanket(model, text.strip(), args.unroll)
+            print(f"Markov blanket of {text.strip()}: {', '.join(blanket) or '(empty)'}")
+    except QueryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if exc.column is not None:
+            print(f"  {text}\n  {' ' * exc.column}^", file=sys.stderr)
+        return EXIT_USER
     return EXIT_OK
 
 
