@@ -151,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
                         "the data, drawn step by step at each posterior draw")
     s.set_defaults(run=cmd_sample)
 
+    gr = sub.add_parser("graph", help="the plate diagram: SVG, PNG or Graphviz DOT")
+    gr.add_argument("model")
+    gr.add_argument("-o", "--output", help="model.svg, model.png or model.dot (default: DOT "
+                                           "on standard output)")
+    gr.set_defaults(run=cmd_graph)
+
     q = sub.add_parser("query", help="conditional independence: d-separation on the "
                                      "model's graph, or a Markov blanket")
     q.add_argument("model")
@@ -213,6 +219,28 @@ def cmd_check(args: argparse.Namespace) -> int:
     params = f", {counts['param']} param" if counts["param"] else ""
     print(f"{args.model}: ok ({counts['latent']} latent{params}, {counts['observed']} "
           f"observed, {counts['deterministic']} deterministic)")
+    return EXIT_OK
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    from compiler import render  # noqa: PLC0415
+    from compiler.diagram import build  # noqa: PLC0415
+    from compiler.pipeline import compile_path  # noqa: PLC0415
+    from runtime.files import write_atomic  # noqa: PLC0415
+    kinds = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
+    suffix = Path(args.output).suffix.lower() if args.output else ".dot"
+    if suffix not in kinds:
+        print(f"error: cannot tell the format of '{args.output}': name it .svg, .png or .dot",
+              file=sys.stderr)
+        return EXIT_USAGE
+    diagram = build(compile_path(args.model).model)
+    kind = kinds[suffix]
+    if args.output is None:
+        sys.stdout.write(render.dot(diagram))
+        return EXIT_OK
+    content = render.png(diagram) if kind == "png" else getattr(render, kind)(diagram).encode()
+    write_atomic(args.output, content)
+    print(f"wrote {args.output} ({len(diagram.nodes)} nodes, {len(diagram.plates)} plates)")
     return EXIT_OK
 
 

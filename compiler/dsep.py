@@ -52,8 +52,9 @@ def element(name: str, index: tuple[int, ...]) -> str:
 
 # ---- unrolling ------------------------------------------------------------------------
 class _Unroller:
-    def __init__(self, model: GraphicalModel, size: int):
+    def __init__(self, model: GraphicalModel, size: int, fixed: bool = False):
         self.model = model
+        self.fixed = fixed  # also the fixed quantities read (data, transformed data)
         self.ints = int_env(model)
         self.values = {k: (size if v is None else v) for k, v in self.ints.items()}
         self.elements: dict[str, set[tuple[int, ...]]] = {}
@@ -104,6 +105,11 @@ class _Unroller:
                 plates[element(stmt.target, index)] = stmt  # type: ignore[arg-type]
         for v in self.model.of_role("param", "net"):
             self.elements.setdefault(v.name, {()})
+        if self.fixed:  # whole, one node each: a diagram's covariates
+            read = set().union(*(s.reads for s in self.model.statements))
+            for v in self.model.of_role("data", "transformed_data"):
+                if v.name in read and v.name not in self.elements and not _size_data(v):
+                    self.elements[v.name] = {()}
         for name, index_set in self.elements.items():
             for index in index_set:
                 self.graph.add_node(element(name, index), variable=name, index=index,
@@ -155,6 +161,12 @@ class _Unroller:
             self._reads(child, scopes, env, found)
 
 
+def _size_data(v: Any) -> bool:
+    """An int scalar datum: a size (N), drawn as a plate's bound, not as a node."""
+    t = v.declared_type
+    return t is not None and t.base == "int" and not t.dims
+
+
 def _product(values: Any) -> int:
     out = 1
     for v in values:
@@ -162,10 +174,11 @@ def _product(values: Any) -> int:
     return out
 
 
-def unrolled(model: GraphicalModel, size: int = DEFAULT_SIZE) -> nx.DiGraph:
-    """The element-level graph, every int data size set to `size`."""
+def unrolled(model: GraphicalModel, size: int = DEFAULT_SIZE, fixed: bool = False) -> nx.DiGraph:
+    """The element-level graph, every int data size set to `size`; with `fixed`, the data
+    and transformed data it reads are nodes too (whole: one node each)."""
     try:
-        return _Unroller(model, size).run()
+        return _Unroller(model, size, fixed).run()
     except NotASize as exc:  # a loop bound bgmc checked already; cannot happen
         raise QueryError(str(exc)) from None
 
