@@ -151,6 +151,12 @@ def _parser() -> argparse.ArgumentParser:
                         "the data, drawn step by step at each posterior draw")
     s.set_defaults(run=cmd_sample)
 
+    ex = sub.add_parser("explain", help="the factorised joint density, the role of each "
+                                        "variable, the inference plan, conjugate posteriors")
+    ex.add_argument("model")
+    ex.add_argument("--latex", action="store_true", help="formulas in LaTeX")
+    ex.set_defaults(run=cmd_explain)
+
     gr = sub.add_parser("graph", help="the plate diagram: SVG, PNG or Graphviz DOT")
     gr.add_argument("model")
     gr.add_argument("-o", "--output", help="model.svg, model.png or model.dot (default: DOT "
@@ -219,6 +225,13 @@ def cmd_check(args: argparse.Namespace) -> int:
     params = f", {counts['param']} param" if counts["param"] else ""
     print(f"{args.model}: ok ({counts['latent']} latent{params}, {counts['observed']} "
           f"observed, {counts['deterministic']} deterministic)")
+    return EXIT_OK
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from compiler.explain import explain  # noqa: PLC0415
+    from compiler.pipeline import compile_path  # noqa: PLC0415
+    sys.stdout.write(explain(compile_path(args.model).model, latex=args.latex))
     return EXIT_OK
 
 

@@ -1,0 +1,369 @@
+"""`bgmc explain`: what a model says, in the notation of a lecture.
+
+- the joint density as a product of factors (a sympy expression, printed in Unicode or
+  LaTeX): one density per `~`, a product over each loop, `exp(...)` per `factor`, and
+  the `=` definitions beside it;
+- the role of every variable (observed, latent, summed out, point estimate, data);
+- the inference plan: how each unknown is handled and which methods fit the model;
+- for a conjugate model, the closed-form posterior derived symbolically (Beta-Bernoulli,
+  Gamma-Poisson, Normal-Normal with known scale, Dirichlet-Categorical), from the same
+  plan `--method exact` computes numerically (compiler/conjugacy.py).
+
+sympy is imported here only: `bgmc check` and `compile` do not pay for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sympy as sp
+from sympy.printing.pretty.stringpict import prettyForm
+
+from compiler.conjugacy import Conjugate, NotConjugate, conjugate_plan
+from compiler.ir import GraphicalModel, Loop, Statement
+from dsl import nodes as n
+from dsl.printer import format_expr
+
+
+class Density(sp.Function):
+    """p(value | parameters) of a named distribution, printed `Name(value | params)`."""
+
+    family = "Density"
+
+    def _latex(self, printer: Any) -> str:
+        value, *params = (printer._print(a) for a in self.args)
+        rest = ", ".join(params)
+        return rf"\mathrm{{{self.family}}}\left({value} \mid {rest}\right)" if params \
+            else rf"\mathrm{{{self.family}}}\left({value}\right)"
+
+    def _sympystr(self, printer: Any) -> str:
+        value, *params = (printer._print(a) for a in self.args)
+        return f"{self.family}({value} | {', '.join(params)})" if params else \
+            f"{self.family}({value})"
+
+    def _pretty(self, printer: Any) -> prettyForm:
+        form = printer._print(self.args[0])
+        for i, a in enumerate(self.args[1:]):
+            form = prettyForm(*form.right(" | " if i == 0 else ", "))
+            form = prettyForm(*form.right(printer._print(a)))
+        form = prettyForm(*form.parens())
+        return prettyForm(*form.left(self.family))
+
+
+_FAMILIES: dict[str, type] = {}
+
+
+def density(family: str, value: Any, *params: Any) -> sp.Expr:
+    """The factor `family(value | params)`; one sympy class per family, so that two
+    factors of the same family compare equal when their arguments do."""
+    cls = _FAMILIES.get(family)
+    if cls is None:
+        cls = _FAMILIES[family] = type(f"{family}Density", (Density,), {"family": family})
+    return cls(value, *params)
+
+
+class Indicator(sp.Function):
+    """[condition]: 1 when it holds, else 0 (Iverson's bracket)."""
+
+    @classmethod
+    def eval(cls, condition: Any) -> Any:  # noqa: ANN401 - sympy's protocol
+        if condition is sp.true:
+            return sp.Integer(1)
+        if condition is sp.false:
+            return sp.Integer(0)
+        return None
+
+    def _latex(self, printer: Any) -> str:
+        return rf"\left[{printer._print(self.args[0])}\right]"
+
+    def _sympystr(self, printer: Any) -> str:
+        return f"[{printer._print(self.args[0])}]"
+
+    def _pretty(self, printer: Any) -> prettyForm:
+        return prettyForm(*printer._print(self.args[0]).parens("[", "]"))
+
+
+_FUNCTIONS = {"exp": sp.exp, "log": sp.log, "sqrt": sp.sqrt, "sin": sp.sin, "cos": sp.cos,
+              "tanh": sp.tanh, "abs": sp.Abs}
+_COMPARE = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "==": sp.Eq, "!=": sp.Ne}
+
+
+class _Symbols:
+    """bgm expressions as sympy: names as symbols (vectors and matrices read whole do not
+    commute, so X @ beta keeps its order), x[i] as an indexed symbol, calls of nets and
+    unknown functions as undefined functions, anything else as a symbol spelling it."""
+
+    def __init__(self, model: GraphicalModel):
+        self.model = model
+
+    def symbol(self, name: str) -> sp.Symbol:
+        v = self.model.variables.get(name)
+        array = v is not None and bool(v.shape)
+        return sp.Symbol(name, commutative=not array)
+
+    def expr(self, e: Any) -> sp.Expr:
+        if isinstance(e, n.Number):
+            return sp.Integer(e.value) if isinstance(e.value, int) else sp.Float(e.value, 6)
+        if isinstance(e, n.Name):
+            if e.id in self.model.variables:
+                return self.symbol(e.id)
+            return sp.Symbol(e.id, integer=True)  # a loop's variable: bound by its product
+        if isinstance(e, n.Unary) and e.op == "-":
+            return -self.expr(e.operand)
+        if isinstance(e, n.Binary):
+            a, b = self.expr(e.left), self.expr(e.right)
+            ops = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                   "@": lambda: a * b, "/": lambda: a / b, "^": lambda: a ** b}
+            if e.op in ops:
+                return ops[e.op]()
+        if isinstance(e, n.Compare) and e.op in _COMPARE:
+            return Indicator(_COMPARE[e.op](self.expr(e.left), self.expr(e.right)))
+        if isinstance(e, n.Index) and isinstance(e.base, n.Name) and \
+                all(not isinstance(i, (n.Slice, n.FullSlice)) for i in e.items):
+            return sp.IndexedBase(e.base.id)[tuple(self.expr(i) for i in e.items)]
+        if isinstance(e, n.Call) and not e.kwargs:
+            args = [self.expr(a) for a in e.args]
+            f = _FUNCTIONS.get(e.func.id)
+            if f is not None and len(args) == 1:
+                return f(args[0])
+            return sp.Function(e.func.id)(*args)
+        return sp.Symbol(format_expr(e))
+
+    def target(self, stmt: Statement) -> sp.Expr:
+        t = stmt.node.target
+        return self.expr(n.Index(t.name, t.items, span=t.span) if t.items else t.name)
+
+
+def _factor(model: GraphicalModel, sym: _Symbols, stmt: Statement) -> sp.Expr | None:
+    if stmt.kind == "factor":
+        return sp.exp(sym.expr(stmt.node.expr))
+    if stmt.kind != "sample":
+        return None
+    binding = model.bindings[stmt.id]  # type: ignore[attr-defined]
+    if stmt.id in getattr(model, "diffusions", {}):
+        call = model.diffusions[stmt.id]  # type: ignore[attr-defined]
+        return density("Diffusion", sym.target(stmt), sp.Function(call.net)(sp.Symbol("t")))
+    args = [sym.expr(a) for a in binding.args]
+    if binding.form != 0:  # Bernoulli(logits=...): name the parameters of other forms
+        args = [sp.Eq(sp.Symbol(p.name), a, evaluate=False)
+                for p, a in zip(binding.params, args, strict=True)]
+    return density(binding.name, sym.target(stmt), *args)
+
+
+def joint(model: GraphicalModel) -> sp.Expr:
+    """The joint density: the statements' factors, each loop a product over its range."""
+    sym = _Symbols(model)
+    return _product(model, sym, [s for s in model.statements], 0)
+
+
+def _product(model: GraphicalModel, sym: _Symbols, stmts: list[Statement],
+             depth: int) -> sp.Expr:
+    """The factors of `stmts`, whose first `depth` loops are already open; statements
+    in one loop (consecutive, same Loop) share its product."""
+    out: list[sp.Expr] = []
+    i = 0
+    while i < len(stmts):
+        s = stmts[i]
+        if len(s.loops) <= depth:
+            f = _factor(model, sym, s)
+            if f is not None:
+                out.append(f)
+            i += 1
+            continue
+        loop: Loop = s.loops[depth]
+        group = []
+        while i < len(stmts) and len(stmts[i].loops) > depth and stmts[i].loops[depth] == loop:
+            group.append(stmts[i])
+            i += 1
+        inner = _product(model, sym, group, depth + 1)
+        if inner != 1:
+            out.append(sp.Product(inner, (sp.Symbol(loop.var, integer=True),
+                                          sym.expr(loop.range.lo), sym.expr(loop.range.hi))))
+    return sp.Mul(*out, evaluate=False) if len(out) > 1 else (out[0] if out else sp.Integer(1))
+
+
+def definitions(model: GraphicalModel) -> list[sp.Eq]:
+    """The `=` statements: deterministic nodes and transformed data."""
+    sym = _Symbols(model)
+    return [sp.Eq(sym.target(s), sym.expr(s.node.value), evaluate=False)
+            for s in model.statements if s.kind == "assign"]
+
+
+# ---- roles and the plan ------------------------------------------------------------
+def roles(model: GraphicalModel) -> list[str]:
+    lines = []
+    enumerated = getattr(model, "enumerated", {})
+    for v in model.variables.values():
+        if v.role == "const":
+            continue
+        what = {"observed": "observed (data generated by '~')",
+                "data": "data (fixed, given)",
+                "transformed_data": "transformed data (computed from data)",
+                "deterministic": "deterministic (computed by '=' from unknowns)",
+                "param": "point parameter (no prior: estimated, not integrated)",
+                "net": "net: its weights are point parameters"}.get(v.role)
+        if v.role == "latent":
+            what = ("latent, discrete: summed out" + (" by the forward algorithm"
+                                                      if enumerated[v.name].chain else
+                                                      " by enumeration")
+                    if v.name in enumerated else
+                    f"latent, continuous on {model.supports[v.name].describe()}")  # type: ignore[attr-defined]
+        lines.append(f"{v.name}: {what}")
+    return lines
+
+
+_TRANSFORMS = {"real": "none (the real line)", "simplex": "stick-breaking",
+               "ordered": "cumulative exp of the increments",
+               "cholesky_corr": "the Cholesky factor's unconstrained angles"}
+
+
+def _transform(support: Any) -> str:
+    if support.kind != "interval":
+        return _TRANSFORMS.get(support.kind, support.kind)
+    if support.lower is not None and support.upper is not None:
+        return "scaled logit (log-Jacobian added)"
+    return "log (log-Jacobian added)" if support.lower is not None else \
+        "negated log (log-Jacobian added)"
+
+
+def inference_plan(model: GraphicalModel) -> list[str]:
+    lines = []
+    enumerated = getattr(model, "enumerated", {})
+    for v in model.of_role("latent"):
+        if v.name in enumerated:
+            e = enumerated[v.name]
+            how = "forward algorithm over the chain" if e.chain else \
+                "logsumexp over its values"
+            lines.append(f"{v.name}: summed out of the likelihood exactly ({how}"
+                         f"{', per element of its plate' if e.plate else ''}); its "
+                         "posterior is recovered after the fit")
+        else:
+            lines.append(f"{v.name}: sampled or optimised on the unconstrained scale, "
+                         f"transform {_transform(model.supports[v.name])}")  # type: ignore[attr-defined]
+    points = model.of_role("param", "net")
+    for v in points:
+        lines.append(f"{v.name}: a point estimate (mle, map or svi)")
+    lines.append("methods: " + _methods(model))
+    return lines
+
+
+def _methods(model: GraphicalModel) -> str:
+    flows = getattr(model, "flows", {})
+    if any(f.implicit for f in flows.values()):
+        return "adversarial only (an implicit model has no likelihood)"
+    if getattr(model, "diffusions", {}):
+        return "svi only (the noise-prediction loss is a stochastic objective)"
+    methods = ["map", "mle"]
+    if model.of_role("param", "net"):
+        methods += ["svi"]
+    else:
+        methods += ["nuts", "advi", "svi"]
+    try:
+        conjugate_plan(model)
+        methods.append("exact (conjugate)")
+    except NotConjugate:
+        pass
+    return ", ".join(methods)
+
+
+# ---- conjugate posteriors ------------------------------------------------------------
+@dataclass(frozen=True)
+class Posterior:
+    latent: str
+    expr: sp.Expr  # density(family, latent, parameters...) with sums over the data
+
+
+def conjugate_posteriors(model: GraphicalModel) -> list[Posterior]:
+    """The closed-form posterior of each latent, derived symbolically; raises
+    NotConjugate (with the reason) when the model has none."""
+    return [_posterior(c) for c in conjugate_plan(model)]
+
+
+def _value(spec: Any, index: sp.Symbol | None) -> sp.Expr:
+    if isinstance(spec, tuple) and spec[0] == "data":
+        return sp.IndexedBase(spec[1])[index] if len(spec) > 2 and index is not None \
+            else sp.Symbol(spec[1])
+    if isinstance(spec, tuple) and spec[0] == "vector":
+        return sp.Matrix([_value(i, None) for i in spec[1]])
+    if isinstance(spec, tuple) and spec[0] == "ones":
+        return sp.Symbol(f"ones({_value(spec[1], None)})")
+    return sp.nsimplify(spec)
+
+
+def _sum(body: sp.Expr, term: Any, i: sp.Symbol) -> sp.Expr:
+    """Sum of body over the term's loop (its first loop; a vectorised term: over y's
+    elements, written as a sum over i in 1..len)."""
+    if term.ranges:
+        (lo, hi) = term.ranges[0]
+        return sp.Sum(body, (i, _size(lo), _size(hi)))
+    return sp.Sum(body, (i, 1, sp.Symbol(f"len({term.observed})")))
+
+
+def _size(terms: Any) -> sp.Expr:
+    return sp.Add(*[c * sp.Mul(*[sp.Symbol(x) for x in names]) for names, c in terms]) \
+        if terms else sp.Integer(0)
+
+
+def _posterior(c: Conjugate) -> Posterior:
+    i = sp.Symbol("i", integer=True)
+    theta = sp.Symbol(c.latent)
+    p = {k: _value(v, None) for k, v in c.prior_args.items()}
+    ys = [(t, sp.IndexedBase(t.observed)[i]) for t in c.terms]
+    if c.prior == "Beta":  # alpha + successes, beta + trials - successes
+        a = p["alpha"] + sum(_sum(y, t, i) for t, y in ys)
+        b = p["beta"] + sum(_sum(_value(t.others["n"], i) if t.family == "Binomial" else
+                                 sp.Integer(1), t, i).doit() - _sum(y, t, i) for t, y in ys)
+        return Posterior(c.latent, density("Beta", theta, a, b))
+    if c.prior == "Gamma":
+        a = p["alpha"] + sum(_sum(y, t, i) for t, y in ys)
+        b = p["beta"] + sum(_sum(sp.Integer(1), t, i) for t, y in ys)
+        return Posterior(c.latent, density("Gamma", theta, a, b.doit()))
+    if c.prior == "Normal":
+        precision = 1 / p["sigma"] ** 2 + sum(
+            _sum(1 / _value(t.others["sigma"], i) ** 2, t, i) for t, y in ys)
+        weighted = p["mu"] / p["sigma"] ** 2 + sum(
+            _sum(y / _value(t.others["sigma"], i) ** 2, t, i) for t, y in ys)
+        return Posterior(c.latent, density("Normal", theta, weighted / precision,
+                                           1 / sp.sqrt(precision)))
+    k = sp.Symbol("k", integer=True)  # Dirichlet: alpha_k + #{i: y_i = k}
+    counts = sum(_sum(Indicator(sp.Eq(y, k)), t, i) for t, y in ys)
+    alpha = p["alpha"]
+    if isinstance(alpha, sp.Matrix):  # a vector literal: each component written out
+        updated = sp.Tuple(*[a + counts.subs(k, j + 1) for j, a in enumerate(alpha)])
+    else:  # ones(K), or a data vector: k -> alpha_k + #{i: y_i = k}
+        alpha_k = sp.Integer(1) if str(alpha).startswith("ones(") else sp.IndexedBase(alpha)[k]
+        updated = sp.Lambda(k, alpha_k + counts)
+    return Posterior(c.latent, density("Dirichlet", theta, updated))
+
+
+# ---- the whole explanation --------------------------------------------------------
+def explain(model: GraphicalModel, latex: bool = False) -> str:
+    """The explanation as text: formulas in Unicode art, or in LaTeX with `latex`."""
+    sym = _Symbols(model)
+    unknown = [sym.symbol(v.name) for v in model.of_role("latent", "param", "net")]
+    observed = [sym.symbol(v.name) for v in model.of_role("observed")]
+    lhs = sp.Function("p")(*unknown, *observed)
+    out = [f"model {model.name}", "", "joint density:",
+           _show(sp.Eq(lhs, joint(model), evaluate=False), latex)]
+    defs = definitions(model)
+    if defs:
+        out += ["", "where:"] + [_show(d, latex) for d in defs]
+    out += ["", "variables:"] + [f"  {line}" for line in roles(model)]
+    out += ["", "inference plan:"] + [f"  {line}" for line in inference_plan(model)]
+    try:
+        posteriors = conjugate_posteriors(model)
+    except NotConjugate as exc:
+        out += ["", f"closed-form posterior: none ({exc})"]
+    else:
+        out += ["", "closed-form posterior (conjugate):"]
+        for post in posteriors:
+            given = density("p", sym.symbol(post.latent), *observed)
+            out.append(_show(sp.Eq(given, post.expr, evaluate=False), latex))
+    return "\n".join(out) + "\n"
+
+
+def _show(e: sp.Expr, latex: bool) -> str:
+    if latex:
+        return "  " + sp.latex(e, order="none")
+    text = sp.pretty(e, use_unicode=True, wrap_line=False, order="none")
+    return "\n".join("  " + line.rstrip() for line in text.splitlines())
