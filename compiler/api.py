@@ -24,6 +24,33 @@ class Program:
         self.compiled = compiled
         self._class: type | None = None
 
+    # ---- rich display in notebooks: the plate diagram and the factorised joint
+    def diagram_svg(self) -> str:
+        """The plate diagram as SVG text (compiler/diagram.py, compiler/render.py)."""
+        from compiler import render  # noqa: PLC0415
+        from compiler.diagram import build  # noqa: PLC0415
+        return render.svg(build(self.compiled.model))
+
+    def joint_latex(self) -> str:
+        """The factorised joint density in LaTeX (compiler/explain.py)."""
+        import sympy as sp  # noqa: PLC0415
+
+        from compiler.explain import joint  # noqa: PLC0415
+        return sp.latex(joint(self.compiled.model), order="none")
+
+    def explain(self, latex: bool = False) -> str:
+        from compiler.explain import explain  # noqa: PLC0415
+        return explain(self.compiled.model, latex=latex)
+
+    def _repr_svg_(self) -> str:
+        return self.diagram_svg()
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.joint_latex()}$$"
+
+    def __repr__(self) -> str:
+        return f"<bgm program {self.name} from {self.compiled.source.path}>"
+
     @property
     def python(self) -> str:
         """The generated PyTorch module's source."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import functools
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,17 @@ def _parser() -> _ParserState:
         maybe_placeholders=True,
     )
     return _ParserState(lark, indenter)
+
+
+def grammar_words() -> dict[str, tuple[str, ...]]:
+    """The grammar's own vocabulary, for highlighters that must not drift from it:
+    keywords (the literal words of its rules) and type names (its TYPE_NAME token)."""
+    lark = _parser().lark
+    keywords = sorted({t.pattern.value for t in lark.terminals
+                       if t.pattern.type == "str" and t.pattern.value.isalpha()})
+    pattern = next(t.pattern.value for t in lark.terminals if t.name == "TYPE_NAME")
+    types = sorted(re.search(r"\(([a-z_|]+)\)", pattern)[1].split("|"))  # type: ignore[index]
+    return {"keywords": tuple(keywords), "types": tuple(types)}
 
 
 def terminal_names() -> set[str]:
