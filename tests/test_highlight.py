@@ -62,3 +62,17 @@ def test_the_textmate_patterns_match_what_they_name() -> None:
     assert scopes["string.quoted.double.bgm"].search(line)[0] == '"cosine"'
     assert scopes["keyword.control.bgm"].findall("for i in 1..N") == ["for", "in"]
     assert scopes["keyword.control.bgm"].search("format") is None
+
+
+def test_the_vs_code_extension_points_at_the_grammar() -> None:
+    """editors/ is a VS Code extension folder: its manifest names the grammar's file and
+    scope, and its language configuration knows bgm's comments."""
+    editors = TEXTMATE.parent
+    manifest = json.loads((editors / "package.json").read_text())
+    (grammar,) = manifest["contributes"]["grammars"]
+    assert (editors / grammar["path"]).resolve() == TEXTMATE
+    assert grammar["scopeName"] == json.loads(TEXTMATE.read_text())["scopeName"]
+    (language,) = manifest["contributes"]["languages"]
+    assert language["extensions"] == [".bgm"]
+    config = json.loads((editors / language["configuration"]).read_text())
+    assert config["comments"]["lineComment"] == "#"
