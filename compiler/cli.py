@@ -258,7 +258,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from compiler.dsep import QueryError, markov_blanket, query  # noqa: PLC0415
+    from compiler.dsep import QueryError, markov_blanket, normalize, query  # noqa: PLC0415
     from compiler.pipeline import compile_path  # noqa: PLC0415
     model = compile_path(args.model).model
     if (args.question is None) == (args.markov_blanket is None):
@@ -269,7 +269,7 @@ def cmd_query(args: argparse.Namespace) -> int:
         print("error: --unroll takes a positive number of elements per plate",
               file=sys.stderr)
         return EXIT_USAGE
-    text = args.question if args.question is not None else args.markov_blanket
+    text = normalize(args.question) if args.question is not None else args.markov_blanket
     try:
         if args.question is not None:
             print(query(model, text, args.unroll).text())

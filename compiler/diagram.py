@@ -15,8 +15,11 @@ collapsed back to one node per variable (or per time slice), so the diagram and
 Layout (no Graphviz needed): layers top to bottom by longest path from the roots; then
 one block of columns per **plate signature** (the set of plates a node is in), the
 blocks ordered so that each plate's blocks are adjacent. A plate's box spans exactly its
-blocks' columns, so it holds its members and nothing else, even when two plates overlap
-without nesting (x[i, j] in plates i and j, a[i] in i only, b[j] in j only).
+blocks' columns, so it holds its members and nothing else, for nested plates and when two
+plates overlap without nesting (x[i, j] in plates i and j, a[i] in i only, b[j] in j
+only). Three plates that overlap pairwise (a[i, j], b[j, k], c[i, k]) have no such order
+on one line; the order that keeps the most plates whole is drawn, and a box may then
+pass over a node it does not hold.
 """
 from __future__ import annotations
 
@@ -180,6 +183,9 @@ def _fixed_plates(model: GraphicalModel, plates_of: dict[str, frozenset[str]],
 
 # ---- layout ---------------------------------------------------------------------------
 def _layout(d: Diagram) -> None:
+    if not d.nodes:  # nothing random: an empty drawing, not an error
+        d.width, d.height = 3.0, 1.2
+        return
     layer = _layers(d)
     for node in d.nodes.values():
         node.layer = layer[node.variable if node.slice is not None else node.key]
@@ -252,18 +258,43 @@ def _block_order(d: Diagram) -> list[frozenset[str]]:
     consecutive-ones property), nested plates outside in; ties broken by edge length."""
     signatures = sorted({m.plates for m in d.nodes.values()}, key=lambda s: (len(s), sorted(s)))
     plates = sorted({p for s in signatures for p in s})
-    if len(signatures) > 7:
-        return sorted(signatures, key=lambda s: sorted(s))
+    if len(signatures) > 7:  # too many to try every order: the first one that keeps
+        found = _whole_order(signatures, plates)  # every plate whole, by backtracking
+        size = {p: sum(p in m.plates for m in d.nodes.values()) for p in plates}
+        return found or sorted(signatures, key=lambda s: sorted((-size[p], p) for p in s))
     best, best_cost = signatures, None
     for order in itertools.permutations(signatures):
-        if not all(_adjacent([p in s for s in order]) for p in plates):
-            continue
+        broken = sum(not _adjacent([p in s for s in order]) for p in plates)
         position = {s: i for i, s in enumerate(order)}
-        cost = sum(abs(position[d.nodes[a].plates] - position[d.nodes[b].plates])
-                   for a, b in d.edges)
+        cost = (broken, sum(abs(position[d.nodes[a].plates] - position[d.nodes[b].plates])
+                            for a, b in d.edges))
         if best_cost is None or cost < best_cost:
             best, best_cost = list(order), cost
     return best
+
+
+def _whole_order(signatures: list[frozenset[str]], plates: list[str]
+                 ) -> list[frozenset[str]] | None:
+    """An order of the signatures in which each plate's are adjacent, or None. A plate
+    is closed once a signature without it follows one with it; it may not reopen."""
+    budget = [20_000]  # orders tried: a model with no whole order gives up quickly
+
+    def extend(order: list[frozenset[str]], rest: list[frozenset[str]],
+               closed: frozenset[str]) -> list[frozenset[str]] | None:
+        if not rest:
+            return order
+        budget[0] -= 1
+        if budget[0] < 0:
+            return None
+        last = order[-1] if order else frozenset()
+        for i, sig in enumerate(rest):
+            if sig & closed:
+                continue
+            found = extend(order + [sig], rest[:i] + rest[i + 1:], closed | (last - sig))
+            if found is not None:
+                return found
+        return None
+    return extend([], list(signatures), frozenset())
 
 
 def _adjacent(flags: list[bool]) -> bool:

@@ -31,9 +31,11 @@ from compiler.indexing import LoopScope, classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.shapes import int_env
 from compiler.sizes import NotASize, Size, size_of
+from compiler.walk import children, free_names
 from dsl import nodes as n
 
 DEFAULT_SIZE = 3
+MAX_SIZE = 40  # elements per plate: a chain of 40 is enough to show any pattern
 RANDOM = ("observed", "latent", "deterministic", "param", "net")
 WILDCARD = None  # an index item that may select any element
 
@@ -63,25 +65,34 @@ class _Unroller:
     def value(self, s: Size) -> int:
         return sum(c * _product(self.values[x] for x in m) for m, c in s.terms)
 
+    def scopes(self, stmt: Statement) -> tuple[LoopScope, ...]:
+        return tuple(LoopScope(lp.id, lp.var, size_of(lp.range.lo, self.ints),
+                               size_of(lp.range.hi, self.ints)) for lp in stmt.loops)
+
+    def ranges(self, stmt: Statement) -> list[range]:
+        return [range(self.value(s.lo), self.value(s.hi) + 1) for s in self.scopes(stmt)]
+
     def iterations(self, stmt: Statement) -> list[tuple[tuple[LoopScope, ...], dict[str, int]]]:
         """(loop scopes, values of the loop variables) for each iteration of stmt."""
-        scopes, ranges = [], []
-        for lp in stmt.loops:
-            lo, hi = size_of(lp.range.lo, self.ints), size_of(lp.range.hi, self.ints)
-            scopes.append(LoopScope(lp.id, lp.var, lo, hi))
-            ranges.append(range(self.value(lo), self.value(hi) + 1))
-        return [(tuple(scopes), dict(zip((lp.var for lp in stmt.loops), combo, strict=True)))
-                for combo in itertools.product(*ranges)]
+        scopes = self.scopes(stmt)
+        return [(scopes, dict(zip((s.var for s in scopes), combo, strict=True)))
+                for combo in itertools.product(*self.ranges(stmt))]
 
     def items(self, items: tuple[Any, ...], scopes: tuple[LoopScope, ...],
-              env: dict[str, int]) -> list[Any]:
-        """Each index item as an int, a set of ints (slice, prefix) or WILDCARD."""
+              env: dict[str, int], bound: frozenset[str] = frozenset(),
+              target: bool = False) -> list[Any]:
+        """Each index item as an int, a set of ints (slice, prefix) or WILDCARD. A read
+        indexed by a generator's variable (`bound`) or by an int datum (`mu[j0]`: its
+        value is not the unrolled size) may be any element; a target's are exact."""
         out: list[Any] = []
         for item in items:
+            if bound & {x.id for x in free_names(item)}:
+                out.append(WILDCARD)
+                continue
             form = classify(item, scopes, self.ints)
             if form.kind == "loop":
                 out.append(env[form.loop.var] + self.value(form.offset))  # type: ignore[union-attr, arg-type]
-            elif form.kind == "scalar":
+            elif form.kind == "scalar" and (target or not form.lo.names()):  # type: ignore[union-attr]
                 out.append(self.value(form.lo))  # type: ignore[arg-type]
             elif form.kind in ("slice", "prefix"):
                 lo = self.value(form.lo)  # type: ignore[arg-type]
@@ -92,17 +103,32 @@ class _Unroller:
                 out.append(WILDCARD)
         return out
 
+    def targets(self, stmt: Statement, scopes: tuple[LoopScope, ...],
+                env: dict[str, int]) -> list[tuple[int, ...]]:
+        """The elements one iteration of stmt defines: `mu[1..2]` defines mu[1] and mu[2];
+        `x[:, j]` every row of column j (the declared dim, unrolled)."""
+        shape = self.model.variables[stmt.target].shape or ()  # type: ignore[index]
+        choices = []
+        for p, item in enumerate(self.items(stmt.node.target.items, scopes, env,
+                                            target=True)):
+            if isinstance(item, int):
+                choices.append([item])
+            elif isinstance(item, set):
+                choices.append(sorted(item))
+            else:
+                dim = shape[p] if p < len(shape) else Size.const(1)
+                choices.append(list(range(1, self.value(dim) + 1)) if isinstance(dim, Size)
+                               else list(range(1, int(dim) + 1)))
+        return list(itertools.product(*choices))
+
     def run(self) -> nx.DiGraph:
         statements = [s for s in self.model.statements if s.kind != "factor"]
-        plates = {}
         for stmt in statements:  # the elements each statement defines
             if self.model.variables[stmt.target].role not in RANDOM:  # type: ignore[index]
                 continue
             for scopes, env in self.iterations(stmt):
-                index = tuple(i for i in self.items(stmt.node.target.items, scopes, env)
-                              if isinstance(i, int))
-                self.elements.setdefault(stmt.target, set()).add(index)  # type: ignore[arg-type]
-                plates[element(stmt.target, index)] = stmt  # type: ignore[arg-type]
+                for index in self.targets(stmt, scopes, env):
+                    self.elements.setdefault(stmt.target, set()).add(index)  # type: ignore[arg-type]
         for v in self.model.of_role("param", "net"):
             self.elements.setdefault(v.name, {()})
         if self.fixed:  # whole, one node each: a diagram's covariates
@@ -123,14 +149,13 @@ class _Unroller:
                 if stmt.kind == "factor":
                     child = element(f"factor@{stmt.span.line}", tuple(env.values()))
                     self.graph.add_node(child, factor=True, variable=None, role="factor")
-                    exprs = [stmt.node.expr]
-                else:
-                    index = tuple(i for i in self.items(stmt.node.target.items, scopes, env)
-                                  if isinstance(i, int))
-                    child = element(stmt.target, index)  # type: ignore[arg-type]
-                    exprs = [stmt.expr, *stmt.node.target.items]
-                for parent in self.reads(exprs, scopes, env):
-                    self.graph.add_edge(parent, child)
+                    for parent in self.reads([stmt.node.expr], scopes, env):
+                        self.graph.add_edge(parent, child)
+                    continue
+                parents = self.reads([stmt.expr, *stmt.node.target.items], scopes, env)
+                for index in self.targets(stmt, scopes, env):
+                    for parent in parents:
+                        self.graph.add_edge(parent, element(stmt.target, index))  # type: ignore[arg-type]
         return self.graph
 
     def reads(self, exprs: list[Any], scopes: tuple[LoopScope, ...],
@@ -141,24 +166,28 @@ class _Unroller:
         return found
 
     def _reads(self, e: Any, scopes: tuple[LoopScope, ...], env: dict[str, int],
-               found: set[str]) -> None:
+               found: set[str], bound: frozenset[str] = frozenset()) -> None:
+        if isinstance(e, n.Generator):  # its variable ranges over its own range
+            for part in (e.range.lo, e.range.hi):
+                self._reads(part, scopes, env, found, bound)
+            self._reads(e.body, scopes, env, found, bound | {e.var.id})
+            return
         if isinstance(e, n.Index) and isinstance(e.base, n.Name) and e.base.id in self.elements:
-            wanted = self.items(e.items, scopes, env)
+            wanted = self.items(e.items, scopes, env, bound)
             for index in self.elements[e.base.id]:
                 if all(w is WILDCARD or (i in w if isinstance(w, set) else i == w)
                        for i, w in zip(index, wanted, strict=False)):
                     found.add(element(e.base.id, index))
             for item in e.items:
-                self._reads(item, scopes, env, found)
+                self._reads(item, scopes, env, found, bound)
             return
         if isinstance(e, n.Name) and e.id in self.elements:
             found.update(element(e.id, i) for i in self.elements[e.id])
             return
         if isinstance(e, n.Call) and e.func.id in self.elements:  # a net's weights
             found.add(element(e.func.id, ()))
-        from compiler.walk import children  # noqa: PLC0415
         for child in children(e):
-            self._reads(child, scopes, env, found)
+            self._reads(child, scopes, env, found, bound)
 
 
 def _size_data(v: Any) -> bool:
@@ -175,10 +204,20 @@ def _product(values: Any) -> int:
 
 
 def unrolled(model: GraphicalModel, size: int = DEFAULT_SIZE, fixed: bool = False) -> nx.DiGraph:
-    """The element-level graph, every int data size set to `size`; with `fixed`, the data
-    and transformed data it reads are nodes too (whole: one node each)."""
+    """The element-level graph, every int data size set to `size` (raised until every loop
+    runs at least twice: `for t in 5..T` needs T >= 6); with `fixed`, the data and
+    transformed data it reads are nodes too (whole: one node each)."""
+    if size > MAX_SIZE:
+        raise QueryError(f"bgmc query unrolls at most {MAX_SIZE} elements per plate (asked "
+                         f"for {size}); elements further on are alike")
     try:
-        return _Unroller(model, size, fixed).run()
+        while True:
+            unroller = _Unroller(model, size, fixed)
+            short = any(len(r) < 2 for stmt in model.statements
+                        for r in unroller.ranges(stmt))
+            if not short or size >= MAX_SIZE:
+                return unroller.run()
+            size += 1
     except NotASize as exc:  # a loop bound bgmc checked already; cannot happen
         raise QueryError(str(exc)) from None
 
@@ -240,10 +279,15 @@ class Term:
 _TERM = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)(\[\s*\d+(?:\s*,\s*\d+)*\s*\])?\s*")
 
 
+def normalize(text: str) -> str:
+    """The question with ⊥, ⊥⊥ and ⫫ written as _||_ (error columns refer to this)."""
+    return text.replace("⊥⊥", "_||_").replace("⫫", "_||_").replace("⊥", "_||_")
+
+
 def parse_query(text: str) -> tuple[list[Term], list[Term], list[Term]]:
     """`A _||_ B | C` (also written with ⊥ or ⫫): comma-separated terms, each a name or
     an element with integer indices (`y[2]`, `x[1, 3]`)."""
-    normal = text.replace("⫫", "_||_").replace("⊥", "_||_")
+    normal = normalize(text)
     if normal.count("_||_") != 1:
         raise QueryError("write the question as 'A _||_ B | C' (C optional)",
                          None if "_||_" not in normal else normal.rindex("_||_"))
@@ -335,15 +379,22 @@ def query(model: GraphicalModel, text: str, size: int | None = None) -> Answer:
 
 
 def markov_blanket(model: GraphicalModel, name: str, size: int = DEFAULT_SIZE) -> list[str]:
-    """The variables in the Markov blanket of any element of `name` (parents, children,
-    the children's other parents; a factor's other arguments), in the unrolled graph."""
-    g = unrolled(model, size)
-    nodes = _nodes(model, g, Term(name, None, 0))
+    """The Markov blanket (parents, children, the children's other parents; a factor's
+    other arguments) in the unrolled graph: of a variable, the other variables in the
+    blanket of any of its elements; of an element (`z[2]`), the elements themselves."""
+    terms = _terms(name, 0)
+    if len(terms) != 1:
+        raise QueryError("--markov-blanket takes one variable or element", 0)
+    term = terms[0]
+    g = unrolled(model, max(size, max(term.index or (0,))))
+    nodes = _nodes(model, g, term)
     blanket: set[str] = set()
     for node in nodes:
         blanket |= set(g.predecessors(node))
         for child in g.successors(node):
             blanket.add(child)
             blanket |= set(g.predecessors(child))
-    variables = {g.nodes[b].get("variable") for b in blanket} - {name, None}
-    return sorted(variables)  # type: ignore[arg-type]
+    blanket = {b for b in blanket - nodes if not g.nodes[b].get("factor")}
+    if term.index is not None:
+        return sorted(blanket)
+    return sorted({g.nodes[b]["variable"] for b in blanket} - {term.name})

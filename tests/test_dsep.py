@@ -180,3 +180,49 @@ def test_the_cli_answers(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["query", model, "--markov-blanket", "theta"]) == 0
     assert capsys.readouterr().out == "Markov blanket of theta: eta, mu, tau, y\n"
     assert main(["query", model]) == 2
+
+
+@pytest.mark.parametrize("src, question, independent", [
+    # a generator's variable ranges over its own range, even when it reuses a name
+    ("data N: int\ndata K: int\ndata y: real[N]\nfor k in 1..K:\n    mu[k] ~ Normal(0, 1)\n"
+     "for i in 1..N:\n    y[i] ~ Normal(sum(mu[i] for i in 1..K), 1)\n",
+     "y[1] _||_ mu[2]", False),
+    ("data N: int\ndata K: int\ndata y: real[N]\nconst j = 2\nfor k in 1..K:\n"
+     "    mu[k] ~ Normal(0, 1)\nfor i in 1..N:\n    y[i] ~ Normal(sum(mu[j] for j in 1..K), 1)\n",
+     "y[1] _||_ mu[1]", False),
+    # an int datum as an index may pick any element
+    ("data K: int\ndata j0: int\nfor k in 1..K:\n    mu[k] ~ Normal(0, 1)\n"
+     "y ~ Normal(mu[j0], 1)\n", "y _||_ mu[1]", False),
+    # a loop starting past the default size is unrolled far enough to run
+    ("data T: int\ndata y: real[T]\nmu ~ Normal(0, 1)\nfor t in 5..T:\n"
+     "    y[t] ~ Normal(mu + y[t-4], 1)\n", "y _||_ mu", False),
+    # a slice on the left defines each of its elements
+    ("data N: int\ndata K: int\ndata y: real[N]\nmu[1..2] ~ Normal(0, 1)\nfor k in 3..K:\n"
+     "    mu[k] ~ Normal(mu[1], 1)\nfor t in 1..N:\n    y[t] ~ Normal(mu[2], 1)\n",
+     "mu[3] _||_ y[1]", True),
+    ("data K: int\ndata J: int\ndata y: real[K, J]\nfor j in 1..J:\n"
+     "    w[1..K, j] ~ Normal(0, 1)\nfor k in 1..K:\n    for j in 1..J:\n"
+     "        y[k, j] ~ Normal(w[k, j], 1)\n", "y[1, 1] _||_ y[1, 2]", True),
+])
+def test_reads_select_exactly_the_elements_they_read(src: str, question: str,
+                                                      independent: bool) -> None:
+    assert query(_model(src), question).independent is independent
+
+
+def test_an_index_beyond_what_bgmc_unrolls_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    model = str(EXAMPLES / "hidden_markov.bgm")
+    assert main(["query", model, "y[1] _||_ y[3000]"]) == 1
+    assert "unrolls at most 40 elements per plate" in capsys.readouterr().err
+
+
+def test_the_markov_blanket_of_an_element_and_other_spellings(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    hmm = compile_file(EXAMPLES / "hidden_markov.bgm").compiled.model
+    assert markov_blanket(hmm, "z[2]") == ["A[1]", "A[2]", "A[3]", "mu[1]", "mu[2]", "mu[3]",
+                                           "sigma", "y[2]", "z[1]", "z[3]"]
+    model = str(EXAMPLES / "eight_schools_noncentered.bgm")
+    assert main(["query", model, "y[1] ⊥⊥ y[2] | mu, tau"]) == 0
+    assert capsys.readouterr().out.startswith("yes: y[1] _||_ y[2] | mu, tau.")
+    assert main(["query", model, "y[1] ⊥ foo"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[-2:] == ["  y[1] _||_ foo", " " * 12 + "^"]

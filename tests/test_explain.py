@@ -92,6 +92,10 @@ CONJUGATE = {
     "normal-normal": ("data N: int\ndata y: real[N]\ndata s: real[N]\nmu ~ Normal(1, 3)\n"
                       "for i in 1..N:\n    y[i] ~ Normal(mu, s[i])\n",
                       {"N": 4, "y": [0.5, 2.0, -1.0, 1.5], "s": [1.0, 2.0, 0.5, 1.0]}),
+    "beta-bernoulli-nested": ("data N: int\ndata M: int\ndata y: int<lower=0, upper=1>[N, M]\n"
+                              "theta ~ Beta(2, 2)\nfor i in 1..N:\n    for j in 1..M:\n"
+                              "        y[i, j] ~ Bernoulli(theta)\n",
+                              {"N": 2, "M": 3, "y": [[1, 0, 1], [1, 1, 0]]}),
     "dirichlet-categorical": ("data N: int\ndata y: int[N]\nw ~ Dirichlet([1.0, 2.0, 0.5])\n"
                               "for i in 1..N:\n    y[i] ~ Categorical(w)\n",
                               {"N": 6, "y": [1, 3, 3, 2, 3, 1]}),
@@ -102,8 +106,13 @@ def _numeric(e: sp.Expr, data: dict[str, Any]) -> Any:
     """The formula's value on the data: sizes first, then sums expanded, then values."""
     sizes = {sp.Symbol(k): v for k, v in data.items() if isinstance(v, int)}
     e = e.subs(sizes).doit()
-    values = {sp.IndexedBase(k)[j + 1]: v[j] for k, v in data.items()
-              if isinstance(v, list) for j in range(len(v))}
+    values = {}
+    for k, v in data.items():
+        for j, row in enumerate(v if isinstance(v, list) else []):
+            if isinstance(row, list):
+                values.update({sp.IndexedBase(k)[j + 1, m + 1]: x for m, x in enumerate(row)})
+            else:
+                values[sp.IndexedBase(k)[j + 1]] = row
     return e.subs(values).doit()
 
 

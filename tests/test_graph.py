@@ -160,3 +160,29 @@ def test_an_unknown_format_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
                  str(tmp_path / "g.jpeg")]) == 2
     assert "name it .svg, .png or .dot" in capsys.readouterr().err
     assert not (tmp_path / "g.jpeg").exists()
+
+
+def test_many_plates_still_get_whole_boxes() -> None:
+    """Eight plate signatures (more than the exhaustive search tries): the backtracking
+    order keeps every box exact."""
+    src = ("data I: int\ndata J: int\ndata K: int\ndata L: int\ndata M: int\n"
+           "for i in 1..I:\n    a[i] ~ Normal(0, 1)\n"
+           "for i in 1..I:\n    for j in 1..J:\n        ab[i, j] ~ Normal(a[i], 1)\n"
+           "for i in 1..I:\n    for k in 1..K:\n        ac[i, k] ~ Normal(a[i], 1)\n"
+           "for j in 1..J:\n    b[j] ~ Normal(0, 1)\n"
+           "for k in 1..K:\n    c[k] ~ Normal(0, 1)\n"
+           "for m in 1..M:\n    d[m] ~ Normal(0, 1)\n"
+           "for l in 1..L:\n    e[l] ~ Normal(0, 1)\n"
+           "s ~ Normal(0, 1)\n")
+    text = render.svg(build(compile_string(src, "many.bgm").compiled.model))
+    assert len(drawn(text)[1]) == 5
+    assert_plates_hold_exactly_their_members(text)
+
+
+def test_a_model_with_nothing_random_draws_an_empty_diagram(tmp_path: Path) -> None:
+    src = "data N: int\ndata y: real[N]\n"
+    for suffix in (".svg", ".png", ".dot"):
+        path = tmp_path / "empty.bgm"
+        path.write_text(src)
+        assert main(["graph", str(path), "-o", str(tmp_path / f"g{suffix}")]) == 0
+    assert drawn((tmp_path / "g.svg").read_text()) == ({}, {})
