@@ -14,6 +14,7 @@ and `lark` cannot be imported: a compiled model needs only torch and runtime.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import torch
 from scipy import stats
 from scipy.special import expit, gammaln
 
-from compiler.api import compile_file
+from compiler.api import compile_file, compile_string
 from runtime.accumulate import Mode
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -479,3 +480,13 @@ def test_vector_distributions_against_scipy() -> None:
         assert abs(float(d.log_prob(_tensor(x))) - want) < TOLERANCE
     for flat in (dist.Flat(), dist.HalfFlat()):
         assert float(flat.log_prob(_tensor(2.0))) == 0.0
+
+
+def test_a_factor_of_literal_arithmetic_is_its_value() -> None:
+    """`factor (0 ^ 0) * 1.0` is a constant term; its code used to be parsed as a float
+    by the compiler (an internal error)."""
+    program = compile_string("x ~ Normal(0, 1)\nfactor (0 ^ 0) * 1.0\nfactor 2 ^ 3\n", "c.bgm")
+    model = program.bind({}, device="cpu")
+    lp = float(model.log_prob(model.packer.pack({"x": torch.tensor([0.5],
+                                                                   dtype=torch.float64)}, 1))[0])
+    assert lp == pytest.approx(-0.125 - 0.5 * math.log(2 * math.pi) + 1.0 + 8.0, rel=1e-12)

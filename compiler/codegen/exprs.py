@@ -148,7 +148,11 @@ class ExprCompiler:
         """A torch tensor even for a literal (torch functions need one)."""
         if not v.number:
             return v
-        return replace(v, code=f"data__.tensor({float(v.code)!r})", number=False, atomic=True,
+        try:
+            code = repr(float(v.code))  # a literal, normalised: 2 -> 2.0
+        except ValueError:  # arithmetic of literals, such as float(0 ** 0) * 1.0
+            code = v.code
+        return replace(v, code=f"data__.tensor({code})", number=False, atomic=True,
                        tensor=True)
 
     # ---- expressions
