@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 from typing import Any
 
+from compiler.names import class_name
 from compiler.pipeline import Compiled, compile_path, compile_source
 from dsl.spans import Source
 
@@ -71,7 +72,7 @@ class Program:
             module = types.ModuleType(f"bgm_generated_{self.name}")
             code = compile(self.python, f"<bgmc:{self.compiled.source.path}>", "exec")
             exec(code, module.__dict__)  # the generated module, not model text
-            self._class = getattr(module, self.name[:1].upper() + self.name[1:])
+            self._class = getattr(module, class_name(self.name))
         return self._class
 
     def bind(self, data: Any, device: str = "auto", simulate: bool = False,

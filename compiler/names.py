@@ -26,8 +26,9 @@ NET_KINDS = frozenset({"MLP", "GRU", "Transformer", "RealNVP"})
 ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "silu", "softplus",
                          "leaky_relu", "identity"})
 
-# Names the generated module itself uses at module or function scope.
-_GENERATED = frozenset({"torch", "rt", "dist", "self", "math"})
+# Names the generated module itself uses at module or function scope, and names that
+# printed floats spell (repr(float("inf")) is `inf`): a user variable never takes them.
+_GENERATED = frozenset({"torch", "rt", "dist", "self", "math", "inf", "nan"})
 
 
 def reserved_reason(name: str) -> str | None:
@@ -61,6 +62,26 @@ def python_names(names: set[str]) -> dict[str, str]:
             taken.add(py)
         table[name] = py
     return table
+
+
+def class_name(model_name: str) -> str:
+    """The Python class of a model: its name capitalised, unless that is not a plain ASCII
+    identifier or is one Python gives a meaning (`None`, `True`, a builtin such as
+    `ValueError`): then `Model` is put in front, so no name can capture another."""
+    name = model_name[:1].upper() + model_name[1:]
+    if IDENTIFIER.match(name) and name.isascii() and not keyword.iskeyword(name) and \
+            not hasattr(builtins, name) and name not in _GENERATED:
+        return name
+    cleaned = "".join(c if c.isascii() and (c.isalnum() or c == "_") else "_"
+                      for c in model_name)
+    return "Model_" + cleaned
+
+
+def doc_text(text: str) -> str:
+    """`text` safe inside a generated triple-quoted docstring or a comment: non-ASCII and
+    control characters escaped, backslashes doubled and quotes escaped, so a file named
+    `x\"\"\" ... \"\"\".bgm` ends no docstring and starts no code."""
+    return ascii(text)[1:-1].replace('"', '\\"')
 
 
 def did_you_mean(name: str, candidates: list[str] | set[str]) -> str | None:

@@ -73,7 +73,8 @@ def resolve(program: n.Program, source: Source) -> GraphicalModel:
 
 def _default_name(source: Source) -> str:
     stem = source.path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
-    words = [w for w in "".join(c if c.isalnum() else " " for c in stem).split() if w]
+    # ASCII only: a letter such as 'ｉ' would NFKC-normalise into another name in Python
+    words = "".join(c if c.isascii() and c.isalnum() else " " for c in stem).split()
     name = "".join(w[:1].upper() + w[1:] for w in words) or "Model"
     return name if name[0].isalpha() else "Model" + name
 

@@ -12,12 +12,13 @@ import difflib
 import functools
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import (
     LarkError,
     UnexpectedCharacters,
@@ -203,6 +204,7 @@ def parse_source(source: Source) -> n.Program:
     except LarkError as exc:  # pragma: no cover - defensive: Lark's other failures
         raise BgmError([Diagnostic(f"cannot parse this program ({type(exc).__name__})",
                                    None)], source) from None
+    _check_depth(tree, source)
     builder = _ToNodes(text)
     try:
         program: n.Program = builder.transform(tree)
@@ -212,6 +214,33 @@ def parse_source(source: Source) -> n.Program:
     if problems:
         raise BgmError(problems, source)
     return attach_comments(program, state.indenter.comments)
+
+
+# Limits that keep every later pass (each recursive over the syntax tree) and the
+# generated Python (whose parser refuses 200 nested parentheses) within bounds; no model
+# written by hand comes near them.
+MAX_DEPTH = 100  # levels of the parse tree: nested brackets, operator chains, loops
+MAX_DIGITS = 400  # characters of a number literal
+
+
+def _check_depth(tree: Tree, source: Source) -> None:
+    """Refuse a tree deeper than MAX_DEPTH, found without recursion (a chain of 5 000
+    `+` is 5 000 levels deep) and reported at the first expression past the limit."""
+    stack: list[tuple[Any, int]] = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if not isinstance(node, Tree):
+            continue
+        if depth > MAX_DEPTH:
+            meta = node.meta
+            span = Span(meta.line, meta.column, meta.line, meta.column + 1) \
+                if not meta.empty else None
+            raise BgmError([Diagnostic(
+                f"this expression is nested too deeply (more than {MAX_DEPTH} levels of "
+                "brackets, operators or loops)", span,
+                hint="split it into steps with '=' definitions or sum(... for k in a..b)")],
+                source)
+        stack.extend((child, depth + 1) for child in node.children)
 
 
 def _one_per_place(problems: list[Diagnostic]) -> list[Diagnostic]:
@@ -490,14 +519,33 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
         return n.FullSlice(span=_span(meta))
 
     def real(self, meta: Any, c: list[Any]) -> n.Number:
+        if self._too_long(c[0]):
+            return n.Number(1.0, span=_token_span(c[0]))
         value = float(c[0])
         if math.isinf(value):  # would print as `inf`, a name
             self._problem("this number is too large for a real (the largest is about "
                           "1.8e308)", _token_span(c[0]))
+        elif value == 0 and re.search(r"[1-9]", str(c[0]).split("e")[0].split("E")[0]):
+            self._problem("this number is too small for a real: it would be 0 (the "
+                          "smallest is about 4.9e-324)", _token_span(c[0]))
         return n.Number(value, span=_token_span(c[0]))
 
     def int(self, meta: Any, c: list[Any]) -> n.Number:
-        return n.Number(int(c[0]), span=_token_span(c[0]))
+        if self._too_long(c[0]):
+            return n.Number(1, span=_token_span(c[0]))
+        value = int(c[0])
+        if value > _LARGEST_REAL:  # it could only ever be used as `inf`
+            self._problem("this number is too large (the largest is about 1.8e308)",
+                          _token_span(c[0]))
+            value = 1
+        return n.Number(value, span=_token_span(c[0]))
+
+    def _too_long(self, token: Token) -> bool:
+        if len(token) <= MAX_DIGITS:
+            return False
+        self._problem(f"this number has {len(token)} characters; at most {MAX_DIGITS} "
+                      "are allowed", _token_span(token))
+        return True
 
     def string(self, meta: Any, c: list[Any]) -> n.String:
         return n.String(str(c[0])[1:-1], span=_token_span(c[0]))
@@ -535,6 +583,9 @@ class _ToNodes(Transformer):  # type: ignore[type-arg]
 
     def keyword(self, meta: Any, c: list[Any]) -> n.Keyword:
         return n.Keyword(str(c[0]), c[1], span=_span(meta))
+
+
+_LARGEST_REAL = int(sys.float_info.max)
 
 
 def _expr_span(expr: Any) -> Span:

@@ -19,8 +19,12 @@ class Emitter:
             self.line(t)
 
     def comment(self, text: str) -> None:
+        """Comment lines; text from the user (a file name) cannot end the comment early or
+        hold characters the module's UTF-8 cannot (control characters, lone surrogates)."""
         for part in text.splitlines() or [""]:
-            self.line(f"# {part}".rstrip())
+            safe = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff"
+                           else ascii(c)[1:-1] for c in part)
+            self.line(f"# {safe}".rstrip())
 
     def blank(self) -> None:
         if self._lines and self._lines[-1] != "":
