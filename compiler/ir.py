@@ -79,6 +79,8 @@ class GraphicalModel:
     loops: dict[int, Loop]
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
     loop_kinds: dict[int, str] = field(default_factory=dict)
+    # compiler/folding.py: id of a constant expression node -> its value
+    folded: dict[int, Any] = field(default_factory=dict)
 
     def of_role(self, *roles: str) -> list[Variable]:
         return [v for v in self.variables.values() if v.role in roles]

@@ -13,6 +13,7 @@ from compiler.checks import check_targets
 from compiler.codegen.module import generate
 from compiler.elimination import plan_elimination
 from compiler.flows import find_flows
+from compiler.folding import fold_constants
 from compiler.guide import check_guide, split_guide
 from compiler.ir import GraphicalModel
 from compiler.loops import classify_loops
@@ -57,6 +58,7 @@ def _passes(program: n.Program, source: Source) -> GraphicalModel:
     check_targets(model)
     classify_loops(model)
     infer_supports(model)
+    fold_constants(model)
     plan_elimination(model)
     model.validate()
     return model

@@ -76,3 +76,61 @@ def test_literal_and_depth_limits_are_located(argument: str, message: str) -> No
         compile_string(f"mu ~ Normal(0, {argument})")
     text = str(info.value)
     assert message in text and "<string>:1:" in text
+
+
+# ---- constants ----------------------------------------------------------------------
+
+
+def _map(program_text: str, data: dict | None = None) -> dict:
+    return compile_string(program_text).fit(data or {}, method="map").values
+
+
+def test_constant_arithmetic_is_folded_exactly_as_an_argument() -> None:
+    program = compile_string("mu ~ Normal(0, 1 + 1)\nx ~ Normal(mu, 2 ^ 3 / 4)")
+    code = [line for line in program.python.splitlines() if not line.strip().startswith("#")]
+    assert not any("1 + 1" in line for line in code)
+    assert sum("dist.Normal(mu, 2.0)" in line for line in code) == 2
+    lp = program.bind({}).log_prob  # the log density at mu = x = 0: two Normal(0, 2)
+    import torch
+    assert float(lp(torch.zeros(2, dtype=torch.float64))) == pytest.approx(
+        2 * (-0.5 * __import__("math").log(2 * __import__("math").pi * 4)))
+
+
+def test_literals_and_data_stay_python_numbers() -> None:
+    values = _map("data N: int\ndata c: int[N]\nlam ~ Exponential(1)\nfor i in 1..N:\n"
+                  "    c[i] ~ Poisson(lam + 0.5 * N)", {"N": 4, "c": [2, 2, 2, 2]})
+    assert values["lam"] == pytest.approx(0.0, abs=1e-6)  # the rate 2 is already 0.5 * N
+
+
+@pytest.mark.parametrize(("program", "message", "column"), [
+    ("mu ~ Normal(0, -10)", "the scale of Normal must be positive (> 0); this is -10", 16),
+    ("const s = -2\nmu ~ HalfNormal(s)", "the scale of HalfNormal must be positive", 17),
+    ("mu ~ Normal(0, 0)", "this is 0", 16),
+    ("mu ~ Exponential(0)", "the rate of Exponential must be positive", 18),
+    ("mu ~ Beta(1, 2 - 3)", "the concentration0 of Beta must be positive", 14),
+    ("mu ~ Uniform(1, 1)", "the upper bound of Uniform must exceed", 17),
+    ("z ~ Bernoulli(1.5)", "must be a probability", 15),
+    ("z ~ Categorical([0.5, 0.6])", "must be a simplex", 17),
+    ("z ~ Binomial(2.5, 0.5)", "must be a whole number", 14),
+    ("mu ~ Normal(0, 9 ^ 9 ^ 9)", "too large for a real", 16),
+    ("const A = 9 ^ 9 ^ 9\nmu ~ Normal(0, 1)", "too large for a real", 11),
+    ("mu ~ Normal(0, 1e300 * 1e300)", "too large for a real", 16),
+    ("mu ~ Normal(0, 1)\nd = 5 / 0", "division by zero", 5),
+    ("const A = (-8) ^ 0.5\nmu ~ Normal(0, 1)", "not a real number", 11),
+    ("const A = log(0 - 1)\nmu ~ Normal(0, 1)", "has no real value", 11),
+    ("const A = 0 ^ -1\nmu ~ Normal(0, 1)", "0 to a negative power", 11),
+])
+def test_bad_constants_are_found_at_check(program: str, message: str, column: int) -> None:
+    with pytest.raises(BgmError) as info:
+        compile_string(program)
+    text = str(info.value)
+    assert message in text
+    line = next(i for i, t in enumerate(program.splitlines(), 1) if len(t) >= column and
+                t[column - 1] not in " ~")
+    assert f"<string>:{line}:{column}:" in text.splitlines()[0]
+
+
+def test_a_latent_named_inf_captures_nothing() -> None:
+    values = _map("inf ~ HalfNormal(1)\nnan ~ Normal(0, 1)\nmu ~ Normal(inf + nan, 0.001)")
+    assert float(values["mu"]) == pytest.approx(float(values["inf"] + values["nan"]),
+                                                 abs=1e-6)

@@ -158,7 +158,9 @@ class ExprCompiler:
     # ---- expressions
     def expr(self, e: Any, scope: Scope) -> Value:
         if isinstance(e, n.Number):
-            return Value(repr(e.value), (), 0, isinstance(e.value, int), number=True)
+            return self.literal(e.value, isinstance(e.value, int))
+        if id(e) in self.model.folded:  # constant arithmetic, evaluated at check
+            return self.literal(self.model.folded[id(e)], self.etype(e).integer)
         if isinstance(e, n.Name):
             return self._name(e, scope)
         if isinstance(e, n.Unary):
@@ -184,6 +186,15 @@ class ExprCompiler:
             return self._call(e, scope)
         raise Unsupported(f"cannot compile '{format_expr(e)}'", e)
 
+    @staticmethod
+    def literal(value: int | float, integer: bool) -> Value:
+        """A number as a Python literal: an int only when it is one and small enough for
+        torch's int64, else a finite float (folding never makes inf or nan)."""
+        integer = integer and isinstance(value, int) and abs(value) < 2 ** 53
+        code = repr(value) if integer else repr(float(value))
+        return Value(code, (), 0, integer, number=True, atomic=value >= 0,
+                     prec=100 if value >= 0 else _UNARY_PREC)
+
     def _union(self, scope: Scope, *values: Value) -> tuple[int, ...]:
         present = {k for v in values for k in v.loops}
         return tuple(k for k in scope.keys() if k in present)
@@ -197,7 +208,7 @@ class ExprCompiler:
             return Value(scope.sequential[e.id], (), 0, True, number=True)
         v = self.model.variables[e.id]
         if v.role == "const":
-            return Value(repr(v.value), (), 0, isinstance(v.value, int), number=True)
+            return self.literal(v.value, isinstance(v.value, int))
         if self.reader is not None:
             taken = self.reader(e.id, (), scope, e)
             if taken is not None:
@@ -223,8 +234,11 @@ class ExprCompiler:
         right = self.operand(b, self.align(b, loops, rank), e.op, True)
         if e.op == "^" and a.number:
             left = f"data__.tensor({a.code})"
+        # data and literals alone (`0.5 * N`) stay unbatched: a Python number at run time
+        batched = any(x.batched and not x.number for x in (a, b))
         return Value(f"{left} {op} {right}", loops, rank, a.integer and b.integer and
-                     e.op in "+-*", atomic=False, prec=_PREC[e.op])
+                     e.op in "+-*", atomic=False, prec=_PREC[e.op], batched=batched,
+                     tensor=a.tensor or b.tensor)
 
     @staticmethod
     def operand(v: Value, code: str, op: str, right: bool) -> str:

@@ -1,0 +1,84 @@
+"""The constant-folding pass: every constant part of an expression is evaluated once, at
+`check`, exactly (compiler/consts.py), and every constant distribution argument is checked
+against its parameter's support there, with a caret at the argument.
+
+Contract: `fold_constants(model)` fills `model.folded` (id of an expression node -> its
+value) for the largest constant sub-expressions that are not bare literals, so the code
+generator writes their values as literals and never evaluates user arithmetic at run time.
+Errors: a constant with no real value (consts.BadConstant), and a constant argument
+outside its support (`Normal(0, -10)`, `Exponential(0)`, `Bernoulli(1.5)`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from compiler import consts
+from compiler.distributions import DISTRIBUTIONS
+from compiler.ir import GraphicalModel
+from compiler.walk import children
+from dsl import nodes as n
+from dsl.diagnostics import BgmError, Diagnostic
+
+# parameter support -> (test, what it must be)
+_SUPPORTS = {
+    "positive": (lambda x: x > 0, "positive (> 0)"),
+    "unit": (lambda x: 0 <= x <= 1, "a probability (between 0 and 1)"),
+    "int_nonneg": (lambda x: x >= 0 and float(x).is_integer(), "a whole number >= 0"),
+}
+
+
+def fold_constants(model: GraphicalModel) -> None:
+    env = {k: v.value for k, v in model.variables.items() if v.role == "const"}
+    errors: list[Diagnostic] = []
+    for stmt in model.statements:
+        _fold(stmt.expr, env, model.folded, errors)
+        binding = model.bindings.get(stmt.id) if stmt.kind == "sample" else None  # type: ignore[attr-defined]
+        if binding is not None and binding.name in DISTRIBUTIONS and not errors:
+            errors += _check_arguments(binding, env)
+    if errors:
+        raise BgmError(errors, model.source)
+
+
+def _fold(e: Any, env: dict[str, Any], folded: dict[int, Any],
+          errors: list[Diagnostic]) -> None:
+    if isinstance(e, (n.Unary, n.Binary, n.Call)) and consts.is_constant(e, env):
+        try:
+            folded[id(e)] = consts.fold(e, env)
+        except consts.BadConstant as exc:
+            errors.append(Diagnostic(str(exc), getattr(exc.node, "span", None)))
+        return
+    for child in children(e):
+        _fold(child, env, folded, errors)
+
+
+def _check_arguments(binding: Any, env: dict[str, Any]) -> list[Diagnostic]:
+    errors: list[Diagnostic] = []
+    values: dict[str, Any] = {}
+    for param, arg in zip(binding.params, binding.args, strict=True):
+        label = param.aliases[0] if param.aliases else param.name
+        if param.support == "simplex" and isinstance(arg, n.Vector) and \
+                all(consts.is_constant(i, env) for i in arg.items):
+            items = [consts.fold(i, env) for i in arg.items]
+            if min(items) < 0 or abs(sum(items) - 1) > 1e-6:
+                errors.append(Diagnostic(
+                    f"the {label} of {binding.name} must be a simplex (entries >= 0 that "
+                    f"sum to 1); these sum to {sum(items):g}", arg.span))
+            continue
+        if not consts.is_constant(arg, env):
+            continue
+        try:
+            value = consts.fold(arg, env)
+        except consts.BadConstant:
+            continue  # reported by _fold
+        values[param.name] = value
+        test = _SUPPORTS.get(param.support)
+        if test is not None and not test[0](value):
+            errors.append(Diagnostic(f"the {label} of {binding.name} must be {test[1]}; "
+                                     f"this is {value!r}", arg.span))
+    if binding.name == "Uniform" and {"alpha", "beta"} <= values.keys() and \
+            not values["alpha"] < values["beta"]:
+        arg = binding.args[[p.name for p in binding.params].index("beta")]
+        errors.append(Diagnostic(f"the upper bound of Uniform must exceed its lower bound "
+                                 f"({values['alpha']!r}); this is {values['beta']!r}",
+                                 arg.span))
+    return errors
