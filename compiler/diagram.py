@@ -154,26 +154,38 @@ def _position(stmt: Any, lp: Loop, ints: dict[str, Any]) -> int | None:
 
 def _fixed_plates(model: GraphicalModel, plates_of: dict[str, frozenset[str]],
                   labels: dict[str, str], times: set[str], ints: dict[str, Any]) -> None:
-    """A covariate's plates: those whose loop variable indexes it in every read."""
+    """A covariate's plates: those whose loop variable indexes it in every read (a
+    generator's variable is not the loop's, even when it reuses the loop's name)."""
     found: dict[str, list[frozenset[str]]] = {}
+
+    def fixed(name: Any, bound: frozenset[str]) -> bool:
+        return isinstance(name, n.Name) and name.id not in bound and \
+            name.id in model.variables and \
+            model.variables[name.id].role in ("data", "transformed_data")
+
     for stmt in model.statements:
         by_var = {lp.var: lp for lp in stmt.loops if format_expr(lp.range.hi) not in times}
-        exprs = [stmt.expr] if stmt.kind != "assign" else [stmt.node.value]
-        stack = list(exprs)
+        stack: list[tuple[Any, frozenset[str]]] = [(stmt.expr, frozenset())]
         while stack:
-            e = stack.pop()
-            if isinstance(e, n.Name) and e.id in model.variables and \
-                    model.variables[e.id].role in ("data", "transformed_data"):
-                found.setdefault(e.id, []).append(frozenset())
-            if isinstance(e, n.Index) and isinstance(e.base, n.Name) and \
-                    model.variables.get(e.base.id) is not None and \
-                    model.variables[e.base.id].role in ("data", "transformed_data"):
-                keys = frozenset(_plate_key(by_var[i.id]) for i in e.items
-                                 if isinstance(i, n.Name) and i.id in by_var)
-                found.setdefault(e.base.id, []).append(keys)
-                stack.extend(e.items)
+            e, bound = stack.pop()
+            if isinstance(e, n.Generator):
+                stack += [(e.range.lo, bound), (e.range.hi, bound),
+                          (e.body, bound | {e.var.id})]
                 continue
-            stack.extend(children(e))
+            if fixed(e, bound):
+                found.setdefault(e.id, []).append(frozenset())
+            if isinstance(e, n.Index):
+                base, items = e.base, tuple(e.items)
+                while isinstance(base, n.Index):  # x[i][j] is x[i, j] (rule 16)
+                    base, items = base.base, tuple(base.items) + items
+                if fixed(base, bound):
+                    keys = frozenset(_plate_key(by_var[i.id]) for i in items
+                                     if isinstance(i, n.Name) and i.id in by_var and
+                                     i.id not in bound)
+                    found.setdefault(base.id, []).append(keys)
+                    stack += [(i, bound) for i in items]
+                    continue
+            stack += [(c, bound) for c in children(e)]
     for name, sets in found.items():
         if name not in plates_of:
             plates_of[name] = frozenset.intersection(*sets)

@@ -4,11 +4,19 @@ blankets, asked of elements (`y[1]`) or whole variables (`y`).
 The variable-level graph of compiler/ir.py draws one node per variable, but a plate
 stands for many: y[1] and y[2] may be independent given mu although y and y are not. So
 the graph is **unrolled**: every int data size becomes `size` (3 unless the question
-names a larger index), each statement is instantiated once per iteration of its loops,
-and each read becomes edges from exactly the elements it reads. An index item that is
-the loop variable plus a constant, a constant, a slice or a prefix selects those
-elements; anything else (`mu[z[i]]`, a generator's variable) may be any element, so all
-of them are parents (the graph can only gain edges: an answer "independent" is sound).
+names a larger index; raised until every loop and generator whose range grows with the
+data runs at least twice), each statement is instantiated once per iteration of its
+loops, and each read becomes edges from exactly the elements it reads. Generators are
+unrolled too: `sum(w[k] * y[t - k] for k in 1..2)` reads w[1], w[2], y[t - 1] and
+y[t - 2], exactly as the same sum written term by term (nested generators, bounds from
+consts, int data or the loop variable alike). Each index item is evaluated in each
+iteration: integer arithmetic of sizes and loop and generator variables selects one
+element, a slice or prefix `a..b` those elements, `:` all of them. Any other index
+(`mu[z[i]]`, an int datum alone `mu[j0]`) may select any element: a **loose** read, all of
+whose elements are parents (the graph can only gain edges: an answer "independent" is
+sound) except those that would point backwards in time or close a cycle: of its own
+statement's elements it reads only those of earlier iterations, and never an element that
+depends on the one being defined.
 
 Fixed quantities (data that no `~` generates, transformed data, consts) are not random:
 they are left out, which is the same as conditioning on them. A `factor` statement is a
@@ -27,17 +35,18 @@ from typing import Any
 
 import networkx as nx
 
-from compiler.indexing import LoopScope, classify
+from compiler.indexing import LoopScope
 from compiler.ir import GraphicalModel, Statement
 from compiler.shapes import int_env
 from compiler.sizes import NotASize, Size, size_of
-from compiler.walk import children, free_names
+from compiler.walk import children
 from dsl import nodes as n
 
 DEFAULT_SIZE = 3
 MAX_SIZE = 40  # elements per plate: a chain of 40 is enough to show any pattern
 RANDOM = ("observed", "latent", "deterministic", "param", "net")
-WILDCARD = None  # an index item that may select any element
+WILDCARD = None  # an index item that may select any element (not known)
+ALL = "all"  # `:`: every element, exactly
 
 
 class QueryError(Exception):
@@ -53,6 +62,19 @@ def element(name: str, index: tuple[int, ...]) -> str:
 
 
 # ---- unrolling ------------------------------------------------------------------------
+Env = dict[str, int | None]  # loop and generator variables; None: a value not known
+MAX_GENERATOR = 1000  # a generator ranging further is read as "any k" (not unrolled)
+
+
+@dataclass
+class _Found:
+    """The elements a read selects: `exact` ones, and `loose` ones that an index bgmc
+    cannot evaluate (`mu[z[i]]`, `mu[j0]`) may select."""
+
+    exact: set[str]
+    loose: set[str]
+
+
 class _Unroller:
     def __init__(self, model: GraphicalModel, size: int, fixed: bool = False):
         self.model = model
@@ -60,6 +82,8 @@ class _Unroller:
         self.ints = int_env(model)
         self.values = {k: (size if v is None else v) for k, v in self.ints.items()}
         self.elements: dict[str, set[tuple[int, ...]]] = {}
+        self.defined_at: dict[str, tuple[int, tuple[int, ...]]] = {}  # statement, iteration
+        self.arity: dict[str, set[int]] = {}  # the lengths of each variable's indices
         self.graph = nx.DiGraph()
 
     def value(self, s: Size) -> int:
@@ -72,45 +96,92 @@ class _Unroller:
     def ranges(self, stmt: Statement) -> list[range]:
         return [range(self.value(s.lo), self.value(s.hi) + 1) for s in self.scopes(stmt)]
 
+    def short(self, stmt: Statement) -> bool:
+        """Whether a loop or generator whose range grows with the int data runs fewer than
+        twice at this size (its elements' pattern would not show)."""
+        growing = [r for s, r in zip(self.scopes(stmt), self.ranges(stmt), strict=True)
+                   if s.lo.names() | s.hi.names()]
+        if any(len(r) < 2 for r in growing):
+            return True
+        loop_vars = frozenset(lp.var for lp in stmt.loops)
+        return any(len(r) < 2 for r in self._generator_ranges(stmt.expr, loop_vars))
+
+    def _generator_ranges(self, e: Any, bound: frozenset[str]) -> list[range]:
+        """The ranges of the generators in e whose bounds are sizes of the int data alone
+        (not of a loop or an outer generator's variable)."""
+        out: list[range] = []
+        if isinstance(e, n.Generator):
+            lo, hi = (self._size(part, bound) for part in (e.range.lo, e.range.hi))
+            if lo is not None and hi is not None and (lo.names() | hi.names()) and \
+                    not (lo.names() | hi.names()) & bound:
+                out.append(range(self.value(lo), self.value(hi) + 1))
+            for part in (e.range.lo, e.range.hi):
+                out += self._generator_ranges(part, bound)
+            return out + self._generator_ranges(e.body, bound | {e.var.id})
+        for child in children(e):
+            out += self._generator_ranges(child, bound)
+        return out
+
     def iterations(self, stmt: Statement) -> list[tuple[tuple[LoopScope, ...], dict[str, int]]]:
         """(loop scopes, values of the loop variables) for each iteration of stmt."""
         scopes = self.scopes(stmt)
         return [(scopes, dict(zip((s.var for s in scopes), combo, strict=True)))
                 for combo in itertools.product(*self.ranges(stmt))]
 
-    def items(self, items: tuple[Any, ...], scopes: tuple[LoopScope, ...],
-              env: dict[str, int], bound: frozenset[str] = frozenset(),
-              target: bool = False) -> list[Any]:
-        """Each index item as an int, a set of ints (slice, prefix) or WILDCARD. A read
-        indexed by a generator's variable (`bound`) or by an int datum (`mu[j0]`: its
-        value is not the unrolled size) may be any element; a target's are exact."""
+    # ---- index arithmetic
+    def _size(self, e: Any, variables: Any) -> Size | None:
+        """e as a polynomial in the int data and the given loop and generator variables
+        (consts folded unless a variable shadows them), or None (`z[i]`, `k / 2`)."""
+        try:
+            return size_of(e, {**self.ints, **dict.fromkeys(variables)})
+        except NotASize:
+            return None
+
+    def evaluate(self, size: Size, env: Env) -> int | None:
+        """A size's value in one iteration (int data at the unrolled size); None when it
+        involves a generator variable whose range is not known."""
+        total = 0
+        for mono, coef in size.terms:
+            term = coef
+            for x in mono:
+                v = env[x] if x in env else self.values[x]
+                if v is None:
+                    return None
+                term *= v
+            total += term
+        return total
+
+    def items(self, items: tuple[Any, ...], env: Env, target: bool = False) -> list[Any]:
+        """Each index item, evaluated in one iteration (loop and generator variables at
+        their values): an int, a set of ints (a slice `a..b`, a prefix `1..t - 1`), ALL
+        (`:`) or WILDCARD. An index that is not integer arithmetic of sizes and loop or
+        generator variables (`mu[z[i]]`), or an int datum alone (`mu[j0]`: its value is not
+        the unrolled size), may select any element: WILDCARD. A target's are exact."""
         out: list[Any] = []
         for item in items:
-            if bound & {x.id for x in free_names(item)}:
+            if isinstance(item, n.FullSlice):
+                out.append(ALL)
+                continue
+            if isinstance(item, n.Slice):
+                bounds = [self._size(b, env) for b in (item.range.lo, item.range.hi)]
+                values = [None if b is None else self.evaluate(b, env) for b in bounds]
+                out.append(WILDCARD if None in values
+                           else set(range(values[0], values[1] + 1)))  # type: ignore[operator]
+                continue
+            size = self._size(item, env)
+            if size is None or (not target and size.names() and not size.names() & set(env)):
                 out.append(WILDCARD)
                 continue
-            form = classify(item, scopes, self.ints)
-            if form.kind == "loop":
-                out.append(env[form.loop.var] + self.value(form.offset))  # type: ignore[union-attr, arg-type]
-            elif form.kind == "scalar" and (target or not form.lo.names()):  # type: ignore[union-attr]
-                out.append(self.value(form.lo))  # type: ignore[arg-type]
-            elif form.kind in ("slice", "prefix"):
-                lo = self.value(form.lo)  # type: ignore[arg-type]
-                hi = (env[form.loop.var] + self.value(form.offset)) if form.kind == "prefix" \
-                    else self.value(form.hi)  # type: ignore[union-attr, arg-type]
-                out.append(set(range(lo, hi + 1)))
-            else:
-                out.append(WILDCARD)
+            value = self.evaluate(size, env)
+            out.append(WILDCARD if value is None else value)
         return out
 
-    def targets(self, stmt: Statement, scopes: tuple[LoopScope, ...],
-                env: dict[str, int]) -> list[tuple[int, ...]]:
+    def targets(self, stmt: Statement, env: Env) -> list[tuple[int, ...]]:
         """The elements one iteration of stmt defines: `mu[1..2]` defines mu[1] and mu[2];
         `x[:, j]` every row of column j (the declared dim, unrolled)."""
         shape = self.model.variables[stmt.target].shape or ()  # type: ignore[index]
         choices = []
-        for p, item in enumerate(self.items(stmt.node.target.items, scopes, env,
-                                            target=True)):
+        for p, item in enumerate(self.items(stmt.node.target.items, env, target=True)):
             if isinstance(item, int):
                 choices.append([item])
             elif isinstance(item, set):
@@ -121,14 +192,17 @@ class _Unroller:
                                else list(range(1, int(dim) + 1)))
         return list(itertools.product(*choices))
 
+    # ---- the graph
     def run(self) -> nx.DiGraph:
         statements = [s for s in self.model.statements if s.kind != "factor"]
         for stmt in statements:  # the elements each statement defines
             if self.model.variables[stmt.target].role not in RANDOM:  # type: ignore[index]
                 continue
-            for scopes, env in self.iterations(stmt):
-                for index in self.targets(stmt, scopes, env):
+            for _, env in self.iterations(stmt):
+                for index in self.targets(stmt, env):  # type: ignore[arg-type]
                     self.elements.setdefault(stmt.target, set()).add(index)  # type: ignore[arg-type]
+                    self.defined_at.setdefault(element(stmt.target, index),  # type: ignore[arg-type]
+                                               (stmt.id, tuple(env.values())))
         for v in self.model.of_role("param", "net"):
             self.elements.setdefault(v.name, {()})
         if self.fixed:  # whole, one node each: a diagram's covariates
@@ -140,54 +214,89 @@ class _Unroller:
             for index in index_set:
                 self.graph.add_node(element(name, index), variable=name, index=index,
                                     role=self.model.variables[name].role)
+        loose: list[tuple[str, str]] = []
         for stmt in self.model.statements:
             random_target = stmt.target is not None and \
                 self.model.variables[stmt.target].role in RANDOM
             if stmt.kind != "factor" and not random_target:
                 continue
-            for scopes, env in self.iterations(stmt):
-                if stmt.kind == "factor":
+            for _, env in self.iterations(stmt):
+                if stmt.kind == "factor":  # an observed sink: no edge into it closes a cycle
                     child = element(f"factor@{stmt.span.line}", tuple(env.values()))
                     self.graph.add_node(child, factor=True, variable=None, role="factor")
-                    for parent in self.reads([stmt.node.expr], scopes, env):
+                    found = self.reads([stmt.node.expr], env)  # type: ignore[arg-type]
+                    for parent in found.exact | found.loose:
                         self.graph.add_edge(parent, child)
                     continue
-                parents = self.reads([stmt.expr, *stmt.node.target.items], scopes, env)
-                for index in self.targets(stmt, scopes, env):
-                    for parent in parents:
-                        self.graph.add_edge(parent, element(stmt.target, index))  # type: ignore[arg-type]
+                found = self.reads([stmt.expr, *stmt.node.target.items], env)  # type: ignore[arg-type]
+                now = (stmt.id, tuple(env.values()))
+                for index in self.targets(stmt, env):  # type: ignore[arg-type]
+                    child = element(stmt.target, index)  # type: ignore[arg-type]
+                    for parent in found.exact:
+                        self.graph.add_edge(parent, child)
+                    for parent in sorted(found.loose - found.exact):
+                        at = self.defined_at.get(parent)
+                        if at is None or at[0] != stmt.id or at[1] < now[1]:
+                            loose.append((parent, child))
+        # A loose read selects any element it may read. Of the statement's own elements
+        # only those of earlier iterations (time runs forward: `y[t] ~ f(y[idx[t]])`
+        # reads y's past), and none that would close a cycle: that one it cannot read.
+        for parent, child in loose:
+            if not self.graph.has_edge(parent, child) and parent != child and \
+                    not nx.has_path(self.graph, child, parent):
+                self.graph.add_edge(parent, child)
         return self.graph
 
-    def reads(self, exprs: list[Any], scopes: tuple[LoopScope, ...],
-              env: dict[str, int]) -> set[str]:
-        found: set[str] = set()
+    def reads(self, exprs: list[Any], env: Env) -> _Found:
+        found = _Found(set(), set())
         for e in exprs:
-            self._reads(e, scopes, env, found)
+            self._reads(e, env, found)
         return found
 
-    def _reads(self, e: Any, scopes: tuple[LoopScope, ...], env: dict[str, int],
-               found: set[str], bound: frozenset[str] = frozenset()) -> None:
-        if isinstance(e, n.Generator):  # its variable ranges over its own range
+    def _reads(self, e: Any, env: Env, found: _Found) -> None:
+        if isinstance(e, n.Generator):  # unrolled: the body read once per value of its variable
             for part in (e.range.lo, e.range.hi):
-                self._reads(part, scopes, env, found, bound)
-            self._reads(e.body, scopes, env, found, bound | {e.var.id})
+                self._reads(part, env, found)
+            bounds = [self._size(part, env) for part in (e.range.lo, e.range.hi)]
+            lo, hi = (None if b is None else self.evaluate(b, env) for b in bounds)
+            if lo is None or hi is None or hi - lo >= MAX_GENERATOR:
+                self._reads(e.body, {**env, e.var.id: None}, found)  # any k
+                return
+            for k in range(lo, hi + 1):
+                self._reads(e.body, {**env, e.var.id: k}, found)
             return
-        if isinstance(e, n.Index) and isinstance(e.base, n.Name) and e.base.id in self.elements:
-            wanted = self.items(e.items, scopes, env, bound)
-            for index in self.elements[e.base.id]:
-                if all(w is WILDCARD or (i in w if isinstance(w, set) else i == w)
-                       for i, w in zip(index, wanted, strict=False)):
-                    found.add(element(e.base.id, index))
-            for item in e.items:
-                self._reads(item, scopes, env, found, bound)
-            return
-        if isinstance(e, n.Name) and e.id in self.elements:
-            found.update(element(e.id, i) for i in self.elements[e.id])
+        if isinstance(e, n.Index):
+            base, items = e.base, tuple(e.items)
+            while isinstance(base, n.Index):  # x[i][j] is x[i, j] (rule 16)
+                base, items = base.base, tuple(base.items) + items
+            if isinstance(base, n.Name) and base.id in self.elements and base.id not in env:
+                self._select(base.id, self.items(items, env), found)
+                for item in items:
+                    self._reads(item, env, found)
+                return
+        if isinstance(e, n.Name) and e.id in self.elements and e.id not in env:
+            found.exact.update(element(e.id, i) for i in self.elements[e.id])
             return
         if isinstance(e, n.Call) and e.func.id in self.elements:  # a net's weights
-            found.add(element(e.func.id, ()))
+            found.exact.add(element(e.func.id, ()))
         for child in children(e):
-            self._reads(child, scopes, env, found, bound)
+            self._reads(child, env, found)
+
+    def _select(self, name: str, wanted: list[Any], found: _Found) -> None:
+        """The elements of `name` that an index (evaluated items) selects."""
+        into = found.loose if any(w is WILDCARD for w in wanted) else found.exact
+        have = self.elements[name]
+        if name not in self.arity:
+            self.arity[name] = {len(index) for index in have}
+        if all(isinstance(w, (int, set)) for w in wanted) and self.arity[name] == {len(wanted)}:
+            choices = [[w] if isinstance(w, int) else sorted(w) for w in wanted]
+            into.update(element(name, index) for index in itertools.product(*choices)
+                        if index in have)
+            return
+        for index in have:  # an element of fewer dims (read whole), or : and wildcards
+            if all(w is WILDCARD or w is ALL or (i in w if isinstance(w, set) else i == w)
+                   for i, w in zip(index, wanted, strict=False)):
+                into.add(element(name, index))
 
 
 def _size_data(v: Any) -> bool:
@@ -205,16 +314,16 @@ def _product(values: Any) -> int:
 
 def unrolled(model: GraphicalModel, size: int = DEFAULT_SIZE, fixed: bool = False) -> nx.DiGraph:
     """The element-level graph, every int data size set to `size` (raised until every loop
-    runs at least twice: `for t in 5..T` needs T >= 6); with `fixed`, the data and
-    transformed data it reads are nodes too (whole: one node each)."""
+    and generator whose range grows with the data runs at least twice: `for t in 5..T`
+    needs T >= 6); with `fixed`, the data and transformed data it reads are nodes too
+    (whole: one node each)."""
     if size > MAX_SIZE:
         raise QueryError(f"bgmc query unrolls at most {MAX_SIZE} elements per plate (asked "
                          f"for {size}); elements further on are alike")
     try:
         while True:
             unroller = _Unroller(model, size, fixed)
-            short = any(len(r) < 2 for stmt in model.statements
-                        for r in unroller.ranges(stmt))
+            short = any(unroller.short(stmt) for stmt in model.statements)
             if not short or size >= MAX_SIZE:
                 return unroller.run()
             size += 1

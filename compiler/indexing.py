@@ -137,10 +137,17 @@ def gather_lag(item: Any, loop: LoopScope, scopes: tuple[LoopScope, ...],
     return lag
 
 
+def index_text(item: Any) -> str:
+    """An index item as written: an expression, a slice a..b, or ':'."""
+    if isinstance(item, n.Slice):
+        return format_range(item.range)
+    return ":" if isinstance(item, n.FullSlice) else format_expr(item)
+
+
 def left_index_diagnostic(item: Any) -> Diagnostic:
     """Rule 16 for an index on the left of `~` or `=` that is none of the allowed forms
     (shapes and checks both meet it; one wording)."""
-    text = format_range(item.range) if isinstance(item, n.Slice) else format_expr(item)
+    text = index_text(item)
     return Diagnostic(f"the left side cannot be indexed by '{text}'", item.span,
                       "left-side indices are loop variables plus or minus a constant "
                       "(x[t], x[t - 1]), constants (x[1]) or slices (x[1..K])")

@@ -81,6 +81,8 @@ class GraphicalModel:
     loop_kinds: dict[int, str] = field(default_factory=dict)
     # compiler/folding.py: id of a constant expression node -> its value
     folded: dict[int, Any] = field(default_factory=dict)
+    # compiler/ranges.py: index and loop-range rules checked once the data is loaded
+    range_rules: dict[tuple[object, ...], Any] = field(default_factory=dict)
 
     def of_role(self, *roles: str) -> list[Variable]:
         return [v for v in self.variables.values() if v.role in roles]

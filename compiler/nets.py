@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir import GraphicalModel, Variable
+from compiler.ranges import IndexRule, record
 from compiler.sizes import NotASize, Size, size_of
 from dsl import nodes as n
 from dsl.diagnostics import Problem
@@ -66,7 +67,7 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
         raise Problem(f"nets of kind {kind} are not supported yet", decl.kind.span,
                       f"supported now: {', '.join(SUPPORTED)}")
     if kind in KEYWORDS:
-        return _keywords(decl, kind, ints)
+        return _keywords(model, decl, kind, ints)
     if len(decl.args) < 2:
         raise Problem("MLP takes its layer sizes: MLP(in, hidden..., out, act=relu)",
                       decl.span)
@@ -77,6 +78,7 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
         except NotASize as exc:
             raise Problem(f"a layer size of an MLP must be an integer known when the data "
                           f"is loaded ({exc})", getattr(arg, "span", decl.span)) from None
+        _check_width(model, sizes[-1], arg, "a layer size of an MLP")
     activation = DEFAULT_ACTIVATION
     for k in decl.kwargs:
         if k.name != "act":
@@ -86,7 +88,24 @@ def signature(model: GraphicalModel, v: Variable, ints: dict[str, Any]) -> NetSi
     return NetSignature(kind, tuple(sizes), activation)
 
 
-def _keywords(decl: n.NetDecl, kind: str, ints: dict[str, Any]) -> NetSignature:
+# The widest layer a net may have: wider is a typo (a million units by a million inputs
+# is 8 TB of weights), reported at check rather than as an allocation failure.
+MAX_WIDTH = 1_000_000
+
+
+def _check_width(model: GraphicalModel, size: Size, node: Any, what: str) -> None:
+    """A layer size is at least 1 and at most MAX_WIDTH: at check when it is a constant,
+    when the data is loaded otherwise (compiler/ranges.py)."""
+    if size.constant is None:
+        record(model.range_rules, IndexRule(size, Size.const(MAX_WIDTH), (),
+                                            getattr(node, "span", None), what))
+    elif not 1 <= size.constant <= MAX_WIDTH:
+        raise Problem(f"{what} must be between 1 and {MAX_WIDTH:,}; this is {size.constant}",
+                      getattr(node, "span", None))
+
+
+def _keywords(model: GraphicalModel, decl: n.NetDecl, kind: str,
+              ints: dict[str, Any]) -> NetSignature:
     table = KEYWORDS[kind]
     form = ", ".join(f"{k}={'...' if v is None else v}" for k, v in table.items())
     if decl.args and kind in SEQUENCE:
@@ -107,8 +126,7 @@ def _keywords(decl: n.NetDecl, kind: str, ints: dict[str, Any]) -> NetSignature:
         except NotASize as exc:
             raise Problem(f"'{k.name}' of a {kind} must be an integer known when the data "
                           f"is loaded ({exc})", k.span) from None
-        if given[k.name].constant is not None and given[k.name].constant < 1:
-            raise Problem(f"'{k.name}' of a {kind} must be at least 1", k.span)
+        _check_width(model, given[k.name], k.value, f"'{k.name}' of a {kind}")
     sizes = []
     for name, default in table.items():
         if name not in given and default is None:

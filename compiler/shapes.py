@@ -18,8 +18,15 @@ import networkx as nx
 
 from compiler.distributions import DISTRIBUTIONS, Param, bind, binding_problem
 from compiler.functions import FUNCTIONS, GENERATOR_REDUCTIONS
-from compiler.indexing import IndexForm, LoopScope, classify, left_index_diagnostic
+from compiler.indexing import (
+    IndexForm,
+    LoopScope,
+    classify,
+    index_text,
+    left_index_diagnostic,
+)
 from compiler.ir import GraphicalModel, Statement, Variable
+from compiler.ranges import IndexRule, LoopRule, ValueRule, record
 from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note, Problem
@@ -118,6 +125,10 @@ class _Context:
                 self.fail(exc)
                 lo = hi = ONE
             self.model.scopes[loop.id] = LoopScope(loop.id, loop.var, lo, hi)
+            try:
+                check_range(lo, hi, loop.range, self.model.range_rules)
+            except ShapeError as exc:
+                self.fail(exc)
         for v in self.model.variables.values():
             if v.decl is not None and v.role in ("data", "observed", "param"):
                 self._declared_shape(v)
@@ -130,10 +141,26 @@ class _Context:
             if stmt.target is None or self.model.variables[stmt.target].role in (
                     "observed", "transformed_data"):
                 self._checked(stmt)
+            else:
+                self._target_in_range(stmt)
         for v in self.model.of_role("param"):
             self._param_bounds(v)
         if self.unknown and not self.errors:
             raise InternalError(f"no shape for '{self.unknown[0].id}' and no error reported")
+
+    def _target_in_range(self, stmt: Statement) -> None:
+        """The elements a statement defines lie inside its variable's shape: `t[j]` for j
+        in 0..N would otherwise define t[N] through Python's index -1."""
+        v = self.model.variables[stmt.target]  # type: ignore[index]
+        if v.shape is None:
+            return
+        try:
+            _Expr(self, self.scopes_of(stmt)).index(v.name, v.shape, stmt.node.target.items,
+                                                    stmt.node.target)
+        except ShapeError as exc:
+            self.fail(exc)
+        except _Unknown as exc:
+            self.unknown.append(exc.name)
 
     def _checked(self, stmt: Statement) -> None:
         """Type a statement whose target's shape is settled, reporting what is wrong."""
@@ -295,11 +322,34 @@ class _Context:
                          (Note("'=' defines it here", first.name.span),))
 
 
+# The largest number of elements a declared shape with constant sizes may have.
+MAX_ELEMENTS = 2 ** 31
+
+
+def check_range(lo: Size, hi: Size, node: n.Range, rules: dict[Any, Any]) -> None:
+    """A loop or generator range lo..hi may be empty (hi = lo - 1: `for t in 2..T` with
+    T = 1) but never run backwards; what the data decides is checked when it is loaded."""
+    length = (hi - lo + ONE).constant
+    if length is not None and length < 0:
+        raise ShapeError(f"the range {format_range(node)} runs backwards: it would have "
+                         f"{length} iterations", node,
+                         "ranges count up, a..b with b >= a (b = a - 1 is an empty range)")
+    if length is None:
+        record(rules, LoopRule(lo, hi, node.span, f"the range {format_range(node)}"))
+
+
 def type_shape(t: n.Type | None, ints: dict[str, Any]) -> Shape:
     """The full shape a declared type describes (simplex[K] is [K], cholesky_corr[K] KxK)."""
     if t is None:
         return ()
     dims = tuple(size_of(d, ints) for d in t.dims)
+    total = 1
+    for d, node in zip(dims, t.dims, strict=True):
+        if d.constant is not None and d.constant < 0:
+            raise NotASize(f"a size cannot be negative; this is {d.constant}", node)
+        total *= max(d.constant or 1, 1)
+        if total > MAX_ELEMENTS:
+            raise NotASize(f"this shape has more than {MAX_ELEMENTS} elements", node)
     if t.base == "cholesky_corr":
         if not dims:
             raise NotASize("cholesky_corr needs its size: cholesky_corr[K]", t)
@@ -600,23 +650,25 @@ class _Expr:
     def _index_item(self, what: str, dim: Size, form: IndexForm, item: Any) -> list[Size]:
         if form.kind == "full":
             return [dim]
+        rules, guards = self.ctx.model.range_rules, tuple((s.lo, s.hi) for s in self.scopes)
         if form.kind == "slice":
-            _check_static_range(what, dim, form.lo, item)  # type: ignore[arg-type]
-            _check_static_range(what, dim, form.hi, item)  # type: ignore[arg-type]
+            _check_static_range(what, dim, form.lo, item, None, rules)  # type: ignore[arg-type]
+            _check_static_range(what, dim, form.hi, item, None, rules)  # type: ignore[arg-type]
             return [form.hi - form.lo + ONE]  # type: ignore[operator]
         if form.kind == "prefix":
             raise ShapeError("prefix slices (x[1..t-1]) are for causal nets, which are not "
                              "supported yet", item)
         if form.kind == "scalar":
-            _check_static_range(what, dim, form.lo, item)  # type: ignore[arg-type]
+            _check_static_range(what, dim, form.lo, item, None, rules,  # type: ignore[arg-type]
+                                guards)
             return []
         if form.kind == "loop":
             assert form.loop is not None and form.offset is not None
             loop = form.loop
             _check_static_range(what, dim, loop.lo + form.offset, item,
-                                f"the first iteration ({loop.var} = {loop.lo})")
+                                f"the first iteration ({loop.var} = {loop.lo})", rules, guards)
             _check_static_range(what, dim, loop.hi + form.offset, item,
-                                f"the last iteration ({loop.var} = {loop.hi})")
+                                f"the last iteration ({loop.var} = {loop.hi})", rules, guards)
             return []
         if isinstance(item, n.Slice):
             raise self._slice_error(item)
@@ -625,6 +677,11 @@ class _Expr:
             raise ShapeError(f"an index must be an integer; '{format_expr(item)}' is real", item,
                              "indices are loop variables, int data, consts or discrete "
                              "values")
+        base = item.base if isinstance(item, n.Index) else item
+        source = self.ctx.model.variables.get(getattr(base, "id", ""))
+        if source is not None and source.role in ("data", "observed"):
+            record(self.ctx.model.range_rules, ValueRule(
+                source.name, dim, item.span, what))
         return list(t.shape)
 
     def _slice_error(self, item: n.Slice) -> ShapeError:
@@ -649,6 +706,7 @@ class _Expr:
             hi = size_of(e.range.hi, self.ctx.ints)
         except NotASize as exc:
             raise _size_error(exc, self.ctx.model) from None
+        check_range(lo, hi, e.range, self.ctx.model.range_rules)
         key = -1 - len(self.ctx.model.types)  # type: ignore[attr-defined]
         inner = _Expr(self.ctx, self.scopes + (LoopScope(key, e.var.id, lo, hi),))
         body = inner.type(e.body)
@@ -676,8 +734,9 @@ class _Expr:
         from compiler.nets import signature  # noqa: PLC0415  (nets imports sizes only)
         try:
             sig = signature(self.ctx.model, v, self.ctx.ints)
-        except Problem as exc:
-            raise ShapeError(exc.diagnostic.message, e.func, exc.diagnostic.hint) from None
+        except Problem as exc:  # at the declaration, where the mistake is
+            raise ShapeError(exc.diagnostic.message, exc.diagnostic, exc.diagnostic.hint) \
+                from None
         if len(e.args) != 1 or e.kwargs:
             raise ShapeError(f"the net '{v.name}' takes one argument", e.func)
         if sig.sequence:
@@ -864,16 +923,19 @@ def _same_dim(a: Size, b: Size, node: Any) -> None:
 
 
 def _check_static_range(what: str, dim: Size, index: Size, node: Any,
-                        where: str | None = None) -> None:
+                        where: str | None = None, rules: dict[Any, Any] | None = None,
+                        guards: tuple[tuple[Size, Size], ...] = ()) -> None:
     """Compile-time range check of one index (rule 16); `where` says at which loop
-    iteration the index takes this value."""
+    iteration the index takes this value. What only the data decides is recorded in
+    `rules` (compiler/ranges.py) and checked when the data is loaded."""
     value = index.constant
-    hint = f"at {where}, '{format_expr(node)}' is {index}" if where else None
+    hint = f"at {where}, '{index_text(node)}' is {index}" if where else None
     if value is None:
         diff = (index - dim).constant
         if diff is not None and diff > 0:
             raise ShapeError(f"index {index} is out of range for '{what}' of size {dim}",
                              node, hint)
+        _defer(rules, what, index, None if diff is not None else dim, node, where, guards)
         return
     if value < 1:
         raise ShapeError(f"index {value} is out of range: indices start at 1", node,
@@ -881,3 +943,13 @@ def _check_static_range(what: str, dim: Size, index: Size, node: Any,
     if dim.constant is not None and value > dim.constant:
         raise ShapeError(f"index {value} is out of range for '{what}' of size {dim}", node,
                          hint)
+    if dim.constant is None:
+        _defer(rules, what, index, dim, node, where, guards)
+
+
+def _defer(rules: dict[Any, Any] | None, what: str, index: Size, dim: Size | None, node: Any,
+           where: str | None, guards: tuple[tuple[Size, Size], ...]) -> None:
+    """Record a range rule that only the data decides (compiler/ranges.py)."""
+    if rules is not None and getattr(node, "span", None) is not None:
+        text = f"the index '{index_text(node)}' of '{what}'" + (f" at {where}" if where else "")
+        record(rules, IndexRule(index, dim, guards, node.span, text))

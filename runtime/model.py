@@ -92,6 +92,8 @@ class CompiledModel:
         self.values = values  # as loaded and checked: a guide binds to the same values
         self.data = Data(values, self.device, self.dtype)
         self.simulate = simulate
+        if hasattr(self, "check_sizes"):  # indices and ranges the data sizes decide
+            self.check_sizes(self.data)
         missing_observed = [n for n in self.observed_names if n not in self.data]
         if hasattr(self, "transformed_data"):  # skips what reads missing observed data
             self.transformed_data(self.data)

@@ -5,6 +5,7 @@ import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import networkx as nx
 import pytest
 
 from compiler import render
@@ -186,3 +187,38 @@ def test_a_model_with_nothing_random_draws_an_empty_diagram(tmp_path: Path) -> N
         path.write_text(src)
         assert main(["graph", str(path), "-o", str(tmp_path / f"g{suffix}")]) == 0
     assert drawn((tmp_path / "g.svg").read_text()) == ({}, {})
+
+
+AR_SUM = ("data T: int\ndata y: real[T]\nalpha ~ Normal(0, 1)\nbeta: real[2] ~ Normal(0, 1)\n"
+          "sigma ~ HalfNormal(1)\nfor t in 3..T:\n"
+          "    y[t] ~ Normal(alpha + {mean}, sigma)\n")
+
+
+@pytest.mark.parametrize("mean", [
+    "sum(beta[k] * y[t-k] for k in 1..2)",
+    "sum(beta[k] * y[t - k] for k in 1..2) + prod(y[t - k + 1] for k in 2..2)",
+    "sum(sum(beta[k] * y[t - k - m] for m in 0..1) for k in 1..1)",
+])
+def test_a_sum_over_lags_draws_no_arrow_back_in_time(mean: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "ar.bgm"
+    path.write_text(AR_SUM.format(mean=mean))
+    assert main(["graph", str(path)]) == 0
+    text = capsys.readouterr().out
+    edges = re.findall(r'^\s*"([^"]+)" -> "([^"]+)";$', text, re.M)
+    g = nx.DiGraph(edges)
+    assert nx.is_directed_acyclic_graph(g), edges
+    times = [(int(a[2:-1]), int(b[2:-1])) for a, b in edges
+             if a.startswith("y[") and b.startswith("y[")]
+    assert times and all(a < b for a, b in times), edges
+    spelled = AR_SUM.format(mean="beta[1] * y[t-1] + beta[2] * y[t-2]")
+    assert edges == build(compile_string(spelled, "ar.bgm").compiled.model).edges
+
+
+def test_a_generator_variable_does_not_put_a_covariate_in_a_plate() -> None:
+    """`x[i]` inside `sum(... for i in 1..K)` is read by the generator's i, not the loop's."""
+    src = ("data N: int\ndata K: int\ndata x: real[K]\ndata y: real[N]\nmu ~ Normal(0, 1)\n"
+           "for i in 1..N:\n    y[i] ~ Normal(mu + sum(x[i] for i in 1..K), 1)\n")
+    d = build(compile_string(src, "cov.bgm").compiled.model)
+    assert d.nodes["x"].plates == frozenset() and d.nodes["y"].plates == {"i = 1..N"}
+    assert ("x", "y") in d.edges

@@ -134,3 +134,51 @@ def test_a_latent_named_inf_captures_nothing() -> None:
     values = _map("inf ~ HalfNormal(1)\nnan ~ Normal(0, 1)\nmu ~ Normal(inf + nan, 0.001)")
     assert float(values["mu"]) == pytest.approx(float(values["inf"] + values["nan"]),
                                                  abs=1e-6)
+
+
+# ---- indices and ranges -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("program", "message"), [
+    ("data N: int\nfor j in 0..N:\n    t[j] ~ Normal(0, 1)", "3:7: error: index 0 is out of range"),
+    ("data N: int\nfor j in -1..N:\n    t[j] ~ Normal(0, 1)", "3:7: error: index -1 is out of"),
+    ("for j in 5..3:\n    t[j] ~ Normal(0, 1)", "1:10: error: the range 5..3 runs backwards"),
+    ("mu: real[-1] ~ Normal(0, 1)", "1:10: error: a size cannot be negative"),
+    ("mu: real[99999999999999999999] ~ Normal(0, 1)", "1:10: error: this shape has more"),
+    ("mu[:] ~ Normal(0, 1)", "1:4: error: the left side cannot be indexed by ':'"),
+    ("data N: int\ndata x: real[N, 1]\nnet f = MLP(1, 0, 1)\nfor i in 1..N:\n"
+     "    x[i] ~ Normal(f(x[i - 1]), 1)", "3:16: error: a layer size of an MLP must be"),
+])
+def test_ranges_and_sizes_known_at_check(program: str, message: str) -> None:
+    with pytest.raises(BgmError) as info:
+        compile_string(program)
+    assert message in str(info.value)
+
+
+@pytest.mark.parametrize(("program", "data", "message"), [
+    ("data N: int\ndata y: real[N]\nb: real[2] ~ Normal(0, 1)\nfor i in 1..N:\n"
+     "    y[i] ~ Normal(b[i], 1)", {"N": 3, "y": [1.0, 2.0, 3.0]},
+     "<string>:5:21: the index 'i' of 'b' at the last iteration (i = N) is 3 given the "
+     "data, but must be at most 2"),
+    ("data N: int\nfor i in 1..N:\n    t[i] ~ Normal(0, 1)", {"N": -1},
+     "<string>:2:10: the range 1..N is 1..-1 given the data: it runs backwards"),
+    ("data N: int\ndata z: int[N]\ndata y: real[N]\nmu: real[2] ~ Normal(0, 1)\n"
+     "for i in 1..N:\n    y[i] ~ Normal(mu[z[i]], 1)", {"N": 3, "z": [1, 0, 2], "y": [0, 0, 0]},
+     "<string>:6:22: 'z' indexes 'mu' here, but z[2] = 0 is not an index from 1 to 2"),
+    ("data N: int\ndata H: int\ndata x: real[N, 1]\nnet f = MLP(1, H, 1)\nfor i in 2..N:\n"
+     "    x[i] ~ Normal(f(x[i - 1]), 1)", {"N": 2, "H": 0, "x": [[0.0], [1.0]]},
+     "<string>:4:16: a layer size of an MLP is 0 given the data, but must be at least 1"),
+])
+def test_ranges_the_data_decides_are_checked_when_it_is_loaded(program: str, data: dict,
+                                                                message: str) -> None:
+    from runtime.errors import DataError
+    with pytest.raises(DataError) as info:
+        compile_string(program).bind(data)
+    assert str(info.value).startswith(message)
+
+
+def test_an_empty_loop_reads_nothing() -> None:
+    program = compile_string("data N: int\ndata y: real[N]\nb: real[2] ~ Normal(0, 1)\n"
+                             "for i in 1..N:\n    y[i] ~ Normal(b[i], 1)")
+    assert program.bind({"N": 0, "y": []}).dim == 2
+    assert program.bind({"N": 2, "y": [0.0, 1.0]}).dim == 2

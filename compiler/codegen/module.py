@@ -16,6 +16,7 @@ from compiler.distributions import DISTRIBUTIONS
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.names import class_name, doc_text, python_names
+from compiler.ranges import LoopRule, ValueRule
 from compiler.shapes import int_env
 from compiler.sizes import Size
 from compiler.supports import Support
@@ -92,6 +93,7 @@ class _Module:
             self._latent_specs()
             self._windows()
             self._call_net()
+            self._check_sizes()
             self._transformed_data()
             self._check_data()
             self._log_density()
@@ -342,6 +344,42 @@ class _Module:
             for stmt, code in checks:
                 o.comment(f"{self.where(stmt.span)}  {format_simple(stmt.node)}")
                 o.line(code)
+
+    def _check_sizes(self) -> None:
+        """`check_sizes`: the index and range rules only the data decides
+        (compiler/ranges.py), checked before anything else reads the data."""
+        rules = list(self.model.range_rules.values())
+        if not rules:
+            return
+        ex = self.exprs()
+        lines: list[str] = []
+        needed: set[str] = set()
+        for rule in rules:
+            where = repr(f"{self.file}:{rule.span.line}:{rule.span.column}")
+            if isinstance(rule, ValueRule):
+                sizes = [rule.size]
+                lines.append(f"rt.check_values(data__.get({rule.name!r}), {ex.size(rule.size)}, "
+                             f"{where}, {rule.name!r}, {rule.text!r})")
+            elif isinstance(rule, LoopRule):
+                sizes = [rule.lo, rule.hi]
+                lines.append(f"rt.check_loop({ex.size(rule.lo)}, {ex.size(rule.hi)}, {where}, "
+                             f"{rule.text!r})")
+            else:
+                lengths = [hi - lo + Size.const(1) for lo, hi in rule.loops]
+                sizes = [rule.index, *lengths] + ([rule.size] if rule.size else [])
+                size = "None" if rule.size is None else ex.size(rule.size)
+                guards = tuple_code([ex.size(g) for g in lengths])
+                lines.append(f"rt.check_index({ex.size(rule.index)}, {size}, {guards}, "
+                             f"{where}, {rule.text!r})")
+            needed |= {x for s in sizes for x in s.names()}
+        o = self.out
+        o.blank()
+        with o.indent("def check_sizes(self, data__):"):
+            o.line('"""Indices and loop ranges that depend on data sizes stay inside the '
+                   'declared sizes."""')
+            for name in sorted(needed):
+                o.line(f"{self.names[name]} = data__[{name!r}]")
+            o.lines(lines)
 
     def _support_check(self, stmt: Statement) -> str | None:
         binding = self.model.bindings[stmt.id]  # type: ignore[attr-defined]

@@ -45,6 +45,11 @@ class AR2(rt.CompiledModel):
             rt.Latent('sigma', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        T = data__['T']
+        rt.check_loop(3, T, 'ar2.bgm:13:10', 'the range 3..T')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         T = data__['T']

@@ -49,6 +49,16 @@ class ARMA11(rt.CompiledModel):
             rt.Latent('sigma', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        T = data__['T']
+        rt.check_loop(2, T, 'model.bgm:14:10', 'the range 2..T')
+        rt.check_loop(1, T, 'model.bgm:17:10', 'the range 1..T')
+        rt.check_index(1, T, (), 'model.bgm:13:12', "the index '1' of 'y'")
+        rt.check_index(1, T, (), 'model.bgm:13:20', "the index '1' of 'nu'")
+        rt.check_index(1, T, (), 'model.bgm:12:4', "the index '1' of 'nu'")
+        rt.check_index(1, T, (), 'model.bgm:13:5', "the index '1' of 'err'")
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         T = data__['T']

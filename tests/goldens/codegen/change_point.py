@@ -44,6 +44,11 @@ class ChangePoint(rt.CompiledModel):
             rt.Latent('late', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        T = data__['T']
+        rt.check_loop(1, T, 'change_point.bgm:12:10', 'the range 1..T')
+
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
         T = data__['T']

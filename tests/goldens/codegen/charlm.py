@@ -53,6 +53,13 @@ class CharLM(rt.CompiledModel):
             'text': rt.Windows(1, T - 1, 64),
         }
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        T = data__['T']
+        V = data__['V']
+        rt.check_loop(2, T, 'charlm.bgm:14:10', 'the range 2..T')
+        rt.check_index(V, 1000000, (), 'charlm.bgm:13:28', "'vocab' of a Transformer")
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         V = data__['V']

@@ -43,6 +43,11 @@ class Coin(rt.CompiledModel):
             rt.Latent('theta', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'coin.bgm:10:10', 'the range 1..N')
+
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
         N = data__['N']

@@ -45,6 +45,11 @@ class DiffusionDigits(rt.CompiledModel):
             rt.Latent('eps', (rt.mlp_size((96, 256, 256, 256, 64)),), 'net', init_scale=rt.mlp_init_scale((96, 256, 256, 256, 64))),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'diffusion_digits.bgm:14:10', 'the range 1..N')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']

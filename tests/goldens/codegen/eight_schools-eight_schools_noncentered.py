@@ -51,6 +51,11 @@ class EightSchoolsNoncentered(rt.CompiledModel):
             rt.Latent('theta_trans', (J,), 'real'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        J = data__['J']
+        rt.check_loop(1, J, 'model.bgm:11:10', 'the range 1..J')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         J = data__['J']

@@ -46,6 +46,11 @@ class Flow2D(rt.CompiledModel):
             rt.Latent('f', (rt.realnvp_size(*(2, 6, 64)),), 'net', init_scale=rt.realnvp_init_scale(*(2, 6, 64))),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'flow_moons.bgm:13:10', 'the range 1..N')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']

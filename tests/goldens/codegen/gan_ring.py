@@ -58,6 +58,11 @@ class GANRing(rt.CompiledModel):
             return rt.mlp(w__, (2, 64, 64, 1,), 'relu', x__, x__.dim() - 1)
         raise rt.ModelError(f"no MLP named {name__!r} in the model")
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'gan_ring.bgm:13:10', 'the range 1..N')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         raise rt.ModelError("'x' = G(z) with G not invertible is an implicit model: it has no likelihood, so it cannot be fitted by mle, map, nuts, advi or svi; train it against a critic net declared in the file with 'bgmc fit --method adversarial --critic NET'", 'gan_ring.bgm:15')

@@ -53,6 +53,13 @@ class GaussianMixture(rt.CompiledModel):
             rt.Latent('s', (K,), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        K = data__['K']
+        N = data__['N']
+        rt.check_loop(1, K, 'gaussian_mixture.bgm:12:10', 'the range 1..K')
+        rt.check_loop(1, N, 'gaussian_mixture.bgm:15:10', 'the range 1..N')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']

@@ -51,6 +51,12 @@ class GPRegr(rt.CompiledModel):
             rt.Latent('sigma', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'model.bgm:12:10', 'the range 1..N')
+        rt.check_loop(1, N, 'model.bgm:13:14', 'the range 1..N')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']

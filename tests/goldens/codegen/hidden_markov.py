@@ -52,6 +52,15 @@ class HiddenMarkov(rt.CompiledModel):
             rt.Latent('sigma', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        K = data__['K']
+        T = data__['T']
+        rt.check_loop(1, K, 'hidden_markov.bgm:9:10', 'the range 1..K')
+        rt.check_loop(2, T, 'hidden_markov.bgm:14:10', 'the range 2..T')
+        rt.check_loop(1, T, 'hidden_markov.bgm:16:10', 'the range 1..T')
+        rt.check_index(1, T, (), 'hidden_markov.bgm:13:3', "the index '1' of 'z'")
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         T = data__['T']

@@ -55,6 +55,17 @@ class NaiveBayes(rt.CompiledModel):
             rt.Latent('q', (C, D), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        C = data__['C']
+        D = data__['D']
+        N = data__['N']
+        rt.check_loop(1, C, 'naive_bayes.bgm:16:10', 'the range 1..C')
+        rt.check_loop(1, D, 'naive_bayes.bgm:17:14', 'the range 1..D')
+        rt.check_loop(1, N, 'naive_bayes.bgm:19:10', 'the range 1..N')
+        rt.check_loop(1, D, 'naive_bayes.bgm:21:14', 'the range 1..D')
+        rt.check_values(data__.get('y'), C, 'naive_bayes.bgm:22:31', 'y', 'q')
+
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
         N = data__['N']

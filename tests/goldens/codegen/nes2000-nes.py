@@ -60,6 +60,11 @@ class NES(rt.CompiledModel):
             rt.Latent('sigma', (), 'bounded'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'model.bgm:16:10', 'the range 1..N')
+
     def transformed_data(self, data__):
         """Computed once from the data when it is loaded; what reads observed data is skipped
         while that data is absent (when simulating it)."""

@@ -54,6 +54,11 @@ class PoissonRegression(rt.CompiledModel):
             rt.Latent('beta', (D,), 'real'),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        N = data__['N']
+        rt.check_loop(1, N, 'poisson_regression.bgm:15:10', 'the range 1..N')
+
     def transformed_data(self, data__):
         """Computed once from the data when it is loaded; what reads observed data is skipped
         while that data is absent (when simulating it)."""

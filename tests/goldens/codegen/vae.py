@@ -51,6 +51,13 @@ class VAE(rt.CompiledModel):
             rt.Latent('dec', (rt.mlp_size((2, 128, D)),), 'net', init_scale=rt.mlp_init_scale((2, 128, D))),
         )
 
+    def check_sizes(self, data__):
+        """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
+        D = data__['D']
+        N = data__['N']
+        rt.check_loop(1, N, 'vae.bgm:17:10', 'the range 1..N')
+        rt.check_index(D, 1000000, (), 'vae.bgm:14:23', 'a layer size of an MLP')
+
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
         N = data__['N']
