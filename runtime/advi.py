@@ -17,6 +17,18 @@ tests/test_advi.py comparing ADVI with closed-form posteriors:
   (Polyak-Ruppert averaging). The last iterate of a constant-step optimiser jitters by
   about `lr` in unconstrained units, which is a large fraction of a narrow posterior's sd
   (mean errors up to 0.2 sd on one-dimensional conjugate posteriors).
+
+A particle drawn where the log density is undefined or not finite (a Cholesky
+factorisation that fails, the log of a negative: runtime/model.py) is dropped from that
+step's ELBO and gradient, as Stan drops such draws from its ELBO estimate. Dropped
+particles exert no pull, so nothing would keep the Gaussian from drifting into such a
+region: a step that takes its mean to a point where the density is not finite is
+rejected (the previous parameters, half the learning rate), as the optimisers backtrack.
+Dropping is for transients (the first, wide Gaussians): when a large share of the
+particles keeps being dropped, or none is finite for many steps in a row, the Gaussian
+cannot fit the posterior and ADVI stops with the reason and its place in the model
+(Stan's ADVI stops at the first dropped gradient). The final draws are redrawn where
+they fall on such a point (the posterior has no mass there).
 """
 from __future__ import annotations
 
@@ -127,10 +139,94 @@ class _Average:
                     p.copy_(total / self.count)
 
 
+# Steps in a row without one finite particle before ADVI gives up.
+MAX_FAILED_STEPS = 20
+# The largest share of particles dropped over an evaluation window (after the first).
+MAX_DROPPED_SHARE = 0.2
+
+
+def _finite_particles(lp: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+    ok = torch.isfinite(lp)
+    return ok if g is None else ok & torch.isfinite(g).all(-1)
+
+
 def _elbo(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int,
           generator: torch.Generator) -> torch.Tensor:
+    """The ELBO estimate over the particles with a finite log density (-inf: none)."""
     theta = q.sample(n, generator)
-    return log_prob(theta).mean() + q.entropy()
+    lp = log_prob(theta)
+    ok = _finite_particles(lp)
+    if not bool(ok.any()):
+        return torch.full_like(q.entropy(), -math.inf)
+    return lp[ok].mean() + q.entropy()
+
+
+class _Step:
+    """One step's particles: the surrogate whose gradient is the reparameterised ELBO
+    gradient over the finite particles (None when there is none), how many particles were
+    dropped and one of them, and whether the density is finite at q's mean."""
+
+    def __init__(self, surrogate: torch.Tensor | None, dropped: int,
+                 bad: torch.Tensor | None, centre_ok: bool):
+        self.surrogate, self.dropped, self.bad, self.centre_ok = \
+            surrogate, dropped, bad, centre_ok
+
+
+def _surrogate(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int,
+               generator: torch.Generator) -> _Step:
+    """The particles' step (the density at q's mean is evaluated in the same call)."""
+    theta = q.sample(n, generator)
+    x = torch.cat([theta.detach(), q.loc.detach()[None]]).requires_grad_(True)
+    with torch.enable_grad():
+        lp = log_prob(x)
+        g = torch.autograd.grad(lp.sum(), x, allow_unused=True)[0] \
+            if lp.requires_grad else None
+    if g is None:  # a density that does not depend on theta
+        g = torch.zeros_like(x)
+    ok = _finite_particles(lp.detach(), g)
+    centre_ok = bool(ok[-1])
+    ok, g = ok[:-1], g[:-1]
+    k = int(ok.sum())
+    bad = x.detach()[:-1][~ok][:1] if k < n else None
+    if k == 0:
+        return _Step(None, n, bad, centre_ok)
+    g = torch.where(ok[:, None], g, torch.zeros_like(g))
+    return _Step((theta * g).sum() / k + q.entropy(), n - k, bad, centre_ok)
+
+
+def _reject_step(q: _Gaussian, opt: torch.optim.Optimizer,
+                 previous: list[torch.Tensor]) -> None:
+    """Back to the parameters before the last step, with half the learning rate."""
+    with torch.no_grad():
+        for p, old in zip(q.parameters(), previous, strict=True):
+            p.copy_(old)
+    for group in opt.param_groups:
+        group["lr"] = group["lr"] / 2
+
+
+def _why(log_prob: Callable[[torch.Tensor], torch.Tensor], bad: torch.Tensor | None) -> str:
+    """What is not finite at the particle `bad`, when log_prob is a model's."""
+    model = getattr(log_prob, "__self__", None)
+    if model is None or bad is None or not hasattr(model, "accumulate"):
+        return ""
+    from runtime.accumulate import Mode  # noqa: PLC0415
+    from runtime.optimize import bad_terms  # noqa: PLC0415
+    return f" (at one of them: {bad_terms(model, bad, Mode(jacobian=True, priors=True))})"
+
+
+def _feasible_draws(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int,
+                    generator: torch.Generator, tries: int = 100,
+                    chunk: int = 1000) -> torch.Tensor:
+    """n draws from q, each redrawn while the log density is not finite there."""
+    draws = q.sample(n, generator)
+    for _ in range(tries):
+        ok = torch.cat([_finite_particles(log_prob(part)) for part in draws.split(chunk)])
+        if bool(ok.all()):
+            return draws
+        bad = ~ok
+        draws[bad] = q.sample(int(bad.sum()), generator)
+    raise ModelError("ADVI: the fitted Gaussian puts almost all its mass where the log "
+                     "density is not finite")
 
 
 def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
@@ -144,17 +240,53 @@ def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
     converged = False
     iteration = 0
     window = _Average(q)
+    failed_steps = 0  # in a row
+    dropped = False  # whether any particle was dropped
+    window_dropped = window_drawn = 0  # particles dropped and drawn since the last evaluation
+    bad: torch.Tensor | None = None  # the latest particle dropped
+    previous: list[torch.Tensor] | None = None  # the parameters before the last step
     for iteration in range(1, settings.max_iter + 1):
         opt.zero_grad()
-        loss = -_elbo(q, log_prob, settings.particles, generator)
+        step = _surrogate(q, log_prob, settings.particles, generator)
+        surrogate = step.surrogate
+        dropped = dropped or step.dropped > 0
+        window_dropped += step.dropped
+        window_drawn += settings.particles
+        bad = step.bad if step.bad is not None else bad
+        if not step.centre_ok and previous is not None:  # the last step left the support
+            _reject_step(q, opt, previous)
+            previous = None
+            continue
+        if surrogate is None:
+            failed_steps += 1
+            if not all(bool(torch.isfinite(p).all()) for p in q.parameters()):
+                raise ModelError("the ELBO became non-finite during ADVI; try a smaller --lr")
+            if failed_steps >= MAX_FAILED_STEPS:
+                raise ModelError(f"ADVI: the log density is not finite at any particle drawn "
+                                 f"in {failed_steps} steps in a row{_why(log_prob, bad)}; try a "
+                                 "smaller --lr or other initial values")
+            continue
+        failed_steps = 0
+        loss = -surrogate
         if not torch.isfinite(loss):
             raise ModelError("the ELBO became non-finite during ADVI; try a smaller --lr")
         loss.backward()
+        previous = [p.detach().clone() for p in q.parameters()]
         opt.step()
         window.add(q)
         if iteration % settings.eval_every == 0:
+            share = window_dropped / max(window_drawn, 1)
+            if iteration > settings.eval_every and share > MAX_DROPPED_SHARE:
+                raise ModelError(f"ADVI: {share:.0%} of the particles of the last "
+                                 f"{settings.eval_every} steps fell where the log density is "
+                                 f"not finite{_why(log_prob, bad)}: a Gaussian on the "
+                                 "unconstrained space cannot fit a posterior against that "
+                                 "boundary; use --method nuts")
+            window_dropped = window_drawn = 0
             with torch.no_grad():
                 value = float(_elbo(q, log_prob, settings.elbo_particles, generator))
+            if not math.isfinite(value):  # no finite particle: nothing to compare
+                continue
             if history:
                 rel.append(abs((value - history[-1]) / value))
             history.append(value)
@@ -167,6 +299,7 @@ def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
                 window = _Average(q)
     window.assign(q)
     with torch.no_grad():
-        draws = q.sample(settings.draws, generator)[None]
+        draws = (_feasible_draws(q, log_prob, settings.draws, generator) if dropped
+                 else q.sample(settings.draws, generator))[None]
         return AdviResult(q.loc.detach().clone(), q.tril().detach().clone(), draws, history,
                           iteration, converged)

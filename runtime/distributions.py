@@ -3,7 +3,12 @@
 Generated code calls these factories with the first parameterisation positionally and
 the others by keyword, exactly as compiler/distributions.py lists them (a test checks
 the two tables agree). Argument validation is off: latents are constrained by
-construction, and data is checked against supports when it is loaded.
+construction, and data is checked against supports when it is loaded. A computed
+argument can still leave its support at some point of a trajectory (a shape a - b < 0, a
+covariance that is not positive definite): the log density there is -inf or NaN, for
+that batch element (chain) only, which the engines treat as a rejected point, as Stan
+does; never an exception, and never a finite value from a formula used outside its
+domain (`_guard`).
 Labels are 1-based (rule 19): Categorical takes values 1..K.
 """
 from __future__ import annotations
@@ -17,9 +22,63 @@ from torch.distributions.utils import broadcast_all
 
 from runtime import lpdf
 from runtime.lpdf import Fast
+from runtime.ops import cholesky_failed
 
 _NO_CHECK = {"validate_args": False}
 _NO_SHAPE = torch.Size()
+
+
+class _Guarded:
+    """A distribution whose log_prob is -inf where its arguments are outside their
+    support (`ok` is False), broadcast over its batch; everything else is delegated."""
+
+    def __init__(self, dist, ok):
+        self._dist = dist
+        self._ok = ok
+
+    def log_prob(self, value):
+        lp = self._dist.log_prob(value)
+        return torch.where(self._ok, lp, -math.inf)
+
+    def __getattr__(self, name):  # sample, expand, event_shape, support, ...
+        if name in ("_dist", "_ok"):  # not set yet (copy, pickle)
+            raise AttributeError(name)
+        return getattr(self._dist, name)
+
+
+def _ok(*checks, event: bool = False):
+    """The mask of batch elements whose arguments pass their checks ((value, test) pairs;
+    `event`: the tests apply to every element of the last dim), None when every argument
+    is a Python number that passes (nothing to guard), False when one fails."""
+    ok = None
+    for value, test in checks:
+        if isinstance(value, torch.Tensor):
+            passed = test(value)
+            if event:
+                passed = passed.all(-1)
+        else:
+            if bool(test(torch.as_tensor(value))):
+                continue
+            passed = torch.tensor(False)
+        ok = passed if ok is None else ok & passed
+    return ok
+
+
+def _guard(dist, *checks, event: bool = False):
+    ok = _ok(*checks, event=event)
+    return dist if ok is None else _Guarded(dist, ok)
+
+
+def _positive(x):
+    return x > 0
+
+
+def _nonnegative(x):
+    return x >= 0
+
+
+def _probability(x):
+    return (x >= 0) & (x <= 1)
 
 
 def Normal(mu, sigma):
@@ -53,8 +112,9 @@ def Gumbel(mu, beta):
 def Logistic(mu, sigma):
     mu, sigma = broadcast_all(mu, sigma)
     base = td.Uniform(torch.zeros_like(mu), torch.ones_like(mu), **_NO_CHECK)
-    return td.TransformedDistribution(
-        base, [td.SigmoidTransform().inv, td.AffineTransform(mu, sigma)], **_NO_CHECK)
+    return _guard(td.TransformedDistribution(
+        base, [td.SigmoidTransform().inv, td.AffineTransform(mu, sigma)], **_NO_CHECK),
+        (sigma, _positive))
 
 
 def Exponential(beta):
@@ -83,11 +143,12 @@ def LogNormal(mu, sigma):
 
 
 def Weibull(alpha, sigma):
-    return td.Weibull(sigma, alpha, **_NO_CHECK)
+    return _guard(td.Weibull(sigma, alpha, **_NO_CHECK), (alpha, _positive),
+                  (sigma, _positive))
 
 
 def ChiSquare(nu):
-    return td.Chi2(nu, **_NO_CHECK)
+    return _guard(td.Chi2(nu, **_NO_CHECK), (nu, _positive))
 
 
 def Pareto(y_min, alpha):
@@ -129,13 +190,14 @@ def Bernoulli(p=None, logits=None):
 
 
 def Binomial(n, p=None, logits=None):
-    return td.Binomial(total_count=n, probs=p, logits=logits, **_NO_CHECK)
+    d = td.Binomial(total_count=n, probs=p, logits=logits, **_NO_CHECK)
+    return d if p is None else _guard(d, (p, _probability))
 
 
 def Poisson(rate=None, log_rate=None):
     if log_rate is not None:
         return _LogPoisson(log_rate)
-    return td.Poisson(rate, **_NO_CHECK)
+    return _guard(td.Poisson(rate, **_NO_CHECK), (rate, _nonnegative))
 
 
 class _LogPoisson(td.Poisson):
@@ -200,7 +262,8 @@ class _OneBasedCategorical(td.Categorical):
 
 
 def Categorical(p=None, logits=None):
-    return _OneBasedCategorical(probs=p, logits=logits, validate_args=False)
+    d = _OneBasedCategorical(probs=p, logits=logits, validate_args=False)
+    return d if p is None else _guard(d, (p, _nonnegative), event=True)
 
 
 class _DiscreteUniform(td.Distribution):
@@ -240,7 +303,7 @@ def DiscreteUniform(lower, upper):
 
 
 def Dirichlet(alpha):
-    return td.Dirichlet(alpha, **_NO_CHECK)
+    return _guard(td.Dirichlet(alpha, **_NO_CHECK), (alpha, _positive), event=True)
 
 
 class _NotPositiveDefinite(td.MultivariateNormal):
@@ -266,21 +329,31 @@ class _NotPositiveDefinite(td.MultivariateNormal):
 
 
 def MultivariateNormal(mu, Sigma=None, L=None, precision=None):
-    if Sigma is None:
-        return td.MultivariateNormal(mu, scale_tril=L, precision_matrix=precision, **_NO_CHECK)
-    if Sigma.device.type == "meta":  # shapes only: nothing to factorise
-        return td.MultivariateNormal(mu, covariance_matrix=Sigma, **_NO_CHECK)
-    L, info = torch.linalg.cholesky_ex(Sigma)  # one factorisation on the usual path
-    failed = info != 0
+    if Sigma is None and precision is None:
+        return td.MultivariateNormal(mu, scale_tril=L, **_NO_CHECK)
+    matrix = Sigma if Sigma is not None else torch.as_tensor(precision)
+    if matrix.device.type == "meta":  # shapes only: nothing to factorise
+        return td.MultivariateNormal(mu, covariance_matrix=Sigma, precision_matrix=precision,
+                                     **_NO_CHECK)
+    if Sigma is not None:
+        L, failed = cholesky_failed(Sigma)  # one factorisation on the usual path
+    else:  # torch's own conversion (_precision_to_scale_tril), without raising
+        flipped, failed = cholesky_failed(torch.flip(matrix, (-2, -1)))
+        inverse = torch.transpose(torch.flip(flipped, (-2, -1)), -2, -1)
+        eye = torch.eye(matrix.shape[-1], dtype=matrix.dtype, device=matrix.device)
+        L = torch.linalg.solve_triangular(inverse, eye, upper=False)
     if not bool(failed.any()):
         return td.MultivariateNormal(mu, scale_tril=L, **_NO_CHECK)
-    eye = torch.eye(Sigma.shape[-1], dtype=Sigma.dtype, device=Sigma.device)
-    safe = torch.where(failed[..., None, None], eye, Sigma)  # no gradient through failures
-    return _NotPositiveDefinite(mu, torch.linalg.cholesky(safe), failed)
+    return _NotPositiveDefinite(mu, L, failed)
 
 
 def LKJCholesky(eta, dim):
-    return td.LKJCholesky(dim, eta, **_NO_CHECK)
+    ok = _ok((eta, _positive))
+    if ok is None:
+        return td.LKJCholesky(dim, eta, **_NO_CHECK)
+    # torch validates the Beta it builds from eta (a ValueError): build it from a valid eta
+    safe = torch.where(ok, eta, torch.ones_like(eta)) if isinstance(eta, torch.Tensor) else 1.0
+    return _Guarded(td.LKJCholesky(dim, safe, **_NO_CHECK), ok)
 
 
 TABLE = {name: obj for name, obj in dict(globals()).items()

@@ -20,16 +20,40 @@ _LOG_2 = math.log(2.0)
 
 
 def _log(x: Any) -> Any:
-    """log of a tensor, or of a Python number in double precision (never float32)."""
-    return math.log(x) if isinstance(x, (int, float)) else torch.log(x)
+    """log of a tensor, or of a Python number in double precision (never float32). As
+    torch.log, NaN below 0 and -inf at 0: math.log would raise (a rejected point, not an
+    error, when a model's constant makes a density undefined)."""
+    if isinstance(x, (int, float)):
+        return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+    return torch.log(x)
 
 
 def _lgamma(x: Any) -> Any:
-    return math.lgamma(x) if isinstance(x, (int, float)) else torch.lgamma(x)
+    if isinstance(x, (int, float)):
+        return math.lgamma(x) if x > 0 or x != math.floor(x) else math.inf
+    return torch.lgamma(x)
 
 
 def _log1p(x: Any) -> Any:
-    return math.log1p(x) if isinstance(x, (int, float)) else torch.log1p(x)
+    if isinstance(x, (int, float)):
+        return math.log1p(x) if x > -1 else (-math.inf if x == -1 else math.nan)
+    return torch.log1p(x)
+
+
+def _where_positive(lp: Any, *params: Any) -> Any:
+    """lp, and -inf wherever a parameter that must be positive is not.
+
+    Most densities become NaN outside their parameters' support (the log of a negative
+    scale), which the engines reject. Those whose formula stays finite there (a Gamma
+    with a negative shape: lgamma is finite at -0.5) would silently give a wrong density
+    at a point of a trajectory where a computed shape turns negative, so they are guarded:
+    Stan rejects such a point."""
+    for p in params:
+        if isinstance(p, torch.Tensor):
+            lp = torch.where(p > 0, lp, -math.inf)
+        elif not p > 0:
+            lp = torch.full_like(torch.as_tensor(lp), -math.inf)
+    return lp
 
 
 class Fast:
@@ -97,22 +121,22 @@ def exponential(rate: Any) -> Callable[[Any], Any]:
 def gamma(alpha: Any, beta: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
         a, b = alpha, beta
-        return a * _log(b) - _lgamma(a) + (a - 1) * torch.log(x) - b * x
+        return _where_positive(a * _log(b) - _lgamma(a) + (a - 1) * torch.log(x) - b * x, a)
     return lp
 
 
 def inverse_gamma(alpha: Any, beta: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
         a, b = alpha, beta
-        return a * _log(b) - _lgamma(a) - (a + 1) * torch.log(x) - b / x
+        return _where_positive(a * _log(b) - _lgamma(a) - (a + 1) * torch.log(x) - b / x, a)
     return lp
 
 
 def beta(alpha: Any, beta_: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
         a, b = alpha, beta_
-        return ((a - 1) * torch.log(x) + (b - 1) * torch.log1p(-x)
-                - (_lgamma(a) + _lgamma(b) - _lgamma(a + b)))
+        return _where_positive((a - 1) * torch.log(x) + (b - 1) * torch.log1p(-x)
+                               - (_lgamma(a) + _lgamma(b) - _lgamma(a + b)), a, b)
     return lp
 
 
@@ -137,7 +161,9 @@ def bernoulli_probs(p: Any) -> Callable[[Any], Any]:
     def lp(x: Any) -> Any:
         if isinstance(p, (int, float)):
             return x * _log(p) + (1 - x) * _log1p(-p)
-        return torch.xlogy(x, p) + torch.xlogy(1 - x, 1 - p)
+        # xlogy(0, p) is 0 for any p: a probability outside [0, 1] is guarded
+        return torch.where((p >= 0) & (p <= 1), torch.xlogy(x, p) + torch.xlogy(1 - x, 1 - p),
+                           -math.inf)
     return lp
 
 

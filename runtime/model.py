@@ -4,10 +4,22 @@ It binds a model to its data (loaded, checked, transformed, on a device), packs 
 latent variables' unconstrained coordinates into one flat vector per batch element,
 and offers the log density and the samplers that inference engines call. Engines see
 only `log_prob(theta)` with theta of shape [..., dim]: one call evaluates every chain.
+
+A point where the density is undefined (a Cholesky factorisation of a matrix that is not
+positive definite, a singular solve, a distribution argument outside its support) is a
+rejected point, as in Stan: `log_prob` is -inf there with a zero gradient, for the batch
+elements (chains) concerned only. torch raises for the whole batch in some of these
+cases; `log_prob` then evaluates the batch elements one by one (`per_point`).
 """
 from __future__ import annotations
 
+import dis
+import functools
+import math
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from types import CodeType, TracebackType
 from typing import Any
 
 import torch
@@ -18,6 +30,95 @@ from runtime.device import default_dtype, resolve_device
 from runtime.errors import ModelError
 from runtime.ops import Data
 from runtime.transforms import unconstrained_shape
+
+# ---- numerical failures: rejected points, not errors -------------------------------------
+
+# What torch (or Python's math) raises at a point where a density is undefined, as opposed
+# to a bug: torch.linalg's factorisations and solves, torch.distributions' argument checks
+# (distributions torch builds internally validate their arguments), math.log(-1).
+_FAILURE_MESSAGES = ("to satisfy the constraint", "within the support", "math domain error")
+
+# Accumulator methods whose first argument names the term's variable.
+_TERM_METHODS = frozenset({"prior", "likelihood", "enum_term", "chain_term", "constrain",
+                           "deterministic"})
+
+
+def numerical_failure(exc: BaseException) -> bool:
+    """Whether `exc` says the log density is undefined at the point, not that it is wrong."""
+    if isinstance(exc, torch.linalg.LinAlgError):
+        return True
+    return isinstance(exc, ValueError) and any(m in str(exc) for m in _FAILURE_MESSAGES)
+
+
+def rejected(theta: torch.Tensor) -> torch.Tensor:
+    """-inf for each point of theta [..., dim], connected to theta with a zero gradient (so
+    that autograd.grad of a batch containing it still works)."""
+    return (theta * 0).sum(-1) - math.inf
+
+
+def per_point(log_prob: Callable[[torch.Tensor], torch.Tensor], theta: torch.Tensor,
+              failure: BaseException) -> torch.Tensor:
+    """log_prob(theta) [...] evaluated one batch element at a time after the batched call
+    raised `failure` (a numerical failure): the elements that raise one too are rejected
+    points (-inf, zero gradient); the others keep their value and gradient."""
+    if theta.dim() < 2:
+        return rejected(theta)
+    flat = theta.reshape(-1, theta.shape[-1])
+    out = []
+    for i in range(flat.shape[0]):
+        row = flat[i:i + 1]
+        try:
+            lp = log_prob(row)
+        except Exception as exc:
+            if not numerical_failure(exc):
+                raise
+            lp = rejected(row)
+        if tuple(lp.shape) != (1,):  # the density does not evaluate rows on their own
+            raise failure
+        out.append(lp)
+    return torch.cat(out).reshape(theta.shape[:-1])
+
+
+@functools.lru_cache(maxsize=256)
+def _statement_name(code: CodeType, line: int) -> str | None:
+    """The variable the generated statement on `line` defines or adds a term for: the
+    first argument of `acc__.prior('a', ...)`, else the target of `L = ...`."""
+    ins = [i for i in dis.get_instructions(code)
+           if i.positions is not None and i.positions.lineno == line]
+    for k, i in enumerate(ins[:-1]):
+        after = ins[k + 1]
+        if i.opname in ("LOAD_METHOD", "LOAD_ATTR") and i.argval in _TERM_METHODS \
+                and after.opname == "LOAD_CONST" and isinstance(after.argval, str):
+            return after.argval
+    stores = [i.argval for i in ins if i.opname in ("STORE_FAST", "STORE_NAME", "STORE_DEREF")]
+    return stores[0] if stores else None
+
+
+def failure_site(exc: BaseException, locations: dict[str, str]) -> str | None:
+    """'model.bgm:6 (L)': the statement of the generated model code where `exc` was raised
+    (its innermost generated method, as the traceback gives it)."""
+    tb: TracebackType | None = exc.__traceback__
+    site: tuple[CodeType, int] | None = None
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename.startswith("<bgmc:") and not code.co_name.startswith("<"):
+            site = (code, tb.tb_lineno)
+        tb = tb.tb_next
+    if site is None:
+        return None
+    name = _statement_name(*site)
+    if name is None:
+        return None
+    where = locations.get(name)
+    return f"{where} ({name})" if where else f"'{name}'"
+
+
+def describe_failure(exc: BaseException, locations: dict[str, str]) -> str:
+    """A numerical failure for a message: where in the model, and torch's reason."""
+    text = re.sub(r"\(Batch element \d+\): ", "", str(exc)).strip()
+    reason = text.splitlines()[0] if text else type(exc).__name__
+    site = failure_site(exc, locations)
+    return f"{site}: {reason}" if site else reason
 
 
 @dataclass(frozen=True)
@@ -121,8 +222,24 @@ class CompiledModel:
         return acc
 
     def log_prob(self, theta: torch.Tensor, mode: Mode | None = None) -> torch.Tensor:
-        """The log density at unconstrained theta [..., dim] (posterior by default)."""
-        acc = self.accumulate(theta, mode or Mode(jacobian=True, priors=True))
+        """The log density at unconstrained theta [..., dim] (posterior by default); -inf
+        at a point where it is undefined (NaN, or a numerical failure torch raises: see
+        numerical_failure), for that point only."""
+        mode = mode or Mode(jacobian=True, priors=True)
+        try:
+            total = self._log_prob(theta, mode)
+        except Exception as exc:
+            if not numerical_failure(exc):
+                raise
+            self.last_failure = describe_failure(exc, self.locations)
+            total = per_point(lambda row: self._log_prob(row, mode), theta, exc)
+        return torch.nan_to_num(total, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+
+    # The most recent numerical failure (for messages), as describe_failure gives it.
+    last_failure: str | None = None
+
+    def _log_prob(self, theta: torch.Tensor, mode: Mode) -> torch.Tensor:
+        acc = self.accumulate(theta, mode)
         total = acc.total
         if not isinstance(total, torch.Tensor):
             total = torch.as_tensor(total, dtype=self.dtype, device=self.device)
@@ -146,7 +263,14 @@ class CompiledModel:
             return x
         acc.constrain = keep  # type: ignore[method-assign]
         if not getattr(self, "implicit_names", ()):  # an implicit model's unknowns: nets
-            self.log_density(self.data, u, acc)
+            try:
+                self.log_density(self.data, u, acc)
+            except Exception as exc:
+                if not numerical_failure(exc):
+                    raise
+                raise ModelError("the model cannot be evaluated at these values of its "
+                                 f"unknowns: {describe_failure(exc, self.locations)}"
+                                 ) from None
         for lat in self.latents:
             values.setdefault(lat.name, u[lat.name])
         values.update(acc.deterministics)

@@ -11,6 +11,11 @@ Within a subtree of 2^d steps, the U-turn checks of its aligned sub-subtrees nee
 the momentum at the start of the latest aligned segment of each size and the running
 momentum sum there ("checkpoints"), so memory is O(depth x dim) per chain.
 
+A point where the log density is undefined or not finite (NaN from the log of a negative,
+a Cholesky factorisation that fails, an argument outside its support) is rejected as Stan
+rejects it: its log density is -inf with a zero gradient, for that chain only, so the
+trajectory through it ends as a divergence and the chain keeps its current sample.
+
 Warmup follows Stan: dual-averaging step size adaptation (target acceptance delta) and
 a diagonal or dense metric estimated in doubling windows (75 / 25... / 50 iterations),
 regularised toward the identity, with step size adaptation restarted after each window.
@@ -23,6 +28,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from runtime.errors import ModelError
+from runtime.model import numerical_failure
 
 Potential = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 MAX_DELTA_H = 1000.0
@@ -82,15 +90,45 @@ class Metric:
         return z / self.inverse.sqrt()
 
 
+def _value_and_grad(log_prob: Callable[[torch.Tensor], torch.Tensor],
+                    q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    with torch.enable_grad():
+        x = q.detach().requires_grad_(True)
+        lp = log_prob(x)
+        (g,) = torch.autograd.grad(lp.sum(), x)
+    return lp.detach(), g
+
+
+def _each_chain(log_prob: Callable[[torch.Tensor], torch.Tensor],
+                q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log density, gradient) chain by chain, after the batched call raised: a chain
+    whose own call raises a numerical failure is at a rejected point (-inf)."""
+    lps, gs = [], []
+    for i in range(q.shape[0]):
+        try:
+            lp, g = _value_and_grad(log_prob, q[i:i + 1])
+        except Exception as exc:
+            if not numerical_failure(exc):
+                raise
+            lp = torch.full((1,), -math.inf, dtype=q.dtype, device=q.device)
+            g = torch.zeros_like(q[i:i + 1])
+        lps.append(lp.reshape(1))
+        gs.append(g)
+    return torch.cat(lps), torch.cat(gs)
+
+
 def _potential_of(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potential:
-    """(log density, gradient) of every chain in one call."""
+    """(log density, gradient) of every chain in one call; -inf and a zero gradient for
+    the chains at a rejected point (a NaN or infinite value or gradient, or a numerical
+    failure torch raises, such as a Cholesky factorisation that fails)."""
 
     def potential(q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with torch.enable_grad():
-            x = q.detach().requires_grad_(True)
-            lp = log_prob(x)
-            (g,) = torch.autograd.grad(lp.sum(), x)
-        lp = lp.detach()
+        try:
+            lp, g = _value_and_grad(log_prob, q)
+        except Exception as exc:
+            if not numerical_failure(exc):
+                raise
+            lp, g = _each_chain(log_prob, q)
         bad = ~torch.isfinite(lp) | ~torch.isfinite(g).all(-1)
         if bad.any():
             lp = torch.where(bad, torch.full_like(lp, -math.inf), lp)
@@ -420,6 +458,10 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
     metric = Metric(torch.diag_embed(ones) if dense else ones, dense)
     q = init
     lp, g = potential(q)
+    if not bool(torch.isfinite(lp).all()):
+        chain = int(torch.nonzero(~torch.isfinite(lp))[0, 0]) + 1
+        raise ModelError(f"NUTS: the log density is not finite at the initial point of chain "
+                         f"{chain}")
     step = torch.full((c,), settings.init_step_size, dtype=init.dtype, device=init.device)
     step = _initial_step(potential, metric, q, lp, g, step, generator)
     adapter = DualAveraging(step, settings.adapt_delta)

@@ -364,3 +364,38 @@ def rdraw(d: Any, shape: tuple[int, ...], where: str, acc: Any, name: str) -> to
     x = d.rsample()
     acc.prior(name, d.log_prob(x), len(batch) - acc.batch_ndim)
     return x
+
+
+# ---- linear algebra that rejects a point instead of raising ----------------------------
+
+
+def cholesky_failed(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(L, failed): the lower Cholesky factor of every matrix in the batch `a` [..., K, K]
+    and a mask [...] of the matrices that are not positive definite (in floating point).
+
+    Where a matrix fails, L is the factor of the identity, so neither the value nor the
+    gradient of the other batch elements (the other chains) is touched by the failure:
+    torch.linalg.cholesky would raise for the whole batch.
+    """
+    if a.device.type == "meta":  # shapes only: nothing to factorise
+        return torch.linalg.cholesky(a), torch.zeros(a.shape[:-2], dtype=torch.bool,
+                                                     device=a.device)
+    L, info = torch.linalg.cholesky_ex(a)  # one factorisation on the usual path
+    failed = info != 0
+    if bool(failed.any()):
+        eye = torch.eye(a.shape[-1], dtype=a.dtype, device=a.device)
+        safe = torch.where(failed[..., None, None], eye, a)  # no gradient through failures
+        L = torch.linalg.cholesky(safe)
+    return L, failed
+
+
+def cholesky(a: Any) -> torch.Tensor:
+    """The DSL's `cholesky(A)`: the lower Cholesky factor, NaN in every entry of a matrix
+    that is not positive definite. A NaN log density is a rejected point (NUTS records a
+    divergence, the optimisers backtrack), for that batch element (chain) only, where
+    torch.linalg.cholesky would raise and stop every chain. Stan rejects such a point."""
+    a = torch.as_tensor(a)
+    L, failed = cholesky_failed(a)
+    if a.device.type == "meta" or not bool(failed.any()):
+        return L
+    return torch.where(failed[..., None, None], torch.full_like(L, math.nan), L)

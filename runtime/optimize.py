@@ -10,6 +10,12 @@ regularisation) whose weight is exactly zero there. Its line search then stops s
 not only in the kinked coordinates. When L-BFGS ends without a vanishing gradient, a
 polishing phase follows: Adam with a learning rate decaying to nearly zero (which walks
 into the kink), then L-BFGS again for the smooth coordinates; the best point is kept.
+
+A point where the log density is undefined or not finite (a Cholesky factorisation that
+fails, the log of a negative: runtime/model.py) is infeasible, as Stan's optimiser
+treats it: L-BFGS sees it as an infinite objective (its line search then stops short of
+it and the polishing phase continues), Adam rejects the step and halves its learning
+rate. Only a start point that fails is an error, which says where.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import torch
 
 from runtime.accumulate import Mode
 from runtime.errors import ModelError
+from runtime.model import describe_failure, numerical_failure
 
 
 @dataclass
@@ -46,12 +53,26 @@ def _check_identified(model: Any, method: str) -> None:
 
 
 def bad_terms(model: Any, theta: torch.Tensor, mode: Mode) -> str:
-    """Which factors of the log density are not finite at theta (for error messages)."""
-    with torch.no_grad():
-        acc = model.accumulate(theta, mode, record=True)
+    """Which factors of the log density are not finite at theta, or where in the model
+    it cannot be evaluated there (for error messages)."""
+    try:
+        with torch.no_grad():
+            acc = model.accumulate(theta, mode, record=True)
+    except Exception as exc:
+        if not numerical_failure(exc):
+            raise
+        return describe_failure(exc, getattr(model, "locations", {}))
     bad = [name for name, value in acc.terms.items()
            if not bool(torch.isfinite(torch.as_tensor(value)).all())]
-    return ", ".join(bad) if bad else "the total"
+    # a computed value that is already NaN (cholesky() of a matrix that is not positive
+    # definite, the log of a negative) says where the trouble starts
+    locations = getattr(model, "locations", {})
+    nan = [f"{name} at {locations[name]}" if name in locations else name
+           for name, value in acc.deterministics.items()
+           if isinstance(value, torch.Tensor) and value.is_floating_point()
+           and bool(torch.isnan(value).any())]
+    text = ", ".join(bad) if bad else "the total"
+    return f"{text}; NaN in {', '.join(nan)}" if nan else text
 
 
 def find_start(model: Any, mode: Mode, generator: torch.Generator, radius: float,
@@ -125,9 +146,17 @@ def _lbfgs(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float
         return loss
     previous = math.inf
     iterations = 0
+    good = theta.detach().clone()  # the last point with a finite objective
     for _ in range(20):
         loss = float(opt.step(closure).detach())
         iterations = opt.state[opt._params[0]].get("n_iter", iterations)
+        with torch.no_grad():
+            infeasible = not bool(torch.isfinite(_objective(model, mode, theta)))
+        if infeasible:  # the line search ended on an infeasible point: step back from it
+            with torch.no_grad():
+                theta.copy_(good)
+            break
+        good = theta.detach().clone()
         if not math.isfinite(loss) or abs(previous - loss) <= 1e-12 * (1 + abs(loss)):
             break
         previous = loss
@@ -135,17 +164,39 @@ def _lbfgs(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float
 
 
 def _adam(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float) -> PointEstimate:
+    """Adam; a step onto an infeasible point is rejected (back to the last point, with
+    half the learning rate)."""
     theta = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=lr)
+    last = theta.detach().clone()
+    rejected = 0
     for _ in range(max_iter):
         opt.zero_grad()
         loss = _objective(model, mode, theta)
         if not torch.isfinite(loss):
-            raise ModelError(f"the objective became non-finite during Adam "
-                             f"({bad_terms(model, theta.detach(), mode)}); lower --lr")
+            rejected += 1
+            if rejected > 30:
+                raise ModelError(f"Adam: every step from the point it reached leads where the "
+                                 f"log density is not finite "
+                                 f"({bad_terms(model, theta.detach(), mode)})")
+            with torch.no_grad():
+                theta.copy_(last)
+                for group in opt.param_groups:
+                    group["lr"] = group["lr"] / 2
+            continue
         loss.backward()
+        if not bool(torch.isfinite(theta.grad).all()):
+            theta.grad = torch.nan_to_num(theta.grad, nan=0.0, posinf=0.0, neginf=0.0)
+        rejected = 0
+        last = theta.detach().clone()
         opt.step()
-    return _finish(model, mode, theta.detach(), max_iter)
+    return _finish(model, mode, _last_finite(model, mode, theta.detach(), last), max_iter)
+
+
+def _last_finite(model: Any, mode: Mode, theta: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """theta if the objective is finite there, else the last point where it was."""
+    with torch.no_grad():
+        return theta if bool(torch.isfinite(model.log_prob(theta, mode))) else last
 
 
 def _polish(model: Any, mode: Mode, result: PointEstimate, max_iter: int,

@@ -553,4 +553,4 @@ class ExprCompiler:
             return Value(f"torch.diag_embed({a.code})", a.loops, 2)
         if name == "transpose":
             return Value(f"{self.paren(a)}.transpose(-1, -2)", a.loops, 2)
-        return Value(f"torch.linalg.cholesky({a.code})", a.loops, 2)  # cholesky
+        return Value(f"rt.cholesky({a.code})", a.loops, 2)  # NaN where not pos. def.
