@@ -43,7 +43,8 @@ MAX_ENUMERATED_VALUES = 100_000
 class Accumulator:
     def __init__(self, mode: Mode, batch_ndim: int, record: bool = False,
                  given: dict[str, torch.Tensor] | None = None,
-                 scales: dict[str, float] | None = None):
+                 scales: dict[str, float] | None = None,
+                 locations: dict[str, str] | None = None):
         """`given`: constrained values that `constrain` returns as they are (no transform,
         no Jacobian): the latents a variational guide drew. `scales`: a factor per term's
         name, N / batch for the terms of a subsampled plate (runtime/svi.py)."""
@@ -52,6 +53,7 @@ class Accumulator:
         self.record = record
         self.given = given or {}
         self.scales = scales or {}
+        self.locations = locations or {}  # variable -> "model.bgm:7", for messages
         self.total: Any = 0.0
         self.pointwise: dict[str, torch.Tensor] = {}
         self.deterministics: dict[str, torch.Tensor] = {}
@@ -114,10 +116,11 @@ class Accumulator:
         if k > MAX_ENUMERATED_VALUES:
             raise ModelError(f"summing out the discrete latent '{name}' means enumerating "
                              f"{k} values per element, more than the limit of "
-                             f"{MAX_ENUMERATED_VALUES}; narrow its bounds")
+                             f"{MAX_ENUMERATED_VALUES}; narrow its bounds",
+                             self.locations.get(name))
         if k < 1:
             raise ModelError(f"the discrete latent '{name}' has no possible value (its "
-                             "upper bound is below its lower bound)")
+                             "upper bound is below its lower bound)", self.locations.get(name))
         self.enumerated[name] = []
         self.values[name] = values
         ones = (1,) * self.batch_ndim

@@ -30,7 +30,10 @@ def _log(x: Any) -> Any:
 
 def _lgamma(x: Any) -> Any:
     if isinstance(x, (int, float)):
-        return math.lgamma(x) if x > 0 or x != math.floor(x) else math.inf
+        try:
+            return math.lgamma(x) if x > 0 or x != math.floor(x) else math.inf
+        except OverflowError:  # lgamma(1e308): beyond every float
+            return math.inf
     return torch.lgamma(x)
 
 

@@ -217,7 +217,7 @@ class CompiledModel:
         return self.packer.dim
 
     def accumulate(self, theta: torch.Tensor, mode: Mode, record: bool = False) -> Accumulator:
-        acc = Accumulator(mode, theta.dim() - 1, record)
+        acc = Accumulator(mode, theta.dim() - 1, record, locations=self.locations)
         self.log_density(self.data, self.packer.unpack(theta), acc)
         return acc
 
@@ -253,7 +253,8 @@ class CompiledModel:
         """Latent, point-parameter and deterministic values (constrained, named as in the
         model)."""
         u = self.packer.unpack(theta)
-        acc = Accumulator(Mode(False, True), theta.dim() - 1, record=True)
+        acc = Accumulator(Mode(False, True), theta.dim() - 1, record=True,
+                          locations=self.locations)
         values: dict[str, torch.Tensor] = {}
         original = acc.constrain
 
@@ -305,7 +306,7 @@ class CompiledModel:
         batch = tuple(x.shape[:batch_ndim])
         theta = torch.zeros(batch + (self.dim,), dtype=self.dtype, device=self.device)
         transforms: dict[str, Any] = {}
-        acc = Accumulator(Mode(False, True), batch_ndim)
+        acc = Accumulator(Mode(False, True), batch_ndim, locations=self.locations)
 
         def grab(n: str, u_: torch.Tensor, transform: Any, **_: Any) -> torch.Tensor:
             transforms[n] = transform

@@ -63,7 +63,13 @@ class Data(dict):  # type: ignore[type-arg]
     def eye(self, k: int) -> torch.Tensor:
         return torch.eye(k, dtype=self.dtype, device=self.device)
 
-    def linspace(self, a: float, b: float, k: int) -> torch.Tensor:
+    def linspace(self, a: Any, b: Any, k: int) -> torch.Tensor:
+        """k points from a to b; bounds that are tensors (batched draws) give a batch of
+        them, one row per batch element."""
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            a, b = (torch.as_tensor(x, dtype=self.dtype, device=self.device) for x in (a, b))
+            steps = torch.linspace(0, 1, k, dtype=self.dtype, device=self.device)
+            return a[..., None] + (b - a)[..., None] * steps
         return torch.linspace(float(a), float(b), k, dtype=self.dtype, device=self.device)
 
 
@@ -286,6 +292,7 @@ def draw(d: Any, shape: tuple[int, ...], where: str, lower: Any = None,
     a declared (truncated) support; `ordered` restricts the last dim to increasing order."""
     if d.__class__.__name__ == "_Improper":
         raise ModelError("improper prior (Flat/HalfFlat): it has no prior draws", where)
+    _check_arguments(d, where)
     batch = torch.Size(shape[:len(shape) - len(d.event_shape)])
     d = d.expand(batch)
     x = d.sample()
@@ -303,6 +310,23 @@ def draw(d: Any, shape: tuple[int, ...], where: str, lower: Any = None,
             return x
         x = torch.where(bad, d.sample(), x)
     raise ModelError("could not draw inside the declared bounds (truncation too narrow)", where)
+
+
+def _check_arguments(d: Any, where: str) -> None:
+    """The arguments of a distribution about to be drawn from lie in their supports: a
+    scale that is negative at some draw (`Normal(0, -1 - a^2)`) is a located error naming
+    the term, not a torch failure or a silent draw. (The log density instead treats such
+    a point as rejected: runtime/distributions.py.)"""
+    d = getattr(d, "twin", d)  # runtime.lpdf.Fast: its torch distribution holds them
+    for name, constraint in getattr(d, "arg_constraints", {}).items():
+        value = d.__dict__.get(name)  # arguments given; derived ones (probs from logits)
+        if not isinstance(value, torch.Tensor) or value.device.type == "meta":
+            continue
+        ok = constraint.check(value)
+        if not bool(ok.all()):
+            bad = value[~ok] if ok.shape == value.shape else value.reshape(-1)
+            raise ModelError(f"{type(d).__name__} {name} is {float(bad.reshape(-1)[0]):g} at "
+                             "a draw, outside its support", where)
 
 
 def _ordered(d: Any, x: torch.Tensor, where: str) -> torch.Tensor:

@@ -62,17 +62,23 @@ def bad_terms(model: Any, theta: torch.Tensor, mode: Mode) -> str:
         if not numerical_failure(exc):
             raise
         return describe_failure(exc, getattr(model, "locations", {}))
-    bad = [name for name, value in acc.terms.items()
+    locations = getattr(model, "locations", {})
+    bad = [_located(term, locations) for term, value in acc.terms.items()
            if not bool(torch.isfinite(torch.as_tensor(value)).all())]
     # a computed value that is already NaN (cholesky() of a matrix that is not positive
     # definite, the log of a negative) says where the trouble starts
-    locations = getattr(model, "locations", {})
     nan = [f"{name} at {locations[name]}" if name in locations else name
            for name, value in acc.deterministics.items()
            if isinstance(value, torch.Tensor) and value.is_floating_point()
            and bool(torch.isnan(value).any())]
     text = ", ".join(bad) if bad else "the total"
     return f"{text}; NaN in {', '.join(nan)}" if nan else text
+
+
+def _located(term: str, locations: dict[str, str]) -> str:
+    """`likelihood y` -> `likelihood y at coin.bgm:11`: a term with its model line."""
+    name = term.split()[-1]
+    return f"{term} at {locations[name]}" if name in locations else term
 
 
 def find_start(model: Any, mode: Mode, generator: torch.Generator, radius: float,
@@ -111,7 +117,7 @@ def optimize(model: Any, method: str = "map", seed: int = 1, init: torch.Tensor 
         if optimizer == "lbfgs":
             result = _lbfgs(model, mode, start, max_iter, lr)
             if not result.converged:
-                result = _polish(model, mode, result, max_iter)
+                result = _polish(model, mode, result, max_iter, steps=min(1000, max_iter))
         else:
             result = _adam(model, mode, start, max_iter, lr)
         result.method = method
