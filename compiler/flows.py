@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from compiler.indexing import index_text
 from compiler.ir import GraphicalModel
 from compiler.nets import INVERTIBLE
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
-from dsl.printer import format_expr, format_target
+from dsl.printer import format_target
 
 
 @dataclass(frozen=True)
@@ -52,8 +53,8 @@ def find_flows(model: GraphicalModel) -> None:
                 getattr(arg, "span", call.span)))
             continue
         draw = model.statements[u.defs[0]]
-        same = tuple(format_expr(i) for i in getattr(arg, "items", ())) == \
-            tuple(format_expr(i) for i in target.items) and \
+        same = tuple(index_text(i) for i in getattr(arg, "items", ())) == \
+            tuple(index_text(i) for i in target.items) and \
             [lp.var for lp in draw.loops] == [lp.var for lp in stmt.loops]
         if not same:
             errors.append(Diagnostic(

@@ -73,3 +73,15 @@ def _implied(rule: IndexRule) -> bool:
             d = None if rule.size is None else (rule.size - hi).constant
             high = high or (d is not None and c <= d)
     return low and high
+
+
+@dataclass(frozen=True)
+class OffsetValueRule:
+    """Every value of the int data `name`, plus `offset`, lies in 1..size: `name[...] + c`
+    indexes a dimension of that size (`M[k[i] + 2, 1]`)."""
+
+    name: str
+    offset: int
+    size: Size
+    span: Span
+    text: str  # the index as written and the variable it indexes, for the message

@@ -26,7 +26,7 @@ from compiler.indexing import (
     left_index_diagnostic,
 )
 from compiler.ir import GraphicalModel, Statement, Variable
-from compiler.ranges import IndexRule, LoopRule, ValueRule, record
+from compiler.ranges import IndexRule, LoopRule, OffsetValueRule, ValueRule, record
 from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note, Problem
@@ -129,6 +129,7 @@ class _Context:
                 check_range(lo, hi, loop.range, self.model.range_rules)
             except ShapeError as exc:
                 self.fail(exc)
+        self._sizes_not_drawn()
         for v in self.model.variables.values():
             if v.decl is not None and v.role in ("data", "observed", "param"):
                 self._declared_shape(v)
@@ -147,6 +148,28 @@ class _Context:
             self._param_bounds(v)
         if self.unknown and not self.errors:
             raise InternalError(f"no shape for '{self.unknown[0].id}' and no error reported")
+
+    def _sizes_not_drawn(self) -> None:
+        """Int data that gives a size (a loop's range, a declared dimension) is fixed by
+        the data: drawing it too would make shapes random."""
+        sizes: set[str] = set()
+        for scope in self.model.scopes.values():
+            sizes |= scope.lo.names() | scope.hi.names()
+        types = [v.declared_type for v in self.model.variables.values()]
+        types += [getattr(s.node, "type", None) for s in self.model.statements]
+        for t in types:
+            for d in getattr(t, "dims", None) or ():
+                try:
+                    sizes |= size_of(d, self.ints).names()
+                except NotASize:
+                    pass
+        for stmt in self.model.statements:
+            if stmt.kind == "sample" and stmt.target in sizes:
+                self.errors.append(Diagnostic(
+                    f"'{stmt.target}' is a size; it cannot also be drawn",
+                    stmt.node.target.span,
+                    "a size comes from the data and fixes the model's shapes; draw another "
+                    "variable, or observe a copy of it"))
 
     def _target_in_range(self, stmt: Statement) -> None:
         """The elements a statement defines lie inside its variable's shape: `t[j]` for j
@@ -247,6 +270,12 @@ class _Context:
                                      statements[0].node.target))
                 return None
             dims.append(best)
+        total = 1
+        for d in dims:
+            total *= max(d.constant or 1, 1)
+        if total > MAX_ELEMENTS:
+            self.fail(ShapeError(_too_many(f"'{v.name}'", total), statements[0].node.target))
+            return None
         return tuple(dims)
 
     # ---- statements
@@ -322,8 +351,14 @@ class _Context:
                          (Note("'=' defines it here", first.name.span),))
 
 
-# The largest number of elements a declared shape with constant sizes may have.
-MAX_ELEMENTS = 2 ** 31
+# The largest number of elements a variable with constant sizes may have, and the longest
+# constant loop: beyond it, allocating the variable (or unrolling the graph) cannot work.
+MAX_ELEMENTS = 10 ** 8
+
+
+def _too_many(what: str, count: int) -> str:
+    return (f"{what} has {count} elements, more than the limit of {MAX_ELEMENTS} "
+            "(10**8) elements per variable")
 
 
 def check_range(lo: Size, hi: Size, node: n.Range, rules: dict[Any, Any]) -> None:
@@ -334,6 +369,9 @@ def check_range(lo: Size, hi: Size, node: n.Range, rules: dict[Any, Any]) -> Non
         raise ShapeError(f"the range {format_range(node)} runs backwards: it would have "
                          f"{length} iterations", node,
                          "ranges count up, a..b with b >= a (b = a - 1 is an empty range)")
+    if length is not None and length > MAX_ELEMENTS:
+        raise ShapeError(f"the range {format_range(node)} has {length} iterations, more than "
+                         f"the limit of {MAX_ELEMENTS} (10**8)", node)
     if length is None:
         record(rules, LoopRule(lo, hi, node.span, f"the range {format_range(node)}"))
 
@@ -349,7 +387,7 @@ def type_shape(t: n.Type | None, ints: dict[str, Any]) -> Shape:
             raise NotASize(f"a size cannot be negative; this is {d.constant}", node)
         total *= max(d.constant or 1, 1)
         if total > MAX_ELEMENTS:
-            raise NotASize(f"this shape has more than {MAX_ELEMENTS} elements", node)
+            raise NotASize(_too_many("this shape", total), node)
     if t.base == "cholesky_corr":
         if not dims:
             raise NotASize("cholesky_corr needs its size: cholesky_corr[K]", t)
@@ -658,6 +696,8 @@ class _Expr:
         if form.kind == "prefix":
             raise ShapeError("prefix slices (x[1..t-1]) are for causal nets, which are not "
                              "supported yet", item)
+        if form.kind in ("scalar", "loop") and not isinstance(item, (n.Slice, n.FullSlice)):
+            self.type(item)  # codegen reads the types of its parts (i + N)
         if form.kind == "scalar":
             _check_static_range(what, dim, form.lo, item, None, rules,  # type: ignore[arg-type]
                                 guards)
@@ -677,11 +717,22 @@ class _Expr:
             raise ShapeError(f"an index must be an integer; '{format_expr(item)}' is real", item,
                              "indices are loop variables, int data, consts or discrete "
                              "values")
-        base = item.base if isinstance(item, n.Index) else item
+        read, offset = item, 0  # data[...] + c: the data's values, shifted by c
+        if isinstance(item, n.Binary) and item.op in "+-" and \
+                isinstance(item.right, n.Number) and isinstance(item.right.value, int):
+            read, offset = item.left, item.right.value * (1 if item.op == "+" else -1)
+        elif isinstance(item, n.Binary) and item.op == "+" and \
+                isinstance(item.left, n.Number) and isinstance(item.left.value, int):
+            read, offset = item.right, item.left.value
+        base = read.base if isinstance(read, n.Index) else read
         source = self.ctx.model.variables.get(getattr(base, "id", ""))
         if source is not None and source.role in ("data", "observed"):
-            record(self.ctx.model.range_rules, ValueRule(
-                source.name, dim, item.span, what))
+            if read is item:
+                record(self.ctx.model.range_rules, ValueRule(
+                    source.name, dim, item.span, what))
+            else:
+                record(self.ctx.model.range_rules, OffsetValueRule(
+                    source.name, offset, dim, item.span, f"{format_expr(item)}\0{what}"))
         return list(t.shape)
 
     def _slice_error(self, item: n.Slice) -> ShapeError:
@@ -859,9 +910,37 @@ class _Expr:
             if spec.event_from == param.name:
                 event = t.shape[t.rank - param.rank:]
         shape = broadcast(batch, e, list(args)) + event
+        if spec.name == "DiscreteUniform":
+            self._uniform_order(e, args)
         if spec.name == "LKJCholesky":
+            for arg, b in zip(args, batch, strict=True):
+                if b:  # one correlation matrix per draw: eta is one number
+                    raise ShapeError(f"LKJCholesky's parameter eta must be a number; "
+                                     f"'{format_expr(arg)}' has shape {shape_text(b)}", arg,
+                                     "LKJCholesky(eta) draws one cholesky_corr[K] from one "
+                                     "concentration eta > 0")
             shape = self._lkj_shape(stmt, e)
         return Binding(spec.name, form, tuple(params), args, shape, spec.event_rank)
+
+    def _uniform_order(self, e: n.Call, args: tuple[Any, ...]) -> None:
+        """DiscreteUniform(lower, upper) needs lower <= upper: decided here when the
+        difference is a constant, else checked when the data is loaded."""
+        try:
+            lo, hi = (size_of(a, self.ctx.ints) for a in args)
+        except NotASize:
+            return  # reads loop variables or unknowns: nothing to decide before sampling
+        count = hi - lo + ONE
+        text = f"the number of values of {format_expr(e)} (upper - lower + 1)"
+        if count.constant is not None:
+            if count.constant < 1:
+                raise ShapeError(f"{format_expr(e)} has its lower bound above its upper "
+                                 "bound", e, "write DiscreteUniform(lower, upper) with "
+                                 "lower <= upper")
+            return
+        if all(c > 0 for mono, c in count.terms if mono):
+            return  # grows with the sizes (DiscreteUniform(1, T)): only T = 0 is empty
+        record(self.ctx.model.range_rules, IndexRule(
+            count, None, tuple((s.lo, s.hi) for s in self.scopes), e.span, text))
 
     def _diffusion(self, e: n.Call, stmt: Statement) -> Binding:
         """Diffusion(eps, steps=, schedule=): checked by compiler/diffusion.py, recorded on

@@ -16,6 +16,9 @@ from typing import Any
 from compiler import consts
 from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import GraphicalModel, Statement, Variable
+from compiler.ranges import IndexRule, record
+from compiler.shapes import int_env
+from compiler.sizes import NotASize, Size, size_of
 from compiler.walk import free_names
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Problem
@@ -150,6 +153,9 @@ def _discrete_support(v: Variable, model: GraphicalModel) -> Support:
             raise Problem(f"'{v.name}' is declared {format_type(t)}, but its prior "
                            f"{spec.name} draws integers", t.span,
                            "declare it int (with bounds if needed) or leave the type out")
+        _check_int_inside(v, t, first, spec.name, lower,
+                          _length(args, hi, model) if isinstance(hi, str) and
+                          hi.startswith("len:") else upper, model)
         lower = t.lower if t.lower is not None else lower
         upper = t.upper if t.upper is not None else upper
     if upper is None or lower is None:
@@ -174,6 +180,60 @@ def _discrete_support(v: Variable, model: GraphicalModel) -> Support:
                            getattr(bound, "span", None) or first.node.dist.span,
                            "bound it by data or constants (rule 19)")
     return Support("int", lower, upper, first.id)
+
+
+def _length(args: dict[str, Any], hi: str, model: GraphicalModel) -> Any:
+    """The size K of a "len:p" bound (Categorical's last dimension), a Size or None."""
+    arg = args.get(hi[4:], next(iter(args.values()), None))
+    t = model.types.get(id(arg)) if arg is not None else None  # type: ignore[attr-defined]
+    shape = getattr(t, "shape", None)
+    return shape[-1] if shape else None
+
+
+def _as_size(bound: Any, ints: dict[str, Any]) -> Size | None:
+    if bound is None or isinstance(bound, Size):
+        return bound
+    if isinstance(bound, (int, float)):
+        return Size.const(int(bound)) if float(bound).is_integer() else None
+    try:
+        return size_of(bound, ints)
+    except NotASize:
+        return None
+
+
+def _check_int_inside(v: Variable, t: n.Type, stmt: Statement, spec_name: str,
+                      lower: Any, upper: Any, model: GraphicalModel) -> None:
+    """Rule 7 for integers: a declared int<lower=, upper=> lies inside the prior's support
+    (Categorical's 1..K): decided here when the bounds differ by a constant, else checked
+    when the data is loaded."""
+    ints = int_env(model)
+    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    guards = tuple((sc.lo, sc.hi) for sc in scopes)
+    ends = ["inf" if b is None else str(b) if isinstance(b, Size) else _text(b)
+            for b in (lower, upper)]
+    prior = f"{{{ends[0]}, ..., {ends[1]}}}".replace("{inf", "{-inf")
+    for mine, theirs, is_lower in ((t.lower, lower, True), (t.upper, upper, False)):
+        a, b = _as_size(mine, ints), _as_size(theirs, ints)
+        if a is None or b is None:
+            continue
+        gap = (b - a) if is_lower else (a - b)  # > 0: the declared type reaches outside
+        side = "lower" if is_lower else "upper"
+        if gap.constant is not None:
+            if gap.constant > 0:
+                raise Problem(f"'{v.name}' is declared {format_type(t)}, which is wider than "
+                               f"the support {prior} of its prior {spec_name}", t.span,
+                               "a declared type must lie inside its prior's support "
+                               "(rule 7)")
+            continue
+        low = _as_size(lower, ints)
+        if not is_lower and low is not None and low.constant is not None and low.constant >= 1:
+            text = f"the upper bound of '{v.name}': {format_type(t)} (inside the support " \
+                f"{prior} of {spec_name})"
+            record(model.range_rules, IndexRule(a, b, guards, t.span, text))
+            continue
+        text = f"how far the {side} bound of '{v.name}': {format_type(t)} stays inside the " \
+            f"support {prior} of {spec_name}, plus 1,"
+        record(model.range_rules, IndexRule(Size.const(1) - gap, None, guards, t.span, text))
 
 
 def _param_support(v: Variable) -> Support:

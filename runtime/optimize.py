@@ -93,6 +93,8 @@ def find_start(model: Any, mode: Mode, generator: torch.Generator, radius: float
     for _ in range(tries):
         t = theta.clone().requires_grad_(True)
         lp = model.log_prob(t, mode)
+        if torch.isfinite(lp) and not lp.requires_grad:  # nothing to optimise
+            return theta
         if torch.isfinite(lp):
             (g,) = torch.autograd.grad(lp, t)
             if torch.isfinite(g).all():
@@ -114,6 +116,9 @@ def optimize(model: Any, method: str = "map", seed: int = 1, init: torch.Tensor 
     best: PointEstimate | None = None
     for _ in range(max(1, restarts)):
         start = find_start(model, mode, generator, radius, init)
+        if start.shape[-1] == 0:  # no continuous unknowns: the log density is the answer
+            best = _finish(model, mode, start, 0)
+            break
         if optimizer == "lbfgs":
             result = _lbfgs(model, mode, start, max_iter, lr)
             if not result.converged:
@@ -243,6 +248,8 @@ def _finish(model: Any, mode: Mode, theta: torch.Tensor, iterations: int) -> Poi
     if not torch.isfinite(lp):
         raise ModelError(f"the optimiser reached a point where the log density is not finite "
                          f"({bad_terms(model, theta, mode)})")
+    if not lp.requires_grad:  # nothing to optimise: no continuous unknowns
+        return PointEstimate("", float(lp.detach()), True, int(iterations), 0.0, theta)
     (g,) = torch.autograd.grad(lp, t)
     grad_norm = float(g.norm())
     value = float(lp.detach())

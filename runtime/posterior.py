@@ -52,11 +52,16 @@ def starts(model: Any, chains: int, seed: int, radius: float,
     return drawn.reshape(chains, candidates, -1)[torch.arange(chains), best]
 
 
+def _refuse_no_latents(model: Any, method: str) -> None:
+    if model.dim == 0:
+        raise ModelError(f"--method {method}: the model has no latent variables to sample; "
+                         "its data alone are drawn by 'bgmc sample'")
+
+
 def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
              init: torch.Tensor | None = None, progress: Any = None) -> Any:
     _refuse_params(model, "nuts")
-    if model.dim == 0:
-        raise ModelError("the model has no latent variables to sample; use 'bgmc sample'")
+    _refuse_no_latents(model, "nuts")
     q0 = starts(model, settings.chains, settings.seed, radius, init)
     began = time.perf_counter()
     result = nuts.sample(model.log_prob, q0, settings, progress)
@@ -80,6 +85,7 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
 
 def run_advi(model: Any, settings: advi.AdviSettings, radius: float = 2.0,
              init: torch.Tensor | None = None) -> Any:
+    _refuse_no_latents(model, "advi")
     q0 = starts(model, 1, settings.seed, radius, init)[0]
     result = advi.fit(model.log_prob, q0, settings, advi.point_mask(model))
     attrs = {"model": model.name, "method": f"advi-{settings.family}", "seed": settings.seed,

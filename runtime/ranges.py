@@ -45,3 +45,21 @@ def check_values(values: Any, size: int, where: str, name: str, what: str) -> No
         at = "[" + ", ".join(str(int(i) + 1) for i in index) + "]" if index else ""
         raise DataError(f"{where}: '{name}' indexes '{what}' here, but {name}{at} = "
                         f"{int(flat[first])} is not an index from 1 to {int(size)}")
+
+
+def check_offset_values(values: Any, offset: int, size: int, where: str, name: str,
+                        index: str, what: str) -> None:
+    """Int data read as `name[...] + offset` indexes a dimension of `size`: each value plus
+    the offset lies in 1..size (absent data: nothing to check)."""
+    if values is None:
+        return
+    shifted = torch.as_tensor(values) + int(offset)
+    flat = shifted.reshape(-1)
+    bad = ((flat < 1) | (flat > int(size))).nonzero()
+    if len(bad):
+        first = int(bad[0, 0])
+        at = list(np.unravel_index(first, tuple(shifted.shape)))
+        text = "[" + ", ".join(str(int(i) + 1) for i in at) + "]" if at else ""
+        raise DataError(f"{where}: the index '{index}' of '{what}' is {int(flat[first])} "
+                        f"where {name}{text} = {int(flat[first]) - int(offset)}, but must "
+                        f"be an index from 1 to {int(size)}")

@@ -138,7 +138,12 @@ class ExprCompiler:
     def real(self, v: Value) -> Value:
         """The value as a real tensor (int data and 0/1 comparisons are cast)."""
         if v.number:
-            return replace(v, code=repr(float(v.code)) if v.integer else v.code, integer=False)
+            if not v.integer:
+                return v
+            try:
+                return replace(v, code=repr(float(v.code)), integer=False)  # 2 -> 2.0
+            except ValueError:  # an int computed at run time: `K * 2`, `v.shape[-1]`
+                return replace(v, code=f"float({v.code})", integer=False, atomic=True)
         if not v.integer:
             return v
         return replace(v, code=f"data__.real({v.code})", integer=False, atomic=True,
@@ -154,6 +159,16 @@ class ExprCompiler:
             code = v.code
         return replace(v, code=f"data__.tensor({code})", number=False, atomic=True,
                        tensor=True)
+
+    def as_tensor(self, v: Value) -> Value:
+        """A torch tensor even for a Python number computed at run time (scalar int data,
+        `N + 0.5`): torch functions take only tensors."""
+        v = self.tensor(v)
+        if not v.python_scalar:
+            return v
+        code = f"data__.tensor({v.code})" if not v.integer else \
+            f"torch.as_tensor({v.code}, device=data__.device)"
+        return replace(v, code=code, atomic=True, tensor=True)
 
     # ---- expressions
     def expr(self, e: Any, scope: Scope) -> Value:
@@ -433,22 +448,42 @@ class ExprCompiler:
     # ---- calls
     def _generator(self, e: n.Generator, scope: Scope) -> Value:
         gscope = self.model.scopes[id(e)]  # type: ignore[attr-defined]
+        if gscope.key in scope.keys():
+            # a generator directly inside another can share its key: give it one of its own
+            gscope = replace(gscope, key=-(10 ** 9) - len(scope.loops))
         inner = scope.with_loop(gscope)
         body = self.expr(e.body, inner)
+        func = e.func.id
+        if func in ("mean", "log_sum_exp"):
+            body = self.real(body)
+        if gscope.key not in body.loops:  # the body does not depend on the variable
+            return self._constant_generator(func, body, self.size(gscope.length, scope))
         loops = tuple(k for k in inner.keys() if k in body.loops or k == gscope.key)
         code = self.align(body, loops, body.rank)
-        if gscope.key not in body.loops:  # the body does not depend on the variable
-            count = self.size(gscope.length, scope)
-            if e.func.id == "sum":
-                return replace(body, code=f"{count} * {self.paren(body)}", atomic=False)
-            if e.func.id in ("mean", "max", "min"):
-                return body
         dim = -1 - body.rank - (len(loops) - 1 - loops.index(gscope.key))
-        method = _GENERATOR[e.func.id]
+        method = _GENERATOR[func]
         out_loops = tuple(k for k in loops if k != gscope.key)
-        suffix = ".values" if method in ("amax", "amin") and False else ""
         body_code = code if code != body.code or body.atomic else f"({code})"
-        return Value(f"{body_code}.{method}({dim}){suffix}", out_loops, body.rank, body.integer)
+        return Value(f"{body_code}.{method}({dim})", out_loops, body.rank,
+                     body.integer and func in ("sum", "prod", "max", "min"))
+
+    def _constant_generator(self, func: str, body: Value, count: str) -> Value:
+        """A reduction of `count` copies of `body`: sum c * n, prod c ^ n,
+        log_sum_exp c + log(n), and mean, max and min c itself."""
+        if func in ("mean", "max", "min"):
+            return body
+        if func == "sum":
+            return replace(body, code=f"{count} * {self.operand(body, body.code, '*', True)}",
+                           atomic=False, prec=_PREC["*"])
+        if func == "prod":
+            if body.python_scalar and not body.integer:  # a float overflows to inf, not
+                body = self.tensor(self.as_tensor(body))  # an OverflowError
+            return replace(body, code=f"{self.operand(body, body.code, '^', False)} ** {count}",
+                           atomic=False, prec=_PREC["^"])
+        body = self.as_tensor(body)  # log_sum_exp (body is real)
+        return replace(body, code=f"{self.operand(body, body.code, '+', False)} + "
+                                  f"torch.log(data__.tensor({count}))", atomic=False,
+                       prec=_PREC["+"])
 
     def _call(self, e: n.Call, scope: Scope) -> Value:
         name = e.func.id
@@ -461,13 +496,13 @@ class ExprCompiler:
         args = [self.expr(a, scope) for a in e.args]
         t = self.etype(e)
         if spec.kind == "elementwise":
-            reals = [self.tensor(self.real(a)) for a in args]
+            reals = [self.as_tensor(self.real(a)) for a in args]
             loops = self._union(scope, *reals)
             rank = max(a.rank for a in reals)
             code = _ELEMENTWISE[name].format(*(self.align(a, loops, rank) for a in reals))
             return Value(code, loops, rank, t.integer)
         if spec.kind == "reduce":
-            a = self.tensor(self.real(args[0])) if name != "sum" else self.tensor(args[0])
+            a = self.as_tensor(self.real(args[0]) if name != "sum" else args[0])
             return Value(f"{_REDUCE[name]}({a.code}, {a.rank})", a.loops, 0, t.integer)
         if spec.kind == "vector":
             a = self.real(args[0])
@@ -475,8 +510,9 @@ class ExprCompiler:
         if spec.kind == "dot":
             a, b = self.real(args[0]), self.real(args[1])
             loops = self._union(scope, a, b)
-            return Value(f"({self.align(a, loops, 1)} * {self.align(b, loops, 1)}).sum(-1)",
-                         loops, 0)
+            left = self.operand(a, self.align(a, loops, 1), "*", False)
+            right = self.operand(b, self.align(b, loops, 1), "*", True)
+            return Value(f"({left} * {right}).sum(-1)", loops, 0)
         if spec.kind == "build":
             dims = ", ".join(self.size(d, scope) for d in t.shape)
             return Value(f"data__.{name}(({dims},))", (), t.rank)
@@ -547,7 +583,7 @@ class ExprCompiler:
             return Value(f"rt.one_hot({k.code}, {self.size(t.shape[-1], scope)})", k.loops,
                          k.rank + 1, True)
         if name == "length":
-            return Value(f"{args[0].code}.shape[-1]", (), 0, True, number=True)
+            return Value(f"{self.paren(args[0])}.shape[-1]", (), 0, True, number=True)
         a = self.real(args[0])
         if name == "diag":
             return Value(f"torch.diag_embed({a.code})", a.loops, 2)

@@ -349,17 +349,30 @@ class _Module:
         """`check_sizes`: the index and range rules only the data decides
         (compiler/ranges.py), checked before anything else reads the data."""
         rules = list(self.model.range_rules.values())
-        if not rules:
-            return
         ex = self.exprs()
         lines: list[str] = []
         needed: set[str] = set()
+        for e, length in self._nonempty_generators():
+            where = repr(f"{self.file}:{e.span.line}:{e.span.column}")
+            text = f"the number of terms of '{format_expr(e)}' (over none it has no value)"
+            lines.append(f"rt.check_index({ex.size(length)}, None, (), {where}, {text!r})")
+            needed |= set(length.names())
+        if not rules and not lines:
+            return
+        imports: list[str] = []
+        from compiler.ranges import OffsetValueRule  # noqa: PLC0415
         for rule in rules:
             where = repr(f"{self.file}:{rule.span.line}:{rule.span.column}")
             if isinstance(rule, ValueRule):
                 sizes = [rule.size]
                 lines.append(f"rt.check_values(data__.get({rule.name!r}), {ex.size(rule.size)}, "
                              f"{where}, {rule.name!r}, {rule.text!r})")
+            elif isinstance(rule, OffsetValueRule):
+                sizes = [rule.size]
+                lines.append(f"check_offset_values(data__.get({rule.name!r}), {rule.offset}, "
+                             f"{ex.size(rule.size)}, {where}, {rule.name!r}, "
+                             f"*{rule.text.split(chr(0))!r})")
+                imports = ["from runtime.ranges import check_offset_values"]
             elif isinstance(rule, LoopRule):
                 sizes = [rule.lo, rule.hi]
                 lines.append(f"rt.check_loop({ex.size(rule.lo)}, {ex.size(rule.hi)}, {where}, "
@@ -377,9 +390,38 @@ class _Module:
         with o.indent("def check_sizes(self, data__):"):
             o.line('"""Indices and loop ranges that depend on data sizes stay inside the '
                    'declared sizes."""')
+            o.lines(imports)
             for name in sorted(needed):
                 o.line(f"{self.names[name]} = data__[{name!r}]")
             o.lines(lines)
+
+    def _nonempty_generators(self) -> Iterator[tuple[n.Generator, Size]]:
+        """The generators that have no value over an empty range (mean, max, min and
+        log_sum_exp; a sum of nothing is 0 and a product 1) whose length the data decides,
+        with that length. An empty one the source fixes is an error here."""
+        from compiler.walk import calls  # noqa: PLC0415
+        seen: set[int] = set()
+        for stmt in self.model.statements:
+            node = stmt.node
+            roots = [getattr(node, a, None) for a in ("expr", "value", "dist")]
+            target = getattr(node, "target", None)
+            roots += list(getattr(target, "items", ()) or ())
+            for root in roots:
+                if root is None:
+                    continue
+                for e in calls(root):
+                    if not isinstance(e, n.Generator) or id(e) in seen or \
+                            e.func.id not in ("mean", "max", "min", "log_sum_exp") or \
+                            id(e) not in self.model.scopes:  # type: ignore[attr-defined]
+                        continue
+                    seen.add(id(e))
+                    length = self.model.scopes[id(e)].length  # type: ignore[attr-defined]
+                    if length.constant is not None:
+                        if length.constant < 1:
+                            raise Unsupported(f"'{e.func.id}' of an empty range has no value",
+                                              e.range)
+                        continue
+                    yield e, length
 
     def _support_check(self, stmt: Statement) -> str | None:
         binding = self.model.bindings[stmt.id]  # type: ignore[attr-defined]
@@ -652,6 +694,12 @@ class _Module:
             self._enumerate(name)
             return
         s: Support = self.model.supports[name]  # type: ignore[attr-defined]
+        if s.kind == "int":  # declared int, but drawn from a continuous prior
+            first = self.model.defining(name)[0]
+            t = v.declared_type
+            prior = self.model.bindings[first.id].name  # type: ignore[attr-defined]
+            raise Unsupported(f"'{name}' is declared int, but its prior {prior} is a "
+                              "continuous distribution", t if t is not None else first.node)
         py = self.names[name]
         if v.role == "param":  # a point estimate: never a Jacobian (rule 23)
             self.out.comment(f"{self.where(v.span)}  {name}: {s.describe()}, a point "
@@ -701,7 +749,8 @@ class _Module:
             if isinstance(b, (int, float)):
                 return repr(int(b))
             if isinstance(b, str):  # "len:p": the length of the argument p
-                value = ex.expr(args[b[4:]], scope)
+                # the distribution's only argument when p is given another way (logits=)
+                value = ex.expr(args.get(b[4:], next(iter(args.values()))), scope)
                 return f"{ex.paren(value)}.shape[-1]"
             value = ex.expr(b, scope)
             if value.loops or value.rank:
@@ -981,6 +1030,9 @@ class _Module:
 
     def _step_index(self, stmt: Statement, scope: Scope, ex: ExprCompiler) -> str:
         items = stmt.node.target.items
+        if not items:  # `y: real[2] ~ ...` beside `y[t] ~ ...` computed step by step
+            raise Unsupported(f"'{stmt.target}' is defined whole here, but element by "
+                              "element by another statement", stmt.node.target)
         f = classify(items[0], scope.all_scopes(), self.ints)
         if f.kind == "loop" and f.loop is not None and f.loop.var in scope.sequential:
             return ex.size(Size.name(f.loop.var) + (f.offset or Size.const(0)), scope)
