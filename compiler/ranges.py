@@ -85,3 +85,27 @@ class OffsetValueRule:
     size: Size
     span: Span
     text: str  # the index as written and the variable it indexes, for the message
+
+
+@dataclass(frozen=True)
+class SizeMatch:
+    """Two sizes the data decides must agree: the inner dimensions of '@' or 'dot', or
+    two dimensions broadcast together (`broadcast`: one of them may also be 1)."""
+
+    a: Size
+    b: Size
+    broadcast: bool
+    span: Span
+    text: str
+
+
+@dataclass(frozen=True)
+class ExprValueRule:
+    """An index computed from data alone (`3 * k[i]`) lies in 1..size at every element:
+    `node` is the index expression (by id), compiled in `scopes` (its loops)."""
+
+    node: int
+    scopes: tuple[object, ...]
+    size: Size
+    span: Span
+    text: str

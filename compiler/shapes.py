@@ -26,8 +26,17 @@ from compiler.indexing import (
     left_index_diagnostic,
 )
 from compiler.ir import GraphicalModel, Statement, Variable
-from compiler.ranges import IndexRule, LoopRule, OffsetValueRule, ValueRule, record
+from compiler.ranges import (
+    ExprValueRule,
+    IndexRule,
+    LoopRule,
+    OffsetValueRule,
+    SizeMatch,
+    ValueRule,
+    record,
+)
 from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
+from compiler.walk import calls, free_names
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note, Problem
 from dsl.printer import format_expr, format_range, format_target
@@ -441,8 +450,10 @@ def _has(shape: Shape) -> str:
     return "is a scalar" if not shape else f"has shape {shape_text(shape)}"
 
 
-def broadcast(shapes: list[Shape], node: Any, parts: list[Any] | None = None) -> Shape:
-    """NumPy broadcasting of element shapes; only provable mismatches are errors.
+def broadcast(shapes: list[Shape], node: Any, parts: list[Any] | None = None,
+              rules: dict[Any, Any] | None = None) -> Shape:
+    """NumPy broadcasting of element shapes; only provable mismatches are errors, and
+    what the data decides (N against 2) is recorded in `rules` when given.
     `parts`, the expressions with these shapes, name the operands in the message."""
     rank = max((len(s) for s in shapes), default=0)
     out: list[Size] = []
@@ -456,6 +467,9 @@ def broadcast(shapes: list[Shape], node: Any, parts: list[Any] | None = None) ->
                 chosen = d
             elif d != chosen and d.constant is not None and chosen.constant is not None:
                 raise _broadcast_error(shapes, node, parts)
+            elif d != chosen and rules is not None and getattr(node, "span", None):
+                record(rules, SizeMatch(chosen, d, True, node.span,
+                                        f"the shapes combined in '{format_expr(node)}'"))
         out.append(chosen)
     return tuple(out)
 
@@ -641,14 +655,19 @@ class _Expr:
         a, b = self.type(e.left), self.type(e.right)
         if e.op != "@":
             integer = a.integer and b.integer and e.op in "+-*"
-            return ExprType(broadcast([a.shape, b.shape], e, [e.left, e.right]), integer)
+            return ExprType(broadcast([a.shape, b.shape], e, [e.left, e.right],
+                                      self.ctx.model.range_rules), integer)
         ranks = (a.rank, b.rank)
         if ranks in ((2, 1), (1, 2), (2, 2), (1, 1)):
             inner = [a.shape[-1], b.shape[0]]
-            if inner[0] != inner[1] and None not in (inner[0].constant, inner[1].constant):
+            if inner[0] != inner[1] and (inner[0] - inner[1]).constant is not None:
                 raise ShapeError(f"shape mismatch in '@': {_operand(e.left, a.shape)} and "
                                  f"{_operand(e.right, b.shape)}, so the inner dimensions "
                                  f"{inner[0]} and {inner[1]} differ", e)
+            if inner[0] != inner[1]:
+                record(self.ctx.model.range_rules, SizeMatch(
+                    inner[0], inner[1], False, e.span,
+                    f"the inner dimensions of '{format_expr(e)}'"))
             return ExprType(a.shape[:-1] + b.shape[1:])
         side, t = (e.left, a) if a.rank not in (1, 2) else (e.right, b)
         what = "is a scalar" if t.rank == 0 else f"has {t.rank} dimensions"
@@ -733,7 +752,27 @@ class _Expr:
             else:
                 record(self.ctx.model.range_rules, OffsetValueRule(
                     source.name, offset, dim, item.span, f"{format_expr(item)}\0{what}"))
+        elif self._from_data(item):  # any other index the data decides: `3 * k[i]`
+            record(self.ctx.model.range_rules, ExprValueRule(
+                id(item), self.scopes, dim, item.span,
+                f"the index '{format_expr(item)}' of '{what}'"))
         return list(t.shape)
+
+    def _from_data(self, item: Any) -> bool:
+        """Whether `item` reads only `data` (always present), consts and loop variables,
+        and some data: its values are known once the data is loaded."""
+        loop_vars = {s.var for s in self.scopes}
+        roles = []
+        for name in free_names(item):
+            if name.id in loop_vars:
+                continue
+            v = self.ctx.model.variables.get(name.id)
+            if v is None or v.role not in ("data", "const"):
+                return False
+            roles.append(v.role)
+        calls_ok = all(isinstance(c, n.Generator) or c.func.id not in
+                       self.ctx.model.variables for c in calls(item))
+        return "data" in roles and calls_ok
 
     def _slice_error(self, item: n.Slice) -> ShapeError:
         """A slice whose bounds are not sizes, or that starts at a loop variable."""
@@ -840,7 +879,8 @@ class _Expr:
     def _call_shape(self, name: str, kind: str, args: list[ExprType], e: n.Call,
                     integer: bool) -> ExprType:
         if kind == "elementwise":
-            return ExprType(broadcast([a.shape for a in args], e, list(e.args)), integer)
+            return ExprType(broadcast([a.shape for a in args], e, list(e.args),
+                                      self.ctx.model.range_rules), integer)
         if kind == "reduce":
             return ExprType((), args[0].integer and name in ("sum", "prod", "max", "min"))
         if kind == "vector":
@@ -851,6 +891,10 @@ class _Expr:
             if args[0].rank != 1 or args[1].rank != 1:
                 raise ShapeError("'dot' takes two vectors", e)
             _same_dim(args[0].shape[0], args[1].shape[0], e)
+            if args[0].shape[0] != args[1].shape[0]:
+                record(self.ctx.model.range_rules, SizeMatch(
+                    args[0].shape[0], args[1].shape[0], False, e.span,
+                    f"the lengths of the vectors in '{format_expr(e)}'"))
             return ExprType(())
         if kind == "build":
             return ExprType(tuple(self._size_arg(a) for a in e.args))
@@ -871,6 +915,10 @@ class _Expr:
         if name == "one_hot":
             return ExprType(args[0].shape + (self._size_arg(e.args[1]),), True)
         if name == "length":
+            if args[0].rank < 1:
+                raise ShapeError("'length' takes a vector (or an array: its last "
+                                 f"dimension); '{format_expr(e.args[0])}' is a scalar",
+                                 e.args[0])
             return ExprType((), True)
         if name == "diag":
             if args[0].rank != 1:

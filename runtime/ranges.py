@@ -63,3 +63,20 @@ def check_offset_values(values: Any, offset: int, size: int, where: str, name: s
         raise DataError(f"{where}: the index '{index}' of '{what}' is {int(flat[first])} "
                         f"where {name}{text} = {int(flat[first]) - int(offset)}, but must "
                         f"be an index from 1 to {int(size)}")
+
+
+def check_same(a: int, b: int, broadcast: bool, where: str, text: str) -> None:
+    """Two sizes that must agree given the data (or be 1, where they broadcast)."""
+    a, b = int(a), int(b)
+    if a != b and not (broadcast and 1 in (a, b)):
+        raise DataError(f"{where}: {text} are {a} and {b} given the data, but must be "
+                        "equal" + (" (or one of them 1)" if broadcast else ""))
+
+
+def check_index_values(index: Any, size: int, where: str, text: str) -> None:
+    """An index computed from the data (`3 * k[i]`) lies in 1..size everywhere."""
+    flat = torch.as_tensor(index).reshape(-1)
+    bad = ((flat < 1) | (flat > int(size))).nonzero()
+    if len(bad):
+        raise DataError(f"{where}: {text} is {int(flat[int(bad[0, 0])])} for some element "
+                        f"given the data, but must be an index from 1 to {int(size)}")

@@ -16,7 +16,7 @@ from compiler.distributions import DISTRIBUTIONS
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.names import class_name, doc_text, python_names
-from compiler.ranges import LoopRule, ValueRule
+from compiler.ranges import ExprValueRule, LoopRule, OffsetValueRule, SizeMatch, ValueRule
 from compiler.shapes import int_env
 from compiler.sizes import Size
 from compiler.supports import Support
@@ -359,8 +359,6 @@ class _Module:
             needed |= set(length.names())
         if not rules and not lines:
             return
-        imports: list[str] = []
-        from compiler.ranges import OffsetValueRule  # noqa: PLC0415
         for rule in rules:
             where = repr(f"{self.file}:{rule.span.line}:{rule.span.column}")
             if isinstance(rule, ValueRule):
@@ -369,10 +367,24 @@ class _Module:
                              f"{where}, {rule.name!r}, {rule.text!r})")
             elif isinstance(rule, OffsetValueRule):
                 sizes = [rule.size]
-                lines.append(f"check_offset_values(data__.get({rule.name!r}), {rule.offset}, "
+                lines.append(f"rt.check_offset_values(data__.get({rule.name!r}), {rule.offset}, "
                              f"{ex.size(rule.size)}, {where}, {rule.name!r}, "
                              f"*{rule.text.split(chr(0))!r})")
-                imports = ["from runtime.ranges import check_offset_values"]
+            elif isinstance(rule, SizeMatch):
+                sizes = [rule.a, rule.b]
+                lines.append(f"rt.check_same({ex.size(rule.a)}, {ex.size(rule.b)}, "
+                             f"{rule.broadcast}, {where}, {rule.text!r})")
+            elif isinstance(rule, ExprValueRule):
+                node = self._index_nodes().get(rule.node)
+                if node is None:
+                    continue
+                value = ex.expr(node, Scope(tuple(rule.scopes)))  # type: ignore[arg-type]
+                sizes = [rule.size]
+                needed |= {x.id for x in free_names(node)
+                           if x.id in self.model.variables and
+                           self.model.variables[x.id].role == "data"}
+                lines.append(f"rt.check_index_values({value.code}, {ex.size(rule.size)}, "
+                             f"{where}, {rule.text!r})")
             elif isinstance(rule, LoopRule):
                 sizes = [rule.lo, rule.hi]
                 lines.append(f"rt.check_loop({ex.size(rule.lo)}, {ex.size(rule.hi)}, {where}, "
@@ -390,10 +402,22 @@ class _Module:
         with o.indent("def check_sizes(self, data__):"):
             o.line('"""Indices and loop ranges that depend on data sizes stay inside the '
                    'declared sizes."""')
-            o.lines(imports)
             for name in sorted(needed):
                 o.line(f"{self.names[name]} = data__[{name!r}]")
             o.lines(lines)
+
+    def _index_nodes(self) -> dict[int, Any]:
+        """Every expression node of the statements by id (for rules that name one)."""
+        from compiler.walk import children  # noqa: PLC0415
+        found: dict[int, Any] = {}
+        stack = [r for stmt in self.model.statements
+                 for r in (stmt.expr, getattr(stmt.node, "target", None)) if r is not None]
+        while stack:
+            e = stack.pop()
+            found[id(e)] = e
+            stack.extend(children(e))
+            stack.extend(getattr(e, "items", ()) if isinstance(e, n.Target) else ())
+        return found
 
     def _nonempty_generators(self) -> Iterator[tuple[n.Generator, Size]]:
         """The generators that have no value over an empty range (mean, max, min and
