@@ -149,6 +149,12 @@ def _define(b: _Builder) -> None:
                     _redefined_hint(existing.role),
                     notes=(Note("declared here", existing.span),))
             continue
+        elif existing.role == "data" and getattr(stmt.node, "type", None) is not None:
+            b.error(f"'{name.id}' is data: its type comes from its declaration, not from "
+                    "the '~'", stmt.node.type.span or name.span,
+                    "remove the type from this statement",
+                    notes=(Note("declared here", existing.span),))
+            continue
         existing.defs.append(stmt.id)
 
 

@@ -113,6 +113,7 @@ class _Context:
         self.ints = int_env(model)
         self.errors: list[Diagnostic] = []
         self.unknown: list[n.Name] = []  # reads of variables whose shape failed (no cascade)
+        self.generator_keys = 0  # negative LoopScope keys handed to generator variables
         model.types = {}  # type: ignore[attr-defined]
         model.bindings = {}  # type: ignore[attr-defined]
         model.diffusions = {}  # type: ignore[attr-defined]  # compiler/diffusion.py
@@ -797,7 +798,8 @@ class _Expr:
         except NotASize as exc:
             raise _size_error(exc, self.ctx.model) from None
         check_range(lo, hi, e.range, self.ctx.model.range_rules)
-        key = -1 - len(self.ctx.model.types)  # type: ignore[attr-defined]
+        self.ctx.generator_keys -= 1  # one key per generator, nested ones included
+        key = self.ctx.generator_keys
         inner = _Expr(self.ctx, self.scopes + (LoopScope(key, e.var.id, lo, hi),))
         body = inner.type(e.body)
         self.ctx.model.scopes[id(e)] = inner.scopes[-1]  # type: ignore[attr-defined]

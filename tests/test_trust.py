@@ -219,3 +219,37 @@ def test_iterations_bound_the_polishing_phase() -> None:
     model = compile_string("mu ~ Laplace(0, 1)\ny ~ Normal(mu, 1)").bind({})
     fit = optimize(model, method="map", max_iter=5)
     assert fit.iterations <= 20 * 5 + 5 + 20 * 5
+
+
+def test_sizes_that_must_agree_and_computed_indices_are_checked_at_load() -> None:
+    from runtime.errors import DataError
+    matmul = compile_string("data N: int\ndata D: int\ndata X: real[N, D]\n"
+                            "beta: real[2] ~ Normal(0, 1)\nmu = X @ beta")
+    with pytest.raises(DataError, match=r"<string>:5:6: the inner dimensions of 'X @ beta' "
+                                        r"are 3 and 2 given the data, but must be equal"):
+        matmul.bind({"N": 1, "D": 3, "X": [[1.0, 2.0, 3.0]]})
+    assert matmul.bind({"N": 1, "D": 2, "X": [[1.0, 2.0]]}).dim == 2
+    index = compile_string("data N: int\ndata k: int[N]\ndata M: real[N, 2]\nfor i in 1..N:\n"
+                           "    x[i] ~ Normal(M[1, 3 * k[i] - 2], 1)")
+    with pytest.raises(DataError, match=r"<string>:5:24: the index '3 \* k\[i\] - 2' of 'M' "
+                                        r"is 4 for some element"):
+        index.bind({"N": 2, "k": [1, 2], "M": [[0.0, 1.0], [2.0, 3.0]]})
+
+
+@pytest.mark.parametrize(("program", "message"), [
+    ("b ~ HalfNormal(1)\nt = length(b)", "<string>:2:12: error: 'length' takes a vector"),
+    ("data T: int\ndata y: real[T]\ny: real[2] ~ Normal(0, 1)",
+     "<string>:3:4: error: 'y' is data: its type comes from its declaration"),
+])
+def test_more_programs_refused_at_check(program: str, message: str) -> None:
+    with pytest.raises(BgmError) as info:
+        compile_string(program)
+    assert message in str(info.value)
+
+
+def test_a_model_without_continuous_unknowns_fits_to_its_log_density() -> None:
+    program = compile_string("data N: int\ndata c: int[N]\nfor i in 1..N:\n"
+                             "    c[i] ~ Poisson(0.5 * N)")
+    fit = program.fit({"N": 2, "c": [0, 2]}, method="map")
+    assert fit.objective == pytest.approx(-1 - 1 + 2 * __import__("math").log(1) -
+                                          __import__("math").log(2))
