@@ -1,8 +1,12 @@
 """`bgmc`: check, format, compile, fit and sample .bgm models.
 
 Exit status: 0 on success, 1 on a user error (one diagnostic, no traceback), 2 on bad
-usage. `check`, `fmt` and `compile` never import torch; fitting and sampling import
-the runtime lazily. Every file a command writes is written whole or not at all.
+usage (argparse: every numeric flag is checked by type and range while parsing), 3 on an
+internal error (a bug). `check`, `fmt` and `compile` never import torch; fitting and
+sampling import the runtime lazily. Every output is checked before the work (its place
+is writable, it is not a directory or an input) and written whole or not at all, by
+runtime.files.write_atomic. Files read from the user (fits, initial values, checkpoints)
+are checked before use and never run code.
 """
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    _ignore_file_size_signal()
     try:
+        _check_outputs(args)
         return int(args.run(args) or EXIT_OK)
     except BgmError as exc:
         print(exc.render(color=sys.stderr.isatty()), file=sys.stderr)
@@ -57,150 +65,245 @@ def _is_user_error(exc: Exception) -> bool:
                for c in type(exc).__mro__)
 
 
+def _ignore_file_size_signal() -> None:
+    """A file-size limit (ulimit -f) then makes a write fail with EFBIG, which
+    runtime.files reports as an error naming the file, instead of SIGXFSZ killing us."""
+    xfsz = getattr(signal, "SIGXFSZ", None)
+    if xfsz is not None:
+        try:
+            signal.signal(xfsz, signal.SIG_IGN)
+        except ValueError:  # not the main thread (main called from a thread): leave it
+            pass
+
+
+# ---- argument types: every number is checked here, before any work -------------------
+
+
+def _int_in(low: int, high: int | None, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text, 10)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+def _float_in(low: float, high: float, what: str, low_open: bool = False,
+              high_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
+        inside = math.isfinite(value) and (value > low if low_open else value >= low) and \
+            (value < high if high_open else value <= high)
+        if not inside:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return value
+    parse.__name__ = what
+    return parse
+
+
+positive_int = _int_in(1, None, "a positive integer")
+nonneg_int = _int_in(0, None, "an integer of at least 0")
+seed_int = _int_in(0, 2**32 - 1, "a seed from 0 to 4294967295")
+positive_float = _float_in(0.0, math.inf, "a positive number", low_open=True, high_open=True)
+nonneg_float = _float_in(0.0, math.inf, "a number of at least 0", high_open=True)
+probability = _float_in(0.0, 1.0, "a number strictly between 0 and 1", low_open=True,
+                        high_open=True)
+positive_fraction = _float_in(0.0, 1.0, "a number above 0 and at most 1", low_open=True)
+unit_fraction = _float_in(0.0, 1.0, "a number from 0 to 1")
+
+
+def init_value(text: str) -> str:
+    """--init: a radius R >= 0, or the name of a JSON file (read when fitting)."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a radius of at least 0 or a JSON file of "
+                                         "initial values, got ''")
+    try:
+        radius = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(radius) or radius < 0:
+        raise argparse.ArgumentTypeError(f"expected a radius of at least 0 or a JSON file "
+                                         f"of initial values, got {text}")
+    return text
+
+
+def output_file(text: str) -> str:
+    """An output's name; whether it can be written is checked before the work
+    (_check_outputs), when the command and its other outputs are known."""
+    if not text:
+        raise argparse.ArgumentTypeError("the file name is empty")
+    return text
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bgmc", description="The bgm model compiler.")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    # the global flags, accepted after the subcommand too (`bgmc fit m.bgm --debug`);
+    # SUPPRESS keeps a flag given before the subcommand from being reset by the default
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show tracebacks of internal errors")
     sub = p.add_subparsers(dest="command")
 
-    c = sub.add_parser("check", help="parse and check a model")
+    def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[common], **kwargs)
+
+    c = command("check", help="parse and check a model")
     c.add_argument("model")
     c.set_defaults(run=cmd_check)
 
-    f = sub.add_parser("fmt", help="print a model in canonical form")
+    f = command("fmt", help="print a model in canonical form")
     f.add_argument("model")
     f.add_argument("-i", "--in-place", action="store_true", help="rewrite the file")
     f.add_argument("--check", action="store_true",
                    help="exit 1 if the file is not in canonical form")
     f.set_defaults(run=cmd_fmt)
 
-    k = sub.add_parser("compile", help="write the generated PyTorch module")
+    k = command("compile", help="write the generated PyTorch module")
     k.add_argument("model")
-    k.add_argument("-o", "--output", help="output .py file (default: standard output)")
+    k.add_argument("-o", "--output", type=output_file,
+                   help="output .py file (default: standard output)")
     k.set_defaults(run=cmd_compile)
 
-    fit = sub.add_parser("fit", help="fit a model to data")
+    fit = command("fit", help="fit a model to data")
     fit.add_argument("model")
     _data_args(fit)
     fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "svi", "exact",
                                           "adversarial"],
                      default="map")
-    fit.add_argument("--chains", type=int, default=4)
-    fit.add_argument("--warmup", type=int, default=1000)
-    fit.add_argument("--draws", type=int, default=1000)
-    fit.add_argument("--adapt-delta", type=float, default=0.8)
-    fit.add_argument("--max-treedepth", type=int, default=10)
+    fit.add_argument("--chains", type=positive_int, default=4)
+    fit.add_argument("--warmup", type=nonneg_int, default=1000)
+    fit.add_argument("--draws", type=positive_int, default=1000)
+    fit.add_argument("--adapt-delta", type=probability, default=0.8,
+                     help="NUTS's target acceptance rate, in (0, 1)")
+    fit.add_argument("--max-treedepth", type=positive_int, default=10)
     fit.add_argument("--metric", choices=["diag", "dense"], default="diag")
     fit.add_argument("--family", choices=["meanfield", "fullrank"], default="meanfield",
                      help="ADVI's Gaussian family")
     fit.add_argument("--no-progress", action="store_true")
     fit.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    fit.add_argument("--restarts", type=int, default=1, help="best of N random starts")
-    fit.add_argument("--init", default="2",
+    fit.add_argument("--restarts", type=positive_int, default=1,
+                     help="best of N random starts")
+    fit.add_argument("--init", type=init_value, default="2",
                      help="radius R of uniform(-R, R) initial values, or a JSON file")
-    fit.add_argument("--iter", type=int, default=2000, help="maximum iterations")
-    fit.add_argument("--lr", type=float, default=None,
+    fit.add_argument("--iter", type=positive_int, default=2000, help="maximum iterations")
+    fit.add_argument("--lr", type=positive_float, default=None,
                      help="Adam's learning rate (default 0.05; svi 0.001)")
-    fit.add_argument("--batch", type=int, help="svi: minibatch size over a plate")
+    fit.add_argument("--batch", type=positive_int, help="svi: minibatch size over a plate")
     fit.add_argument("--plate", help="svi: the size of the plate to subsample, e.g. N "
                                      "(found by itself when there is one)")
-    fit.add_argument("--epochs", type=int, help="svi: passes over the plate (else --iter "
-                                                "steps)")
-    fit.add_argument("--particles", type=int, default=1, help="svi: draws per ELBO estimate")
-    fit.add_argument("--checkpoint", help="svi: checkpoint file, safetensors (default: "
-                                          "OUTPUT.ckpt.safetensors)")
-    fit.add_argument("--checkpoint-every", type=int, default=500, metavar="STEPS")
+    fit.add_argument("--epochs", type=positive_int, help="svi: passes over the plate (else "
+                                                         "--iter steps)")
+    fit.add_argument("--particles", type=positive_int, default=1,
+                     help="svi: draws per ELBO estimate")
+    fit.add_argument("--checkpoint", type=output_file,
+                     help="svi: checkpoint file, safetensors (default: "
+                          "OUTPUT.ckpt.safetensors)")
+    fit.add_argument("--checkpoint-every", type=nonneg_int, default=500, metavar="STEPS",
+                     help="svi: steps between checkpoints (0: only the last)")
     fit.add_argument("--resume", action="store_true", help="svi: continue from --checkpoint")
-    fit.add_argument("--loss-plot", help="svi: the loss curve, PNG (default: OUTPUT.loss.png)")
+    fit.add_argument("--loss-plot", type=output_file,
+                     help="svi: the loss curve, PNG (default: OUTPUT.loss.png)")
     fit.add_argument("--critic", help="adversarial: the critic net (declared in the file)")
     fit.add_argument("--gan-loss", choices=["ns", "wgan-gp"], default="ns",
                      help="adversarial: non-saturating GAN loss, or WGAN with a gradient "
                           "penalty")
     fit.add_argument("--dtype", choices=["float64", "float32"],
                      help="default: float64 on the CPU, float32 on a GPU")
-    fit.add_argument("-o", "--output",
+    fit.add_argument("-o", "--output", type=output_file,
                      help="write the result: JSON for mle/map, NetCDF (.nc) for nuts/advi")
     fit.set_defaults(run=cmd_fit)
 
-    s = sub.add_parser("sample", help="draw from the prior, or the predictive given a fit")
+    s = command("sample", help="draw from the prior, or the predictive given a fit")
     s.add_argument("model")
     _data_args(s)
-    s.add_argument("-n", "--draws", type=int, default=10)
+    s.add_argument("-n", "--draws", type=positive_int, default=10)
     s.add_argument("--fit", help="a fit from 'bgmc fit': point estimates (.json) or "
                                  "posterior draws (.nc) for the posterior predictive")
-    s.add_argument("-o", "--output", help="write the draws (.json or .npz)")
+    s.add_argument("-o", "--output", type=output_file, help="write the draws (.json or .npz)")
     s.add_argument("--prior", action="store_true",
                    help="with --fit: latents from their prior at the fit's params and nets "
                         "(a VAE's samples) instead of the posterior predictive")
     gen = s.add_argument_group("generation (a prefix-conditioned factor, with --fit)")
-    gen.add_argument("--length", type=int, help="tokens to generate, prompt included "
-                                                "(default: the data's length)")
+    gen.add_argument("--length", type=positive_int,
+                     help="tokens to generate, prompt included (default: the data's length)")
     gen.add_argument("--prompt", help="the first tokens, as text in the data's alphabet")
-    gen.add_argument("--temperature", type=float, default=1.0,
+    gen.add_argument("--temperature", type=nonneg_float, default=1.0,
                      help="divide the logits by this (0: the greedy continuation)")
-    gen.add_argument("--top-k", type=int, help="draw among the k most probable tokens")
-    gen.add_argument("--top-p", type=float,
+    gen.add_argument("--top-k", type=positive_int,
+                     help="draw among the k most probable tokens")
+    gen.add_argument("--top-p", type=positive_fraction,
                      help="draw among the most probable tokens holding this much mass")
     dif = s.add_argument_group("diffusion models (x ~ Diffusion(...), with --fit)")
-    dif.add_argument("--ddim", type=int, metavar="K",
+    dif.add_argument("--ddim", type=positive_int, metavar="K",
                      help="draw by DDIM over K of the chain's steps (default: ancestral "
                           "sampling over all of them, DDPM)")
-    dif.add_argument("--eta", type=float, default=0.0,
+    dif.add_argument("--eta", type=unit_fraction, default=0.0,
                      help="DDIM's noise: 0 is deterministic given x_T, 1 is DDPM's variance")
-    s.add_argument("--forecast", type=int, metavar="H",
+    s.add_argument("--forecast", type=positive_int, metavar="H",
                    help="with --fit: the next H values of an observed chain (AR(k)) after "
                         "the data, drawn step by step at each posterior draw")
     s.set_defaults(run=cmd_sample)
 
-    ex = sub.add_parser("explain", help="the factorised joint density, the role of each "
-                                        "variable, the inference plan, conjugate posteriors")
+    ex = command("explain", help="the factorised joint density, the role of each "
+                                 "variable, the inference plan, conjugate posteriors")
     ex.add_argument("model")
     ex.add_argument("--latex", action="store_true", help="formulas in LaTeX")
     ex.set_defaults(run=cmd_explain)
 
-    gr = sub.add_parser("graph", help="the plate diagram: SVG, PNG or Graphviz DOT")
+    gr = command("graph", help="the plate diagram: SVG, PNG or Graphviz DOT")
     gr.add_argument("model")
-    gr.add_argument("-o", "--output", help="model.svg, model.png or model.dot (default: DOT "
-                                           "on standard output)")
+    gr.add_argument("-o", "--output", type=output_file,
+                    help="model.svg, model.png or model.dot (default: DOT on standard "
+                         "output)")
     gr.set_defaults(run=cmd_graph)
 
-    q = sub.add_parser("query", help="conditional independence: d-separation on the "
-                                     "model's graph, or a Markov blanket")
+    q = command("query", help="conditional independence: d-separation on the "
+                              "model's graph, or a Markov blanket")
     q.add_argument("model")
     q.add_argument("question", nargs="?", help='"A _||_ B | C": names (all elements) or '
                                                'elements such as y[2], comma-separated')
     q.add_argument("--markov-blanket", metavar="X", help="the variables X's elements "
                                                          "depend on directly")
-    q.add_argument("--unroll", type=int, default=3,
+    q.add_argument("--unroll", type=positive_int, default=3,
                    help="elements per plate in the unrolled graph (default 3; at least the "
                         "largest index asked)")
     q.set_defaults(run=cmd_query)
 
-    pr = sub.add_parser("predict", help="the posterior of a variable given new data "
-                                        "(Bayes' rule; exact when it is discrete)")
+    pr = command("predict", help="the posterior of a variable given new data "
+                                 "(Bayes' rule; exact when it is discrete)")
     pr.add_argument("model")
     _data_args(pr)
     pr.add_argument("--fit", required=True, help="a fit from 'bgmc fit' (.json or .nc)")
     pr.add_argument("--query", required=True, help="the observed variable to predict")
-    pr.add_argument("-n", "--draws", type=int, default=1000,
+    pr.add_argument("-n", "--draws", type=positive_int, default=1000,
                     help="posterior draws to average over (a .nc fit)")
-    pr.add_argument("-o", "--output", help="write the prediction (.json)")
+    pr.add_argument("-o", "--output", type=output_file, help="write the prediction (.json)")
     pr.set_defaults(run=cmd_predict)
 
-    sm = sub.add_parser("summary", help="posterior summary and diagnostics of a fit")
+    sm = command("summary", help="posterior summary and diagnostics of a fit")
     sm.add_argument("fit")
     sm.set_defaults(run=cmd_summary)
 
-    sb = sub.add_parser("sbc", help="simulation-based calibration of a model")
+    sb = command("sbc", help="simulation-based calibration of a model")
     sb.add_argument("model")
     _data_args(sb)
-    sb.add_argument("-n", "--replications", type=int, default=100)
-    sb.add_argument("--warmup", type=int, default=300)
-    sb.add_argument("--draws", type=int, default=400)
-    sb.add_argument("--thin", type=int, default=4)
-    sb.add_argument("-o", "--output", help="rank histograms (.png)")
+    sb.add_argument("-n", "--replications", type=positive_int, default=100)
+    sb.add_argument("--warmup", type=nonneg_int, default=300)
+    sb.add_argument("--draws", type=positive_int, default=400)
+    sb.add_argument("--thin", type=positive_int, default=4)
+    sb.add_argument("-o", "--output", type=output_file,
+                    help="rank histograms (.png, .svg or .pdf)")
     sb.set_defaults(run=cmd_sbc)
 
-    cp = sub.add_parser("compare", help="rank fits by PSIS-LOO (or WAIC)")
+    cp = command("compare", help="rank fits by PSIS-LOO (or WAIC)")
     cp.add_argument("fits", nargs="+")
     cp.add_argument("--ic", choices=["loo", "waic"], default="loo")
     cp.set_defaults(run=cmd_compare)
@@ -209,8 +312,77 @@ def _parser() -> argparse.ArgumentParser:
 
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data file (.json, .csv or .npz)")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+
+# ---- outputs: checked before the work ---------------------------------------------------
+
+POINT_METHODS = ("mle", "map")
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+
+
+def _outputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, path) of every file the command will write."""
+    out: list[tuple[str, str]] = []
+    output = getattr(args, "output", None)
+    if output is not None:
+        out.append(("-o", output))
+    if args.command == "fmt" and args.in_place:
+        out.append(("-i", args.model))
+    if args.command == "fit" and args.method in ("svi", "adversarial"):
+        plot = args.loss_plot or (f"{output}.loss.png" if output else None)
+        if plot:
+            out.append(("--loss-plot", plot))
+        ckpt = args.checkpoint or (f"{output}.ckpt.safetensors" if output else None)
+        if args.method == "svi" and ckpt:
+            out.append(("--checkpoint", ckpt))
+    return out
+
+
+def _inputs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(flag, path) of the files the command reads that an output must not replace."""
+    named = [("the model", getattr(args, "model", None)), ("--data", getattr(args, "data",
+                                                                              None))]
+    if isinstance(getattr(args, "fit", None), str):
+        named.append(("--fit", args.fit))
+    init = getattr(args, "init", None)
+    if init is not None:
+        try:
+            float(init)
+        except ValueError:
+            named.append(("--init", init))
+    return [(flag, path) for flag, path in named if path]
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before any work, an output that could not be written or would replace an
+    input (one message naming the flag; runtime.files.check_output for the file system)."""
+    from runtime.files import OutputError, check_output  # noqa: PLC0415
+    outputs = _outputs(args)
+    for flag, path in outputs:
+        check_output(path, flag)
+        if flag == "-i" or (flag == "--checkpoint" and args.resume):
+            continue  # an input written over on purpose
+        for kind, source in _inputs(args):
+            if os.path.exists(source) and os.path.realpath(source) == os.path.realpath(path):
+                raise OutputError(f"{flag} '{path}' would replace {kind} '{source}'; choose "
+                                  "another file name")
+    output = getattr(args, "output", None)
+    if not output:
+        return
+    suffix = Path(output).suffix.lower()
+    if args.command == "fit":
+        point = args.method in POINT_METHODS
+        if point and suffix == ".nc":
+            raise OutputError(f"-o '{output}': --method {args.method} writes point "
+                              "estimates as JSON; name the file .json")
+        if not point and suffix == ".json":
+            raise OutputError(f"-o '{output}': --method {args.method} writes posterior "
+                              "draws as NetCDF; name the file .nc")
+    if args.command == "sbc" and suffix not in PLOT_FORMATS:
+        raise OutputError(f"-o '{output}': the rank histograms are a plot; name the file "
+                          f"{', '.join(PLOT_FORMATS[:-1])} or {PLOT_FORMATS[-1]}")
 
 
 # ---- commands -------------------------------------------------------------------------
@@ -263,10 +435,6 @@ def cmd_query(args: argparse.Namespace) -> int:
     model = compile_path(args.model).model
     if (args.question is None) == (args.markov_blanket is None):
         print('error: ask one question: "A _||_ B | C" or --markov-blanket X',
-              file=sys.stderr)
-        return EXIT_USAGE
-    if args.unroll < 1:
-        print("error: --unroll takes a positive number of elements per plate",
               file=sys.stderr)
         return EXIT_USAGE
     text = normalize(args.question) if args.question is not None else args.markov_blanket
@@ -344,8 +512,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     try:
         radius = float(args.init)
     except ValueError:
-        values = _read_json(args.init, ModelError)
-        init = model.unconstrain(values)
+        init = _initial_values(args.init, model)
     if args.method == "exact":
         return _fit_exact(args, program, model)
     if args.method in ("nuts", "advi"):
@@ -520,17 +687,46 @@ def cmd_sbc(args: argparse.Namespace) -> int:
     bar.close()
     print(result.report())
     if args.output:
-        target = Path(args.output)
-        tmp = target.with_name(f".{target.stem}.tmp{target.suffix}")
-        sbc.plot(result, str(tmp))
-        os.replace(tmp, target)
+        import io  # noqa: PLC0415
+
+        import matplotlib  # noqa: PLC0415
+        buffer = io.BytesIO()
+        with matplotlib.rc_context({"savefig.format": Path(args.output).suffix[1:].lower()}):
+            sbc.plot(result, buffer)  # type: ignore[arg-type]  (savefig takes a file too)
+        write_atomic(args.output, buffer.getbuffer())
     return EXIT_OK if result.calibrated else EXIT_USER
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from runtime.output import read_netcdf  # noqa: PLC0415
-    _print_summary(read_netcdf(args.fit))
+    _print_summary(_read_fit(args.fit, need="posterior"))
     return EXIT_OK
+
+
+def _read_fit(path: str, need: str | None = None) -> Any:
+    """A .nc fit (an untrusted file), its draws checked to be what 'bgmc fit' writes:
+    numbers with the dims (chain, draw) first, of one size, in each group of draws."""
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.output import read_netcdf  # noqa: PLC0415
+    idata = read_netcdf(path)
+    groups = idata.groups()
+    if need is not None and need not in groups:
+        what = "only the nets' weights" if "nets" in groups else "no posterior draws"
+        raise ModelError(f"'{path}' has {what}: not a posterior from 'bgmc fit' (a NetCDF "
+                         "file of --method nuts, advi, svi or exact)")
+    for group in ("posterior", "sample_stats", "log_likelihood"):
+        if group not in groups:
+            continue
+        sizes = set()
+        for name, var in getattr(idata, group).data_vars.items():
+            if tuple(var.dims[:2]) != ("chain", "draw") or var.dtype.kind not in "biuf" or \
+                    0 in var.shape[:2]:
+                raise ModelError(f"'{path}': '{name}' in its {group} is not draws of numbers "
+                                 "(dims chain and draw first): not a fit from 'bgmc fit'")
+            sizes.add(tuple(var.shape[:2]))
+        if len(sizes) > 1:
+            raise ModelError(f"'{path}': the variables of its {group} have different numbers "
+                             "of draws: not a fit from 'bgmc fit'")
+    return idata
 
 
 def _print_summary(idata: Any) -> None:
@@ -543,8 +739,7 @@ def _print_summary(idata: Any) -> None:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from runtime.diagnostics import compare  # noqa: PLC0415
-    from runtime.output import read_netcdf  # noqa: PLC0415
-    fits = {Path(f).stem: read_netcdf(f) for f in args.fits}
+    fits = {Path(f).stem: _read_fit(f) for f in args.fits}
     print(compare(fits, args.ic))
     return EXIT_OK
 
@@ -575,25 +770,67 @@ def _short(value: Any) -> str:
     return text if len(text) < 100 else text[:96] + " ..."
 
 
-def _given(fit: str, program: Any, draws: int, seed: int) -> dict[str, Any]:
-    """The fit's values of the continuous latents and params, with a leading draw dim:
-    `draws` posterior draws of a .nc fit, or the point estimates of a .json one."""
+def _given(args: argparse.Namespace, program: Any, draws: int) -> dict[str, Any]:
+    """The fit's values (args.fit) of the continuous latents and params, with a leading
+    draw dim: `draws` posterior draws of a .nc fit, or the point estimates of a .json one.
+    The file is untrusted: its values are checked against the model bound to the data
+    (numbers of the model's shapes, finite, in their supports) before any is used."""
+    import numpy as np  # noqa: PLC0415
+
     from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.posterior import check_values  # noqa: PLC0415
+    fit = args.fit
+    bound = program.bind(args.data, device="cpu", simulate=True)
     if fit.endswith(".nc"):
         from runtime.diagnostics import posterior_latents  # noqa: PLC0415
-        from runtime.output import read_netcdf  # noqa: PLC0415
         model = program.compiled.model
         bases = {f.base for f in getattr(model, "flows", {}).values()}  # drawn afresh
         latents = [v.name for v in model.of_role("latent", "param", "net")
                    if not (v.role == "latent" and v.discrete) and v.name not in bases]
-        return posterior_latents(read_netcdf(fit), latents, draws, seed)  # type: ignore[no-any-return]
-    report = _read_json(fit, ModelError)
+        idata = _read_fit(fit)
+        _check_draws(idata, latents, fit)
+        values = posterior_latents(idata, latents, draws, args.seed)
+        return check_values(bound, values, f"--fit '{fit}'", batch_ndim=1)
+    report = _read_json(fit, ModelError, "--fit")
     estimates = report.get("estimates") if isinstance(report, dict) else None
     if not isinstance(estimates, dict):
-        raise ModelError(f"'{fit}' is not a point-estimate file from 'bgmc fit'")
-    import numpy as np  # noqa: PLC0415
-    return {k: np.repeat(np.asarray(v, dtype=float)[None], draws, axis=0)
-            for k, v in estimates.items()}
+        raise ModelError(f"--fit '{fit}' is not a point-estimate file from 'bgmc fit' (a JSON "
+                         'object with "estimates"; posterior draws are a .nc file)')
+    values = check_values(bound, estimates, f"--fit '{fit}'")
+    return {k: np.repeat(v[None], draws, axis=0) for k, v in values.items()}
+
+
+def _check_draws(idata: Any, names: list[str], fit: str) -> None:
+    """A .nc fit's posterior draws of `names` all have the dims (chain, draw) first, of one
+    size: what posterior_latents pools."""
+    from runtime.errors import ModelError  # noqa: PLC0415
+    if "posterior" not in idata.groups():
+        return
+    post = idata.posterior
+    sizes = set()
+    for name in names:
+        if name in post:
+            shape = post[name].shape
+            if len(shape) < 2 or 0 in shape[:2]:
+                raise ModelError(f"--fit '{fit}': the posterior draws of '{name}' do not have "
+                                 "a chain and a draw dimension: not a fit from 'bgmc fit'")
+            sizes.add(tuple(shape[:2]))
+    if len(sizes) > 1:
+        raise ModelError(f"--fit '{fit}': its variables have different numbers of draws: not "
+                         "a fit from 'bgmc fit'")
+
+
+def _initial_values(path: str, model: Any) -> Any:
+    """--init FILE: a JSON object of initial values, checked against the model, in the
+    model's unconstrained coordinates."""
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.posterior import check_values  # noqa: PLC0415
+    values = _read_json(path, ModelError, "--init")
+    if not isinstance(values, dict):
+        raise ModelError(f"--init '{path}' is not a JSON object of initial values "
+                         '({"name": value, ...})')
+    checked = check_values(model, values, f"--init '{path}'", what="the file")
+    return model.unconstrain(checked)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -603,8 +840,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     unobserved = Program(with_latent(program.compiled, args.query))
     variable = unobserved.compiled.model.variables[args.query]
     point = not args.fit.endswith(".nc")
-    given = _given(args.fit, program, 1 if point and variable.discrete else args.draws,
-                   args.seed)
+    given = _given(args, program, 1 if point and variable.discrete else args.draws)
     if variable.discrete:
         from runtime.predict import predict_discrete  # noqa: PLC0415
         result = predict_discrete(unobserved.bind(args.data, device=args.device),
@@ -646,7 +882,7 @@ def _print_prediction(name: str, result: dict[str, Any]) -> None:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     program = _program(args.model)
-    given = _given(args.fit, program, args.draws, args.seed) if args.fit else None
+    given = _given(args, program, args.draws) if args.fit else None
     if args.forecast is not None:
         if given is None:
             from runtime.errors import ModelError  # noqa: PLC0415
@@ -717,14 +953,26 @@ def _write_draws(path: str, draws: dict[str, Any]) -> None:
         write_atomic(path, json.dumps({k: v.tolist() for k, v in draws.items()}) + "\n")
 
 
-def _read_json(path: str, error: type) -> Any:
+def _read_json(path: str, error: type, flag: str | None = None) -> Any:
+    """A JSON file given by the user (an untrusted file: any failure is `error`, with a
+    message naming it and, when given, the flag)."""
+    shown = f"{flag} '{path}'" if flag else f"'{path}'"
     try:
-        return json.loads(Path(path).read_text())
+        text = Path(path).read_bytes().decode("utf-8")
     except OSError as exc:
-        raise error(f"cannot read '{path}': {exc.strerror}") from None
+        raise error(f"cannot read {shown}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{shown} is not a JSON file: it is not UTF-8 text (byte {exc.start} "
+                    f"is 0x{exc.object[exc.start]:02x})") from None
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise error(f"'{path}' is not valid JSON (line {exc.lineno}, column {exc.colno})") \
-            from None
+        raise error(f"{shown} is not valid JSON (line {exc.lineno}, column {exc.colno}: "
+                    f"{exc.msg})") from None
+    except RecursionError:
+        raise error(f"{shown} is not valid JSON here: it is nested too deeply") from None
+    except ValueError as exc:  # a number of more than 4300 digits
+        raise error(f"{shown} is not valid JSON here: {exc}") from None
 
 
 def write_atomic(path: str | Path, content: str | bytes) -> None:

@@ -3,8 +3,6 @@ posterior (latents and deterministic nodes, named and shaped as in the model),
 sample_stats, observed_data and log_likelihood; written to NetCDF atomically."""
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -161,25 +159,58 @@ def _one_based(values: dict[str, np.ndarray], skip: int, suffix: str = "dim"
 
 
 def write_netcdf(idata: Any, path: str | Path) -> None:
-    """Write to a temporary file beside the target, then rename it into place."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        idata.to_netcdf(tmp)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write the InferenceData as NetCDF through runtime.files.write_atomic (a temporary
+    beside the target, renamed into place; the umask's mode). The file is made in memory
+    first, so the HDF5 library never writes to disk itself: a full disk or the file-size
+    limit is then an ordinary write error (OutputError naming the file), where HDF5
+    writing a file of its own raised an error and then crashed the process."""
+    from runtime.files import write_atomic  # noqa: PLC0415
+    write_atomic(path, netcdf_bytes(idata))
+
+
+def netcdf_bytes(idata: Any) -> memoryview:
+    """The bytes of the NetCDF-4 file ArviZ's InferenceData.to_netcdf writes: the
+    attributes at the root, one group per InferenceData group, numbers zlib-compressed."""
+    import io  # noqa: PLC0415
+
+    import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
+    buffer = io.BytesIO()
+    mode = "w"
+    if idata.attrs:
+        xr.Dataset(attrs=idata.attrs).to_netcdf(buffer, mode=mode, engine="h5netcdf",
+                                                group="/")
+        mode = "a"
+    for group in idata.groups():
+        data = getattr(idata, group)
+        encoding = {name: {"zlib": True} for name, values in data.variables.items()
+                    if values.dtype.kind in "biufcS"}
+        data.to_netcdf(buffer, mode=mode, engine="h5netcdf", group=group, encoding=encoding)
+        mode = "a"
+    if mode == "w":  # an empty InferenceData: an empty file
+        import h5netcdf  # noqa: PLC0415
+        h5netcdf.File(buffer, mode="w").close()
+    return buffer.getbuffer()
 
 
 def read_netcdf(path: str | Path) -> Any:
+    """An InferenceData read whole from a NetCDF file (loaded eagerly, so a damaged file
+    fails here, with its name, rather than later when a group is first used). Reading
+    never runs code from the file: HDF5 holds arrays and attributes, not objects."""
     from runtime.errors import ModelError  # noqa: PLC0415
-    if not Path(path).exists():
+    p = Path(path)
+    if not p.exists():
         raise ModelError(f"cannot read '{path}': no such file")
+    if not p.is_file():
+        raise ModelError(f"cannot read '{path}': it is a directory, not a fit" if p.is_dir()
+                         else f"cannot read '{path}': not a regular file")
+    az = arviz()
     try:
-        return arviz().from_netcdf(str(path))
-    except Exception as exc:  # h5/netCDF errors vary by backend
-        raise ModelError(f"'{path}' is not a NetCDF file written by 'bgmc fit' ({exc})") \
+        with az.rc_context({"data.load": "eager"}):
+            return az.from_netcdf(str(path))
+    except MemoryError:
+        raise ModelError(f"'{path}' is not a NetCDF file written by 'bgmc fit' (it claims "
+                         "more memory than there is)") from None
+    except Exception as exc:  # h5py/HDF5 and xarray errors vary: the file is not readable
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"'{path}' is not a NetCDF file written by 'bgmc fit' ({first})") \
             from None

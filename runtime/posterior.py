@@ -113,3 +113,91 @@ def svi_result(svi: Any) -> tuple[Any, float]:
     pointwise = not svi.model.net_names
     return inference_data(svi.model, draws, {"lp": lp}, attrs,
                           pointwise_ll=pointwise), attrs["elbo"]
+
+
+def numeric_array(value: Any, what: str) -> Any:
+    """`value` (from a fit file: JSON lists, or a NetCDF variable) as a float array, or a
+    ModelError naming `what`: numbers only (not strings, booleans, nulls or objects), in a
+    rectangular nesting of lists."""
+    import numpy as np  # noqa: PLC0415
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            raise ModelError(f"{what} is not numeric (its values are of type {value.dtype})")
+        return value.astype(float)
+    stack = [value]
+    while stack:  # iterative: a deeply nested file cannot exhaust the recursion limit
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, bool) or not isinstance(item, (int, float)):
+            kind = {str: "a string", dict: "an object", type(None): "null",
+                    bool: "a boolean"}.get(type(item), type(item).__name__)
+            raise ModelError(f"{what} holds {kind}, not only numbers")
+    try:
+        return np.asarray(value, dtype=float)
+    except (ValueError, OverflowError):
+        raise ModelError(f"{what} is not a rectangular array of numbers (its lists differ "
+                         "in length, or a number is too large)") from None
+
+
+def check_values(model: Any, values: dict[str, Any], source: str, batch_ndim: int = 0,
+                 what: str = "the fit") -> dict[str, Any]:
+    """Values of `model`'s latents and params read from a file, checked before
+    use: numbers of the model's shapes (after `batch_ndim` leading draw dims), finite, and
+    inside each variable's support. Returns them as float arrays, without the names that
+    are not latents or params of the model (a point fit also lists deterministic nodes;
+    the samplers read only these). A file that does not pass is refused with a message
+    naming it and the variable, as a user error; `source` names the file in messages
+    (e.g. "--fit 'fit.json'")."""
+    import numpy as np  # noqa: PLC0415
+    latents = {lat.name: lat for lat in model.latents}
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        lat = latents.get(name)
+        if lat is None:
+            continue
+        arr = numeric_array(value, f"{source}: the value of '{name}'")
+        shape, expected = tuple(arr.shape[batch_ndim:]), tuple(lat.shape)
+        if arr.ndim < batch_ndim or shape != expected:
+            raise ModelError(f"{source}: '{name}' has shape {list(shape)}, but the model's "
+                             f"'{name}'{_at(model, name)} has shape {list(expected)}: was "
+                             f"{what} made with another model or data?")
+        if not np.isfinite(arr).all():
+            raise ModelError(f"{source}: '{name}' holds non-finite values (NaN or infinite)")
+        out[name] = arr
+    # the support's transforms are found by running the log density, which reads the
+    # observed data: without it (predicting new data) the supports are not checked here
+    observed = all(name in model.data for name in model.observed_names)
+    if model.latents and observed and all(lat.name in out for lat in model.latents):
+        _check_support(model, out, source, batch_ndim)
+    return out
+
+
+def _check_support(model: Any, values: dict[str, Any], source: str, batch_ndim: int,
+                   chunk: int = 64) -> None:
+    """A value outside its variable's support does not come back from the round trip
+    through the unconstrained coordinates (unconstrain clamps it to the support, or
+    gives NaN): theta = 1.5 of a Beta comes back as 1, a simplex summing to 1.1 comes back
+    normalised. Values on a bound (a fit's theta = 1.0) come back as they were."""
+    if getattr(model, "implicit_names", ()):  # constrain does not run its transforms
+        return
+    tol = 1e-6 if model.dtype == torch.float64 else 1e-3
+    draws = next(iter(values.values())).shape[0] if batch_ndim else 1
+    for start in range(0, draws, chunk):
+        part = {k: torch.as_tensor(v[start:start + chunk] if batch_ndim else v,
+                                   dtype=model.dtype, device=model.device)
+                for k, v in values.items()}
+        with torch.no_grad():
+            back = model.constrain(model.unconstrain(part, batch_ndim))
+        for lat in model.latents:
+            x, y = part[lat.name], back[lat.name].reshape(part[lat.name].shape)
+            bad = ~((y - x).abs() <= tol * (1 + x.abs()))
+            if bool(bad.any()):
+                value = float(x.reshape(-1)[bad.reshape(-1)][0])
+                raise ModelError(f"{source}: a value of '{lat.name}' ({value:.6g}) is outside "
+                                 f"its support{_at(model, lat.name)}")
+
+
+def _at(model: Any, name: str) -> str:
+    where = model.locations.get(name)
+    return f" ({where})" if where else ""
