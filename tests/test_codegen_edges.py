@@ -81,7 +81,7 @@ def test_whole_and_step_by_step_definition_is_located_error():
            "    y[t] ~ Normal(y[t-1], 1)\n")
     with pytest.raises(BgmError) as info:
         compile_string(src, "edge.bgm")
-    assert "defined whole" in str(info.value)
+    assert "'y' is data: its type comes from its declaration" in str(info.value)
     assert info.value.diagnostics[0].span.line == 3  # type: ignore[attr-defined]
 
 
