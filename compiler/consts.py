@@ -109,7 +109,7 @@ def _power(a: int | float, b: int | float, node: Any) -> int | float:
     if a == 0 and b < 0:
         raise BadConstant("0 to a negative power has no value", node)
     if isinstance(a, int) and isinstance(b, int) and b >= 0:
-        if abs(a) > 1 and b * abs(a).bit_length() > _MAX_BITS:
+        if abs(a) > 1 and b * (abs(a).bit_length() - 1) > _MAX_BITS:
             raise _too_large(node)
         return a ** b
     if a < 0 and not float(b).is_integer():

@@ -128,7 +128,9 @@ class _Symbols:
             args = [self.expr(a) for a in e.args]
             f = _FUNCTIONS.get(e.func.id)
             if f is not None and len(args) == 1:
-                return f(args[0])
+                # unevaluated: sympy's automatic rewriting of tanh(tanh(...)) is
+                # exponential in the depth of the nesting
+                return f(args[0], evaluate=False)
             return sp.Function(e.func.id)(*args)
         return sp.Symbol(format_expr(e))
 

@@ -22,19 +22,27 @@ from dsl.diagnostics import BgmError, Diagnostic
 # parameter support -> (test, what it must be)
 _SUPPORTS = {
     "positive": (lambda x: x > 0, "positive (> 0)"),
+    "nonnegative": (lambda x: x >= 0, "at least 0"),
     "unit": (lambda x: 0 <= x <= 1, "a probability (between 0 and 1)"),
     "int_nonneg": (lambda x: x >= 0 and float(x).is_integer(), "a whole number >= 0"),
 }
+
+
+# Parameters whose support includes 0 though the table calls them positive (its support
+# kinds are also transforms): Poisson(0) puts all its mass on 0, as in Stan and torch.
+_ZERO_ALLOWED = {("Poisson", "rate"): "nonnegative"}
 
 
 def fold_constants(model: GraphicalModel) -> None:
     env = {k: v.value for k, v in model.variables.items() if v.role == "const"}
     errors: list[Diagnostic] = []
     for stmt in model.statements:
-        _fold(stmt.expr, env, model.folded, errors)
+        # a loop variable named like a const hides it inside the loop
+        local = {k: v for k, v in env.items() if k not in {lp.var for lp in stmt.loops}}
+        _fold(stmt.expr, local, model.folded, errors)
         binding = model.bindings.get(stmt.id) if stmt.kind == "sample" else None  # type: ignore[attr-defined]
         if binding is not None and binding.name in DISTRIBUTIONS and not errors:
-            errors += _check_arguments(binding, env)
+            errors += _check_arguments(binding, local)
     if errors:
         raise BgmError(errors, model.source)
 
@@ -47,6 +55,8 @@ def _fold(e: Any, env: dict[str, Any], folded: dict[int, Any],
         except consts.BadConstant as exc:
             errors.append(Diagnostic(str(exc), getattr(exc.node, "span", None)))
         return
+    if isinstance(e, n.Generator):  # its variable hides a const of the same name
+        env = {k: v for k, v in env.items() if k != e.var.id}
     for child in children(e):
         _fold(child, env, folded, errors)
 
@@ -59,10 +69,10 @@ def _check_arguments(binding: Any, env: dict[str, Any]) -> list[Diagnostic]:
         if param.support == "simplex" and isinstance(arg, n.Vector) and \
                 all(consts.is_constant(i, env) for i in arg.items):
             items = [consts.fold(i, env) for i in arg.items]
-            if min(items) < 0 or abs(sum(items) - 1) > 1e-6:
+            if min(items) < 0 or sum(items) <= 0:  # weights: normalised, as torch does
                 errors.append(Diagnostic(
-                    f"the {label} of {binding.name} must be a simplex (entries >= 0 that "
-                    f"sum to 1); these sum to {sum(items):g}", arg.span))
+                    f"the {label} of {binding.name} must be weights (entries >= 0 with a "
+                    "positive sum)", arg.span))
             continue
         if not consts.is_constant(arg, env):
             continue
@@ -71,7 +81,7 @@ def _check_arguments(binding: Any, env: dict[str, Any]) -> list[Diagnostic]:
         except consts.BadConstant:
             continue  # reported by _fold
         values[param.name] = value
-        test = _SUPPORTS.get(param.support)
+        test = _SUPPORTS.get(_ZERO_ALLOWED.get((binding.name, param.name), param.support))
         if test is not None and not test[0](value):
             errors.append(Diagnostic(f"the {label} of {binding.name} must be {test[1]}; "
                                      f"this is {value!r}", arg.span))

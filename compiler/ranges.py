@@ -76,18 +76,6 @@ def _implied(rule: IndexRule) -> bool:
 
 
 @dataclass(frozen=True)
-class OffsetValueRule:
-    """Every value of the int data `name`, plus `offset`, lies in 1..size: `name[...] + c`
-    indexes a dimension of that size (`M[k[i] + 2, 1]`)."""
-
-    name: str
-    offset: int
-    size: Size
-    span: Span
-    text: str  # the index as written and the variable it indexes, for the message
-
-
-@dataclass(frozen=True)
 class SizeMatch:
     """Two sizes the data decides must agree: the inner dimensions of '@' or 'dot', or
     two dimensions broadcast together (`broadcast`: one of them may also be 1)."""

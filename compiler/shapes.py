@@ -30,7 +30,6 @@ from compiler.ranges import (
     ExprValueRule,
     IndexRule,
     LoopRule,
-    OffsetValueRule,
     SizeMatch,
     ValueRule,
     record,
@@ -176,7 +175,7 @@ class _Context:
         for stmt in self.model.statements:
             if stmt.kind == "sample" and stmt.target in sizes:
                 self.errors.append(Diagnostic(
-                    f"'{stmt.target}' is a size; it cannot also be drawn",
+                    f"'{stmt.target}' is a size; modelling it with '~' is not supported yet",
                     stmt.node.target.span,
                     "a size comes from the data and fixes the model's shapes; draw another "
                     "variable, or observe a copy of it"))
@@ -737,23 +736,11 @@ class _Expr:
             raise ShapeError(f"an index must be an integer; '{format_expr(item)}' is real", item,
                              "indices are loop variables, int data, consts or discrete "
                              "values")
-        read, offset = item, 0  # data[...] + c: the data's values, shifted by c
-        if isinstance(item, n.Binary) and item.op in "+-" and \
-                isinstance(item.right, n.Number) and isinstance(item.right.value, int):
-            read, offset = item.left, item.right.value * (1 if item.op == "+" else -1)
-        elif isinstance(item, n.Binary) and item.op == "+" and \
-                isinstance(item.left, n.Number) and isinstance(item.left.value, int):
-            read, offset = item.right, item.left.value
-        base = read.base if isinstance(read, n.Index) else read
-        source = self.ctx.model.variables.get(getattr(base, "id", ""))
-        if source is not None and source.role in ("data", "observed"):
-            if read is item:
-                record(self.ctx.model.range_rules, ValueRule(
-                    source.name, dim, item.span, what))
-            else:
-                record(self.ctx.model.range_rules, OffsetValueRule(
-                    source.name, offset, dim, item.span, f"{format_expr(item)}\0{what}"))
-        elif self._from_data(item):  # any other index the data decides: `3 * k[i]`
+        source = self.ctx.model.variables.get(getattr(item, "id", ""))
+        if isinstance(item, n.Name) and source is not None and \
+                source.role in ("data", "observed"):  # every value of it is read
+            record(self.ctx.model.range_rules, ValueRule(source.name, dim, item.span, what))
+        elif self._from_data(item):  # exactly the elements read: `z[i]`, `3 * k[i] - 2`
             record(self.ctx.model.range_rules, ExprValueRule(
                 id(item), self.scopes, dim, item.span,
                 f"the index '{format_expr(item)}' of '{what}'"))

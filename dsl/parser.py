@@ -219,7 +219,7 @@ def parse_source(source: Source) -> n.Program:
 # Limits that keep every later pass (each recursive over the syntax tree) and the
 # generated Python (whose parser refuses 200 nested parentheses) within bounds; no model
 # written by hand comes near them.
-MAX_DEPTH = 100  # levels of the parse tree: nested brackets, operator chains, loops
+MAX_DEPTH = 200  # levels of the parse tree: nested brackets, operator chains, loops
 MAX_DIGITS = 400  # characters of a number literal
 
 

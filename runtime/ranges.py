@@ -47,24 +47,6 @@ def check_values(values: Any, size: int, where: str, name: str, what: str) -> No
                         f"{int(flat[first])} is not an index from 1 to {int(size)}")
 
 
-def check_offset_values(values: Any, offset: int, size: int, where: str, name: str,
-                        index: str, what: str) -> None:
-    """Int data read as `name[...] + offset` indexes a dimension of `size`: each value plus
-    the offset lies in 1..size (absent data: nothing to check)."""
-    if values is None:
-        return
-    shifted = torch.as_tensor(values) + int(offset)
-    flat = shifted.reshape(-1)
-    bad = ((flat < 1) | (flat > int(size))).nonzero()
-    if len(bad):
-        first = int(bad[0, 0])
-        at = list(np.unravel_index(first, tuple(shifted.shape)))
-        text = "[" + ", ".join(str(int(i) + 1) for i in at) + "]" if at else ""
-        raise DataError(f"{where}: the index '{index}' of '{what}' is {int(flat[first])} "
-                        f"where {name}{text} = {int(flat[first]) - int(offset)}, but must "
-                        f"be an index from 1 to {int(size)}")
-
-
 def check_same(a: int, b: int, broadcast: bool, where: str, text: str) -> None:
     """Two sizes that must agree given the data (or be 1, where they broadcast)."""
     a, b = int(a), int(b)

@@ -40,7 +40,7 @@ def test_flow_base_indexed_by_a_slice() -> None:
 def test_size_cannot_be_drawn() -> None:
     message, line, col = _error("data N: int\ndata y: real[N]\nN ~ Poisson(3)\n"
                                 "for i in 1..N:\n    y[i] ~ Normal(0, 1)\n")
-    assert message == "'N' is a size; it cannot also be drawn"
+    assert message == "'N' is a size; modelling it with '~' is not supported yet"
     assert (line, col) == (3, 1)
 
 
@@ -113,7 +113,7 @@ def test_shifted_data_index_out_of_range() -> None:
            "for i in 1..N:\n    e[i] ~ Normal(M[k[i] + 2, 1], 1)\n")
     data = {"N": 3, "k": [1, 2, 1], "M": [[0.1, 0.2], [-0.3, 0.4], [1.5, -2.0]]}
     message = _data_error(src, data)
-    assert message == ("edge.bgm:5:21: the index 'k[i] + 2' of 'M' is 4 where k[2] = 2, but "
-                       "must be an index from 1 to 3")
+    assert message == ("edge.bgm:5:21: the index 'k[i] + 2' of 'M' is 4 for some element "
+                       "given the data, but must be an index from 1 to 3")
     data = {"N": 4, "k": [1, 2, 1, 2], "M": [[0.1, 0.2]] * 4}
     compile_string(src, "edge.bgm").bind(data, device="cpu")

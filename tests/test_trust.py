@@ -110,7 +110,7 @@ def test_literals_and_data_stay_python_numbers() -> None:
     ("mu ~ Beta(1, 2 - 3)", "the concentration0 of Beta must be positive", 14),
     ("mu ~ Uniform(1, 1)", "the upper bound of Uniform must exceed", 17),
     ("z ~ Bernoulli(1.5)", "must be a probability", 15),
-    ("z ~ Categorical([0.5, 0.6])", "must be a simplex", 17),
+    ("z ~ Categorical([0.5, -0.1])", "must be weights", 17),
     ("z ~ Binomial(2.5, 0.5)", "must be a whole number", 14),
     ("mu ~ Normal(0, 9 ^ 9 ^ 9)", "too large for a real", 16),
     ("const A = 9 ^ 9 ^ 9\nmu ~ Normal(0, 1)", "too large for a real", 11),
@@ -164,7 +164,8 @@ def test_ranges_and_sizes_known_at_check(program: str, message: str) -> None:
      "<string>:2:10: the range 1..N is 1..-1 given the data: it runs backwards"),
     ("data N: int\ndata z: int[N]\ndata y: real[N]\nmu: real[2] ~ Normal(0, 1)\n"
      "for i in 1..N:\n    y[i] ~ Normal(mu[z[i]], 1)", {"N": 3, "z": [1, 0, 2], "y": [0, 0, 0]},
-     "<string>:6:22: 'z' indexes 'mu' here, but z[2] = 0 is not an index from 1 to 2"),
+     "<string>:6:22: the index 'z[i]' of 'mu' is 0 for some element given the data, but "
+     "must be an index from 1 to 2"),
     ("data N: int\ndata H: int\ndata x: real[N, 1]\nnet f = MLP(1, H, 1)\nfor i in 2..N:\n"
      "    x[i] ~ Normal(f(x[i - 1]), 1)", {"N": 2, "H": 0, "x": [[0.0], [1.0]]},
      "<string>:4:16: a layer size of an MLP is 0 given the data, but must be at least 1"),
@@ -253,3 +254,37 @@ def test_a_model_without_continuous_unknowns_fits_to_its_log_density() -> None:
     fit = program.fit({"N": 2, "c": [0, 2]}, method="map")
     assert fit.objective == pytest.approx(-1 - 1 + 2 * __import__("math").log(1) -
                                           __import__("math").log(2))
+
+
+# ---- what stays valid (review of the checks above) ------------------------------------
+
+
+def test_a_partly_read_index_array_is_checked_where_it_is_read() -> None:
+    program = compile_string("data M: int\ndata z: int[4]\ndata y: real[M]\n"
+                             "mu: real[2] ~ Normal(0, 1)\nfor i in 1..M:\n"
+                             "    y[i] ~ Normal(mu[z[i]], 1)")
+    assert program.bind({"M": 2, "z": [1, 2, 0, 0], "y": [0.0, 1.0]}).dim == 2  # padding
+    from runtime.errors import DataError
+    with pytest.raises(DataError, match="<string>:6:22: the index 'z\\[i\\]' of 'mu' is 0"):
+        program.bind({"M": 3, "z": [1, 2, 0, 0], "y": [0.0, 1.0, 2.0]})
+
+
+@pytest.mark.parametrize("program", [
+    "data N: int\ndata y: int[N]\nfor i in 1..N:\n    y[i] ~ Poisson(0)",
+    "const k = 3\ndata N: int\ns = sum(k ^ 2 for k in 1..N)",
+    "const i = 3\ndata N: int\ndata y: real[N]\nfor i in 1..N:\n    y[i] ~ Normal(i * 2, 1)",
+    "mu ~ Normal(0, 10 ^ 300)",
+    "z ~ Categorical([1, 1, 2])",
+    "data N: int\ndata y: real[N]\nb: real[3] ~ Normal(0, 1)\nfor i in 1..N:\n"
+    "    y[i] ~ Normal(" + " + ".join(f"b[{k % 3 + 1}]" for k in range(150)) + ", 1)",
+])
+def test_valid_programs_stay_valid(program: str) -> None:
+    compile_string(program)
+
+
+def test_a_loop_variable_hides_a_const_of_its_name() -> None:
+    program = compile_string("const i = 3\ndata N: int\ndata y: real[N]\nfor i in 1..N:\n"
+                             "    y[i] ~ Normal(i * 2, 1)")
+    import torch
+    lp = program.bind({"N": 2, "y": [2.0, 4.0]}).log_prob(torch.zeros(0, dtype=torch.float64))
+    assert float(lp) == pytest.approx(-__import__("math").log(2 * __import__("math").pi))

@@ -16,7 +16,7 @@ from compiler.distributions import DISTRIBUTIONS
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.names import class_name, doc_text, python_names
-from compiler.ranges import ExprValueRule, LoopRule, OffsetValueRule, SizeMatch, ValueRule
+from compiler.ranges import ExprValueRule, LoopRule, SizeMatch, ValueRule
 from compiler.shapes import int_env
 from compiler.sizes import Size
 from compiler.supports import Support
@@ -365,11 +365,6 @@ class _Module:
                 sizes = [rule.size]
                 lines.append(f"rt.check_values(data__.get({rule.name!r}), {ex.size(rule.size)}, "
                              f"{where}, {rule.name!r}, {rule.text!r})")
-            elif isinstance(rule, OffsetValueRule):
-                sizes = [rule.size]
-                lines.append(f"rt.check_offset_values(data__.get({rule.name!r}), {rule.offset}, "
-                             f"{ex.size(rule.size)}, {where}, {rule.name!r}, "
-                             f"*{rule.text.split(chr(0))!r})")
             elif isinstance(rule, SizeMatch):
                 sizes = [rule.a, rule.b]
                 lines.append(f"rt.check_same({ex.size(rule.a)}, {ex.size(rule.b)}, "

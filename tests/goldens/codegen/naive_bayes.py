@@ -64,7 +64,6 @@ class NaiveBayes(rt.CompiledModel):
         rt.check_loop(1, D, 'naive_bayes.bgm:17:14', 'the range 1..D')
         rt.check_loop(1, N, 'naive_bayes.bgm:19:10', 'the range 1..N')
         rt.check_loop(1, D, 'naive_bayes.bgm:21:14', 'the range 1..D')
-        rt.check_values(data__.get('y'), C, 'naive_bayes.bgm:22:31', 'y', 'q')
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
