@@ -53,11 +53,25 @@ def main(argv: list[str] | None = None) -> int:
         if _is_user_error(exc):
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USER
+        if _out_of_memory(exc):
+            print(f"error: out of memory ({str(exc).splitlines()[0][:200]}): ask for less "
+                  "(--chains, --draws, -n, --batch, or smaller data)", file=sys.stderr)
+            return EXIT_USER
         if getattr(args, "debug", False):
             raise
         print(f"internal error: {type(exc).__name__}: {exc}\n(this is a bug in bgmc; rerun "
               "with --debug for a traceback and please report it)", file=sys.stderr)
         return 3
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    """An allocation the machine cannot make (a request for 10^9 chains): the user's
+    request is too large, not a bug. torch reports it as a RuntimeError of its allocator."""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or
+                                              "not enough memory" in text)
 
 
 def _is_user_error(exc: Exception) -> bool:
@@ -109,6 +123,12 @@ def _float_in(low: float, high: float, what: str, low_open: bool = False,
 
 
 positive_int = _int_in(1, None, "a positive integer")
+# Counts that size arrays or loops: bounded so that a typo (--chains 2000000000) is refused
+# at once instead of running for hours picking starting points.
+chain_count = _int_in(1, 100_000, "a positive integer up to 100000")
+draw_count = _int_in(1, 10_000_000, "a positive integer up to 10000000")
+tree_depth = _int_in(1, 30, "a positive integer up to 30")
+warmup_count = _int_in(0, 10_000_000, "an integer at least 0 and at most 10000000")
 nonneg_int = _int_in(0, None, "an integer of at least 0")
 seed_int = _int_in(0, 2**32 - 1, "a seed from 0 to 4294967295")
 positive_float = _float_in(0.0, math.inf, "a positive number", low_open=True, high_open=True)
@@ -178,12 +198,12 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "svi", "exact",
                                           "adversarial"],
                      default="map")
-    fit.add_argument("--chains", type=positive_int, default=4)
-    fit.add_argument("--warmup", type=nonneg_int, default=1000)
-    fit.add_argument("--draws", type=positive_int, default=1000)
+    fit.add_argument("--chains", type=chain_count, default=4)
+    fit.add_argument("--warmup", type=warmup_count, default=1000)
+    fit.add_argument("--draws", type=draw_count, default=1000)
     fit.add_argument("--adapt-delta", type=probability, default=0.8,
                      help="NUTS's target acceptance rate, in (0, 1)")
-    fit.add_argument("--max-treedepth", type=positive_int, default=10)
+    fit.add_argument("--max-treedepth", type=tree_depth, default=10)
     fit.add_argument("--metric", choices=["diag", "dense"], default="diag")
     fit.add_argument("--family", choices=["meanfield", "fullrank"], default="meanfield",
                      help="ADVI's Gaussian family")
@@ -224,7 +244,7 @@ def _parser() -> argparse.ArgumentParser:
     s = command("sample", help="draw from the prior, or the predictive given a fit")
     s.add_argument("model")
     _data_args(s)
-    s.add_argument("-n", "--draws", type=positive_int, default=10)
+    s.add_argument("-n", "--draws", type=draw_count, default=10)
     s.add_argument("--fit", help="a fit from 'bgmc fit': point estimates (.json) or "
                                  "posterior draws (.nc) for the posterior predictive")
     s.add_argument("-o", "--output", type=output_file, help="write the draws (.json or .npz)")
@@ -283,7 +303,7 @@ def _parser() -> argparse.ArgumentParser:
     _data_args(pr)
     pr.add_argument("--fit", required=True, help="a fit from 'bgmc fit' (.json or .nc)")
     pr.add_argument("--query", required=True, help="the observed variable to predict")
-    pr.add_argument("-n", "--draws", type=positive_int, default=1000,
+    pr.add_argument("-n", "--draws", type=draw_count, default=1000,
                     help="posterior draws to average over (a .nc fit)")
     pr.add_argument("-o", "--output", type=output_file, help="write the prediction (.json)")
     pr.set_defaults(run=cmd_predict)
@@ -296,8 +316,8 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("model")
     _data_args(sb)
     sb.add_argument("-n", "--replications", type=positive_int, default=100)
-    sb.add_argument("--warmup", type=nonneg_int, default=300)
-    sb.add_argument("--draws", type=positive_int, default=400)
+    sb.add_argument("--warmup", type=warmup_count, default=300)
+    sb.add_argument("--draws", type=draw_count, default=400)
     sb.add_argument("--thin", type=positive_int, default=4)
     sb.add_argument("-o", "--output", type=output_file,
                     help="rank histograms (.png, .svg or .pdf)")

@@ -288,3 +288,31 @@ def test_a_loop_variable_hides_a_const_of_its_name() -> None:
     import torch
     lp = program.bind({"N": 2, "y": [2.0, 4.0]}).log_prob(torch.zeros(0, dtype=torch.float64))
     assert float(lp) == pytest.approx(-__import__("math").log(2 * __import__("math").pi))
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--chains", "2000000000", "argument --chains: expected a positive integer up to 100000"),
+    ("--warmup", "2000000000",
+     "argument --warmup: expected an integer at least 0 and at most 10000000"),
+    ("--draws", "100000000", "argument --draws: expected a positive integer up to 10000000"),
+    ("--max-treedepth", "64", "argument --max-treedepth: expected a positive integer up to 30"),
+])
+def test_counts_that_would_run_for_ever_are_refused(flag: str, value: str, message: str,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", str(COIN_DATA.with_suffix(".bgm")), "--data", str(COIN_DATA),
+              "--method", "nuts", flag, value])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_allocation_the_machine_cannot_make_is_a_user_error(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import runtime.optimize
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't "
+                           "allocate memory: you tried to allocate 1599999999984 bytes.")
+    monkeypatch.setattr(runtime.optimize, "optimize", refuse)
+    code, out = run(["fit", str(COIN_DATA.with_suffix(".bgm")), "--data", str(COIN_DATA),
+                     "--method", "map"], capsys)
+    assert code == 1 and out.startswith("error: out of memory") and "--chains" in out
