@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from runtime.errors import ModelError
+from runtime.nuts import _value_and_grad
 from runtime.ops import Data
 
 Fitter = Callable[[Any, int], np.ndarray]  # (bound model, seed) -> draws [L, dim] unconstrained
@@ -224,15 +225,6 @@ def _stacked(models: list[Any]) -> Any | None:
     except Exception:  # any failure means the density does not broadcast that way
         return None
     return stacked
-
-
-def _value_and_grad(log_prob: Callable[[torch.Tensor], torch.Tensor],
-                    q: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    with torch.enable_grad():
-        x = q.detach().requires_grad_(True)
-        lp = log_prob(x)
-        (g,) = torch.autograd.grad(lp.sum(), x)
-    return lp.detach(), g
 
 
 def plot(result: SbcResult, path: str) -> None:
