@@ -140,3 +140,17 @@ class Adversarial:
         packed = self.model.packer.pack({k: v.detach()[None] for k, v in self.params.items()},
                                         1)
         return packed[None]
+
+
+def adversarial_result(trainer: Adversarial) -> Any:
+    """The trained generator as an InferenceData: the nets' weights (group `nets`) and the
+    training's settings; there is no density, so no log-likelihood and lp is NaN."""
+    from runtime.output import inference_data  # noqa: PLC0415 - ArviZ is slow to import
+    s = trainer.settings
+    attrs = {"model": trainer.model.name, "method": f"adversarial-{s.loss}", "seed": s.seed,
+             "steps": trainer.state.step, "critic": s.critic, "batch": trainer.batch,
+             "lr": s.lr}
+    theta = trainer.theta()
+    return inference_data(trainer.model, theta,
+                          {"lp": torch.full(theta.shape[:2], float("nan"))}, attrs,
+                          pointwise_ll=False)

@@ -88,16 +88,17 @@ def _flatten(values: dict[str, torch.Tensor], batch: int) -> np.ndarray:
     return np.concatenate(parts, axis=-1)
 
 
-def run(program: Any, raw_data: dict[str, Any], fitter: Fitter, replications: int = 100,
+def run(model_class: type, raw_data: dict[str, Any], fitter: Fitter, replications: int = 100,
         seed: int = 1, alpha: float = 0.01, bins: int = 10, device: str = "cpu",
         progress: Callable[[int, int], None] | None = None) -> SbcResult:
-    """SBC of `program` with `fitter`: `replications` simulated data sets, each fitted.
+    """SBC of a generated model class with `fitter`: `replications` simulated data sets,
+    each bound to the class and fitted.
 
     Replication r simulates with seed * 100003 + r and is fitted with seed * 7 + r. A
     fitter with a `fit_many(models, seed)` method and a `batch` size (as `nuts_fitter`
     returns) is given `batch` replications at once, with the seed of the first of them.
     """
-    simulator = program.bind(raw_data, device, simulate=True)
+    simulator = model_class(raw_data, device=device, simulate=True)
     if simulator.has_factor_statements:
         raise ModelError("SBC needs a generative model; 'factor' statements cannot be "
                          "simulated")
@@ -114,7 +115,7 @@ def run(program: Any, raw_data: dict[str, Any], fitter: Fitter, replications: in
             data = dict(raw_data)
             for name in simulator.observed_names:
                 data[name] = draws[name][0].cpu().numpy()
-            models.append(program.bind(data, device))
+            models.append(model_class(data, device=device))
         if fit_many is not None:
             fits = fit_many(models, seed * 7 + first)
         else:

@@ -162,7 +162,7 @@ def _innermost_frame(tb: str) -> str:
         return "?"
     where = f"{frames[-1][0]}:{frames[-1][1]}"
     outer = next((f for f in reversed(frames) if f[0] != frames[-1][0]), None)
-    if outer is not None and outer[0] != "compiler/cli.py":
+    if outer is not None and outer[0] not in ("compiler/cli.py", "compiler/app/cli.py"):
         where += f" (from {outer[0]}:{outer[1]})"
     return where
 

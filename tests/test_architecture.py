@@ -1,7 +1,16 @@
-"""The import direction STYLE.md sets, checked by scanning every module's imports:
-dsl (stdlib + lark) <- compiler (dsl + networkx + sympy; torch/runtime only lazily in
-the commands that fit and sample); runtime (torch; never dsl or compiler). And `bgmc
-check` must start without importing torch."""
+"""The import walls, checked by reading every import of every module through `ast`, at
+module level and inside functions alike:
+
+- dsl/ is syntax only: the standard library and lark (and only its parser imports lark);
+- compiler/ outside compiler/app/ turns text into Python source and never imports torch
+  or the runtime, at any level;
+- compiler/app/ is the one place that joins the compiler and the runtime; at module level
+  it imports only the runtime's light modules (errors, files), so `bgmc check` starts
+  without torch;
+- runtime/ never imports dsl or compiler, and takes no compiler object: models reach it as
+  generated classes, so no runtime module names a Program or calls `.bind` or
+  `.compiled` (the duck typing an import check cannot see).
+"""
 from __future__ import annotations
 
 import ast
@@ -12,47 +21,88 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+LIGHT_RUNTIME = {"runtime.errors", "runtime.files"}
 
 
-def _imports(path: Path, top_level_only: bool) -> set[str]:
+def _imported(path: Path, top_level_only: bool) -> set[str]:
+    """Full dotted names of the absolute imports of a module (`from a.b import c` gives
+    a.b and a.b.c)."""
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else list(ast.walk(tree))
     found: set[str] = set()
     for node in nodes:
         if isinstance(node, ast.Import):
-            found |= {a.name.split(".")[0] for a in node.names}
+            found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
+            found |= {f"{node.module}.{a.name}" for a in node.names}
     return found
+
+
+def _roots(path: Path, top_level_only: bool = False) -> set[str]:
+    return {name.split(".")[0] for name in _imported(path, top_level_only)}
 
 
 def _modules(package: str) -> list[Path]:
     return sorted((ROOT / package).rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", _modules("dsl"), ids=lambda p: p.name)
+def _outside_app() -> list[Path]:
+    return [p for p in _modules("compiler") if "app" not in p.relative_to(ROOT).parts]
+
+
+def _name(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+@pytest.mark.parametrize("path", _modules("dsl"), ids=_name)
 def test_dsl_imports_only_stdlib_and_lark(path: Path) -> None:
-    bad = _imports(path, top_level_only=False) & {"compiler", "runtime", "torch", "networkx",
-                                                  "sympy", "numpy"}
-    assert not bad, f"{path.name} imports {bad}"
+    bad = _roots(path) & {"compiler", "runtime", "torch", "networkx", "sympy", "numpy"}
+    assert not bad, f"{_name(path)} imports {bad}"
 
 
 def test_only_the_parser_imports_lark() -> None:
-    users = [p.name for p in _modules("dsl") + _modules("compiler")
-             if "lark" in _imports(p, top_level_only=False)]
-    assert users == ["parser.py"]
+    users = [_name(p) for p in _modules("dsl") + _modules("compiler") if "lark" in _roots(p)]
+    assert users == ["dsl/parser.py"]
 
 
-@pytest.mark.parametrize("path", _modules("compiler"), ids=lambda p: p.name)
-def test_compiler_never_imports_torch_or_runtime_at_module_level(path: Path) -> None:
-    bad = _imports(path, top_level_only=True) & {"torch", "runtime"}
-    assert not bad, f"{path.name} imports {bad} at module level"
+@pytest.mark.parametrize("path", _outside_app(), ids=_name)
+def test_the_compiler_outside_app_never_imports_torch_or_runtime(path: Path) -> None:
+    bad = _roots(path) & {"torch", "runtime", "numpy", "arviz"}
+    assert not bad, f"{_name(path)} imports {bad}"
 
 
-@pytest.mark.parametrize("path", _modules("runtime"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", _modules("compiler/app"), ids=_name)
+def test_the_application_layer_imports_only_light_runtime_modules_at_module_level(
+        path: Path) -> None:
+    top = _imported(path, top_level_only=True)
+    heavy = {m for m in top if m.split(".")[0] == "runtime" and m != "runtime"
+             and not any(m == light or m.startswith(light + ".") for light in LIGHT_RUNTIME)}
+    assert "torch" not in {m.split(".")[0] for m in top}, f"{_name(path)} imports torch"
+    assert not heavy, f"{_name(path)} imports {heavy} at module level"
+
+
+@pytest.mark.parametrize("path", _modules("runtime"), ids=_name)
 def test_runtime_never_imports_dsl_or_compiler(path: Path) -> None:
-    bad = _imports(path, top_level_only=False) & {"dsl", "compiler", "lark"}
-    assert not bad, f"{path.name} imports {bad}"
+    bad = _roots(path) & {"dsl", "compiler", "lark"}
+    assert not bad, f"{_name(path)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", _modules("runtime"), ids=_name)
+def test_runtime_takes_no_compiler_object(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    seen = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)} | \
+        {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    bad = seen & {"bind", "compiled", "Program", "Compiled", "GraphicalModel"}
+    assert not bad, f"{_name(path)} uses {bad}: a compiler object reached the runtime"
+
+
+def test_the_checker_catches_a_lazy_import(tmp_path: Path) -> None:
+    """The rule reads imports inside functions too (the old check read module level only)."""
+    module = tmp_path / "lazy.py"
+    module.write_text("def f():\n    import torch\n    from runtime.nuts import sample\n")
+    assert {"torch", "runtime"} <= _roots(module)
+    assert not _roots(module, top_level_only=True)
 
 
 def test_bgmc_check_does_not_import_torch() -> None:

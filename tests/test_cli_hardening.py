@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.cli import _parser, main
+from compiler.app.cli import _parser, main
 
 ROOT = Path(__file__).resolve().parents[1]
 COIN = str(ROOT / "examples" / "coin.bgm")

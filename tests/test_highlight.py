@@ -27,7 +27,7 @@ def test_the_vocabulary_is_the_grammar_s_and_the_compiler_s() -> None:
 
 def test_the_committed_textmate_grammar_is_generated_from_it() -> None:
     assert TEXTMATE.read_text() == textmate_text(), \
-        "run `python -m compiler.highlight` and commit editors/bgm.tmLanguage.json"
+        "run `python -m compiler.app.editors` and commit editors/bgm.tmLanguage.json"
 
 
 def test_the_lexer_is_registered_by_its_entry_point() -> None:

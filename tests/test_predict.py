@@ -11,7 +11,7 @@ import pytest
 from sklearn.naive_bayes import BernoulliNB
 
 from compiler.api import compile_file
-from compiler.cli import main, point_report
+from compiler.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"
@@ -22,7 +22,7 @@ def naive_bayes_fit(tmp_path_factory: pytest.TempPathFactory) -> Path:
     program = compile_file(EXAMPLES / "naive_bayes.bgm")
     result = program.fit(str(EXAMPLES / "naive_bayes.json"), method="map")
     path = tmp_path_factory.mktemp("nb") / "fit.json"
-    path.write_text(json.dumps(point_report(program.name, result)))
+    path.write_text(json.dumps(result.point_report()))
     return path
 
 
@@ -50,7 +50,7 @@ def test_predicting_a_continuous_variable_draws_it(tmp_path: Path) -> None:
     data = json.loads((EXAMPLES / "linear_regression.json").read_text())
     result = program.fit(data, method="map")
     fit = tmp_path / "fit.json"
-    fit.write_text(json.dumps(point_report(program.name, result)))
+    fit.write_text(json.dumps(result.point_report()))
     keys = [k for k in data if k != "y"]
     new = {k: data[k] for k in keys}
     (tmp_path / "new.json").write_text(json.dumps(new))

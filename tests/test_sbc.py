@@ -147,8 +147,8 @@ def test_ranks_count_the_draws_below_the_true_value(normal: Any) -> None:
     def below(model: Any, seed: int) -> np.ndarray:
         return np.full((L, model.dim), -30.0)
 
-    high = sbc.run(normal, NORMAL_DATA, above, replications=20, seed=1)
-    low = sbc.run(normal, NORMAL_DATA, below, replications=20, seed=1)
+    high = sbc.run(normal.model_class(), NORMAL_DATA, above, replications=20, seed=1)
+    low = sbc.run(normal.model_class(), NORMAL_DATA, below, replications=20, seed=1)
     assert high.names == ["mu", "sigma"] and high.draws_per_fit == L
     assert (high.ranks == 0).all() and (low.ranks == L).all()
     assert not high.calibrated and not low.calibrated
@@ -172,7 +172,7 @@ def exact_conjugate(model: Any, seed: int, draws: int = 100) -> np.ndarray:
 
 def test_exact_posterior_draws_are_calibrated() -> None:
     program = compile_string(CONJUGATE, "conjugate.bgm")
-    result = sbc.run(program, {"N": 5}, exact_conjugate, replications=200, seed=2)
+    result = sbc.run(program.model_class(), {"N": 5}, exact_conjugate, replications=200, seed=2)
     assert result.names == ["theta", "mu"]
     assert result.ranks.shape == (200, 2) and result.draws_per_fit == 100
     assert result.calibrated, result.report()
@@ -212,7 +212,7 @@ class ParallelMetropolis:
 
 
 def test_metropolis_without_the_jacobian_fails_sbc(schools: Any) -> None:
-    result = sbc.run(schools, SCHOOLS_DATA, ParallelMetropolis(jacobian=False),
+    result = sbc.run(schools.model_class(), SCHOOLS_DATA, ParallelMetropolis(jacobian=False),
                      replications=100, seed=1)
     assert not result.calibrated
     p = dict(zip(result.names, result.p_values, strict=True))
@@ -229,7 +229,7 @@ def test_metropolis_without_the_jacobian_fails_sbc(schools: Any) -> None:
 @pytest.mark.slow
 def test_the_same_metropolis_with_the_jacobian_passes_sbc(schools: Any) -> None:
     """The control for the test above: same sampler, same replications, correct ratio."""
-    result = sbc.run(schools, SCHOOLS_DATA, ParallelMetropolis(jacobian=True),
+    result = sbc.run(schools.model_class(), SCHOOLS_DATA, ParallelMetropolis(jacobian=True),
                      replications=100, seed=1)
     assert result.calibrated, result.report()
 
@@ -241,7 +241,7 @@ def test_the_same_metropolis_with_the_jacobian_passes_sbc(schools: Any) -> None:
 def test_nuts_is_calibrated_on_a_normal_with_unknown_mean_and_sd(normal: Any) -> None:
     # 100 replications as the chains of two batched NUTS calls; draws thinned by 3
     fitter = sbc.nuts_fitter(warmup=200, draws=300, thin=3, batch=50)
-    result = sbc.run(normal, NORMAL_DATA, fitter, replications=100, seed=1)
+    result = sbc.run(normal.model_class(), NORMAL_DATA, fitter, replications=100, seed=1)
     assert result.ranks.shape == (100, 2) and result.draws_per_fit == 100
     assert result.calibrated, result.report()
 
@@ -249,7 +249,7 @@ def test_nuts_is_calibrated_on_a_normal_with_unknown_mean_and_sd(normal: Any) ->
 @pytest.mark.slow
 def test_nuts_is_calibrated_on_a_hierarchical_non_centred_model(schools: Any) -> None:
     fitter = sbc.nuts_fitter(warmup=200, draws=300, thin=3, batch=100)
-    result = sbc.run(schools, SCHOOLS_DATA, fitter, replications=100, seed=1)
+    result = sbc.run(schools.model_class(), SCHOOLS_DATA, fitter, replications=100, seed=1)
     assert result.names == ["mu", "tau", "eta[1]", "eta[2]", "eta[3]", "eta[4]"]
     assert result.ranks.shape == (100, 6) and result.draws_per_fit == 100
     assert result.calibrated, result.report()

@@ -1,0 +1,359 @@
+"""The fit policy: which inference engine a method means for a model, with which
+settings, and what the fit reports.
+
+The engines live in the runtime and know nothing of each other (runtime.optimize,
+runtime.nuts via runtime.posterior, runtime.advi, runtime.svi, runtime.exact,
+runtime.adversarial). Deciding among them needs the model: an implicit model (a GAN) has
+no likelihood and only trains adversarially, a diffusion model only by its stochastic
+loss, `--method exact` needs the compiler's conjugacy plan. That decision is made once,
+here, for the CLI and for `Program.fit` alike, so that a library user gets what `bgmc fit`
+gives. A `Fit` carries the result and the lines `bgmc fit` prints about it.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any
+
+from compiler.app.progress import progress
+from runtime.errors import ModelError
+
+if TYPE_CHECKING:
+    from compiler.app.program import Program
+
+METHODS = ("mle", "map", "nuts", "advi", "svi", "exact", "adversarial")
+POINT_METHODS = ("mle", "map")
+CHOICES: dict[str, tuple[Any, ...]] = {
+    "method": METHODS, "metric": ("diag", "dense"), "family": ("meanfield", "fullrank"),
+    "optimizer": ("lbfgs", "adam"), "gan_loss": ("ns", "wgan-gp"),
+    "dtype": (None, "float64", "float32")}
+# Counts that size arrays or loops are bounded so that a typo (2000000000 chains) is
+# refused at once instead of running for hours; the CLI's flag types use the same bounds.
+LIMITS: dict[str, tuple[int, int | None]] = {
+    "seed": (0, 2**32 - 1), "chains": (1, 100_000), "warmup": (0, 10_000_000),
+    "draws": (1, 10_000_000), "max_treedepth": (1, 30), "restarts": (1, None),
+    "max_iter": (1, None), "particles": (1, None), "checkpoint_every": (0, None),
+    "batch": (1, None), "epochs": (1, None)}
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Every option of every method, with the defaults of `bgmc fit`. A method reads the
+    options it uses and ignores the others, as the CLI does."""
+
+    method: str = "map"
+    seed: int = 1
+    device: str = "auto"
+    dtype: str | None = None  # default: float64 on the CPU, float32 on a GPU
+    # nuts
+    chains: int = 4
+    warmup: int = 1000
+    draws: int = 1000  # nuts, advi, svi, exact: posterior draws per chain
+    adapt_delta: float = 0.8
+    max_treedepth: int = 10
+    metric: str = "diag"
+    # advi
+    family: str = "meanfield"
+    # mle, map
+    optimizer: str = "lbfgs"
+    restarts: int = 1
+    max_iter: int = 2000  # mle/map iterations; svi and adversarial steps
+    lr: float | None = None  # Adam's learning rate (default 0.05; svi 1e-3; gan 2e-4)
+    # starting points: a radius R of uniform(-R, R), a JSON file, or a dict of values
+    init: float | str | Mapping[str, Any] = 2.0
+    # svi
+    batch: int | None = None
+    plate: str | None = None
+    epochs: int | None = None
+    particles: int = 1
+    checkpoint: str | None = None
+    checkpoint_every: int = 500
+    resume: bool = False
+    loss_plot: str | None = None
+    # adversarial
+    critic: str | None = None
+    gan_loss: str = "ns"
+    # a progress bar on stderr (shown only on a terminal)
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        for name, allowed in CHOICES.items():
+            if getattr(self, name) not in allowed:
+                shown = ", ".join(str(a) for a in allowed if a is not None)
+                raise ModelError(f"fit option {name}={getattr(self, name)!r}: expected one "
+                                 f"of {shown}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is None and name in ("batch", "epochs"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low or \
+                    (high is not None and value > high):
+                bound = f"at least {low}" + (f" and at most {high}" if high else "")
+                raise ModelError(f"fit option {name}={value!r}: expected an integer {bound}")
+        if not 0 < self.adapt_delta < 1:
+            raise ModelError(f"fit option adapt_delta={self.adapt_delta!r}: expected a "
+                             "number strictly between 0 and 1")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ModelError(f"fit option lr={self.lr!r}: expected a positive number")
+
+    @classmethod
+    def of(cls, options: Mapping[str, Any]) -> FitSettings:
+        """Settings from keyword options, refusing a name no method takes."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ModelError(f"unknown fit option '{unknown[0]}'; the options are "
+                             f"{', '.join(sorted(known))}")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class Fit:
+    """A fit: point estimates (mle, map) or draws as ArviZ InferenceData (the others),
+    with the lines `bgmc fit` prints about it (`report` on stdout, `warnings` on stderr)
+    and whether a posterior summary follows them."""
+
+    model: str
+    method: str
+    estimate: Any = None  # runtime.optimize.PointEstimate, for mle and map
+    idata: Any = None  # arviz.InferenceData, for every other method
+    report: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    summarised: bool = False
+
+    def _point(self) -> Any:
+        if self.estimate is None:
+            raise ModelError(f"a {self.method} fit has draws, not point estimates: read "
+                             "them from its .idata (an ArviZ InferenceData)")
+        return self.estimate
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """The point estimates, named as in the model (mle and map)."""
+        return dict(self._point().values)
+
+    @property
+    def objective(self) -> float:
+        """The maximised log likelihood (mle) or log joint density (map)."""
+        return float(self._point().objective)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self._point().converged)
+
+    @property
+    def iterations(self) -> int:
+        return int(self._point().iterations)
+
+    @property
+    def grad_norm(self) -> float:
+        return float(self._point().grad_norm)
+
+    @property
+    def message(self) -> str:
+        return str(self._point().message)
+
+    def point_report(self) -> dict[str, Any]:
+        """The JSON `bgmc fit -o fit.json` writes for a point fit."""
+        r = self._point()
+        return {"model": self.model, "method": r.method, "objective": r.objective,
+                "converged": r.converged, "iterations": r.iterations,
+                "grad_norm": r.grad_norm, "restarts": r.restarts,
+                "estimates": {k: v.cpu().tolist() for k, v in r.values.items()}}
+
+    def summary(self) -> tuple[str, list[str]]:
+        """ArviZ's summary table of the draws and the warnings about them."""
+        from runtime.diagnostics import summarize  # noqa: PLC0415
+        return summarize(self.idata)
+
+    def save(self, path: str) -> None:
+        """Write the fit whole or not at all: JSON for point estimates, else NetCDF."""
+        if self.estimate is not None:
+            from runtime.files import write_atomic  # noqa: PLC0415
+            write_atomic(path, json.dumps(self.point_report(), indent=1) + "\n")
+        else:
+            from runtime.output import write_netcdf  # noqa: PLC0415
+            write_netcdf(self.idata, path)
+
+
+Notify = Callable[[str], None]
+
+
+def fit(program: Program, data: Any, settings: FitSettings, output: str | None = None,
+        notify: Notify | None = None) -> Fit:
+    """Fit `program` to `data` as `settings` ask. `output` names the fit's file when it
+    will be written, so that SVI's checkpoint and loss plot default beside it; `notify`
+    hears what happens during the fit (a resumed checkpoint)."""
+    model = program.bind(data, settings.device, dtype=settings.dtype)
+    kind = type(model)
+    implicit = getattr(kind, "implicit_names", ())
+    if settings.method == "adversarial" or implicit:
+        if settings.method != "adversarial":
+            raise ModelError(f"'{implicit[0]}' is an implicit model (data defined by '=' "
+                             "through a net that is not invertible): it has no likelihood, "
+                             f"so --method {settings.method} cannot fit it; use --method "
+                             "adversarial --critic NET", model.locations.get(implicit[0]))
+        return _adversarial(model, settings, output)
+    diffusion = getattr(kind, "diffusion_names", ())
+    if diffusion and settings.method != "svi":
+        raise ModelError(f"'{diffusion[0]}' ~ Diffusion(...) is trained by its noise-prediction "
+                         "loss at random steps and noise, a stochastic objective: --method "
+                         f"{settings.method} cannot fit it; use --method svi (with --batch and "
+                         "--epochs)", model.locations.get(diffusion[0]))
+    if settings.method == "svi":
+        return _svi(model, settings, output, notify)
+    if getattr(kind, "guide", None) is not None and settings.method == "advi":
+        raise ModelError("the model has a 'guide:' block, which only --method svi uses; "
+                         "advi fits its own Gaussian (remove the block to use it)")
+    init, radius = _start(settings.init, model)
+    if settings.method == "exact":
+        return _exact(program, model, settings)
+    if settings.method in ("nuts", "advi"):
+        return _posterior(model, settings, init, radius)
+    return _point(program.name, model, settings, init, radius)
+
+
+def _start(init: float | str | Mapping[str, Any], model: Any) -> tuple[Any, float]:
+    """(initial values in unconstrained coordinates or None, the radius of random starts)."""
+    from compiler.app.userfiles import initial_values  # noqa: PLC0415
+    if isinstance(init, (int, float)) and not isinstance(init, bool):
+        return None, float(init)
+    if isinstance(init, str):
+        try:
+            return None, float(init)
+        except ValueError:
+            pass
+        return initial_values(init, model), 2.0
+    if isinstance(init, Mapping):
+        return initial_values(dict(init), model), 2.0
+    raise ModelError(f"fit option init: expected a radius, a JSON file or a dict of initial "
+                     f"values, got {type(init).__name__}")
+
+
+def _point(name: str, model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
+    from runtime.optimize import optimize  # noqa: PLC0415
+    result = optimize(model, method=s.method, seed=s.seed, init=init, radius=radius,
+                      restarts=s.restarts, optimizer=s.optimizer, max_iter=s.max_iter,
+                      lr=s.lr or 0.05)
+    label = "log likelihood" if result.method == "mle" else "log joint density"
+    report = [f"{result.method.upper()} of {name}: {label} {result.objective:.6g} "
+              f"({result.iterations} iterations, gradient norm {result.grad_norm:.2g})"]
+    report += [f"  {k} = {_short(v.cpu().tolist())}" for k, v in result.values.items()]
+    warnings = [] if result.converged else \
+        [f"not converged (gradient norm {result.grad_norm:.3g})"]
+    if result.message:
+        warnings.append(result.message)
+    return Fit(name, s.method, estimate=result, report=tuple(report), warnings=tuple(warnings))
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) < 100 else text[:96] + " ..."
+
+
+def _exact(program: Program, model: Any, s: FitSettings) -> Fit:
+    from compiler.conjugacy import NotConjugate, conjugate_plan  # noqa: PLC0415
+    from runtime.exact import describe, run_exact  # noqa: PLC0415
+    try:
+        plan = conjugate_plan(program.compiled.model)
+    except NotConjugate as exc:
+        raise ModelError(f"--method exact: the model is not conjugate: {exc}; use --method "
+                         "nuts") from None
+    idata, params = run_exact(model, plan, s.draws, s.chains, s.seed)
+    report = [c.describe() for c in plan] + list(describe(params))
+    return Fit(program.name, "exact", idata=idata, report=tuple(report))
+
+
+def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
+    from runtime import posterior  # noqa: PLC0415
+    from runtime.advi import AdviSettings  # noqa: PLC0415
+    from runtime.nuts import NutsSettings  # noqa: PLC0415
+    if s.method == "nuts":
+        settings = NutsSettings(chains=s.chains, warmup=s.warmup, draws=s.draws,
+                                adapt_delta=s.adapt_delta, max_treedepth=s.max_treedepth,
+                                metric=s.metric, seed=s.seed)
+        bar = progress(s.progress, s.warmup + s.draws)
+        try:
+            idata = posterior.run_nuts(model, settings, radius, init,
+                                       bar.sampling if bar is not None else None)
+        finally:
+            if bar is not None:
+                bar.close()
+    else:
+        idata = posterior.run_advi(model, AdviSettings(family=s.family, seed=s.seed,
+                                                       draws=s.draws), radius, init)
+    return Fit(model.name, s.method, idata=idata, summarised=True)
+
+
+def _beside(explicit: str | None, output: str | None, suffix: str) -> str | None:
+    return explicit or (f"{output}{suffix}" if output else None)
+
+
+def _svi(model: Any, s: FitSettings, output: str | None, notify: Notify | None) -> Fit:
+    from runtime import checkpoint  # noqa: PLC0415
+    from runtime.posterior import svi_result  # noqa: PLC0415
+    from runtime.svi import Svi, SviSettings  # noqa: PLC0415
+    from runtime.training import write_loss_plot  # noqa: PLC0415
+    settings = SviSettings(steps=s.max_iter, epochs=s.epochs, batch=s.batch, plate=s.plate,
+                           lr=s.lr or 1e-3, particles=s.particles, seed=s.seed,
+                           draws=s.draws)
+    svi = Svi(model, settings)
+    ckpt = _beside(s.checkpoint, output, ".ckpt.safetensors")
+    if s.resume:
+        if ckpt is None:
+            raise ModelError("--resume needs --checkpoint FILE (or -o OUTPUT)")
+        checkpoint.load(svi, ckpt)
+        if notify is not None:
+            notify(f"resumed from {ckpt} at step {svi.state.step}")
+    bar = progress(s.progress, svi.total_steps(), svi.state.step, unit="step")
+    try:
+        svi.run(bar.training if bar is not None else None,
+                (lambda state: checkpoint.save(state, ckpt)) if ckpt else None,
+                s.checkpoint_every)
+    finally:
+        if bar is not None:
+            bar.close()
+        plot = _beside(s.loss_plot, output, ".loss.png")
+        if plot and svi.state.losses:
+            write_loss_plot(svi.state.losses, plot, svi.total)
+    idata, elbo = svi_result(svi)
+    tokens = sum(w.items for w in svi.windows.values())
+    if tokens:  # a language model: the ELBO over its tokens, in bits
+        per = f" ({-elbo / tokens / math.log(2):.4f} bits per token over {tokens} tokens)"
+    else:
+        per = f" ({elbo / svi.total:.6g} per item of {svi.plate})" if svi.plate else ""
+    what = "noise-prediction objective" if getattr(model, "diffusion_names", ()) else "ELBO"
+    return Fit(model.name, "svi", idata=idata,
+               report=(f"{what} {elbo:.6g}{per} after {svi.state.step} steps",),
+               summarised=hasattr(idata, "posterior"))  # not when every unknown is a net
+
+
+def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
+    from runtime.adversarial import (  # noqa: PLC0415
+        Adversarial,
+        AdversarialSettings,
+        adversarial_result,
+    )
+    from runtime.training import write_loss_plot  # noqa: PLC0415
+    if not s.critic:
+        raise ModelError("--method adversarial needs --critic NET: a net declared in the "
+                         "file that scores rows (MLP(in, ..., 1))")
+    settings = AdversarialSettings(critic=s.critic, steps=s.max_iter, batch=s.batch or 256,
+                                   lr=s.lr or 2e-4, loss=s.gan_loss, seed=s.seed)
+    trainer = Adversarial(model, settings)
+    bar = progress(s.progress, settings.steps, unit="step")
+    try:
+        trainer.run(bar.training if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+        plot = _beside(s.loss_plot, output, ".loss.png")
+        if plot and trainer.state.generator_losses:
+            write_loss_plot(trainer.state.generator_losses, plot,
+                            ylabel=f"generator loss ({settings.loss})")
+    line = (f"adversarial ({settings.loss}): {trainer.state.step} steps; last generator loss "
+            f"{trainer.state.generator_losses[-1]:.4g}, critic loss "
+            f"{trainer.state.critic_losses[-1]:.4g}")
+    return Fit(model.name, "adversarial", idata=adversarial_result(trainer), report=(line,))

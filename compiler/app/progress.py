@@ -1,0 +1,55 @@
+"""The one progress reporter of bgm: a tqdm bar on stderr, silent when stderr is not a
+terminal (a pipe, a file, CI), left on screen when the work ends so its final rate stays.
+
+The inference engines take plain callables and know nothing of terminals; this adapts
+the bar to each engine's callback: a sampler reports its phase and divergences per
+chain, a trainer its loss and throughput, a loop of replications only its count.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+class Progress:
+    """Use as a context manager, so the bar is closed when the work fails too."""
+
+    def __init__(self, total: int, done: int = 0, unit: str = "it"):
+        from tqdm import tqdm  # noqa: PLC0415
+        self.bar = tqdm(total=total, initial=done, unit=unit, disable=None, leave=True,
+                        dynamic_ncols=True)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _advance(self, done: int) -> None:
+        self.bar.update(done - self.bar.n)
+
+    def sampling(self, done: int, total: int, warm: bool, divergences: Any) -> None:
+        """NUTS's callback: iterations done, the phase, divergences per chain so far."""
+        self._advance(done)
+        if done % 20 == 0 or done == total:
+            per_chain = " ".join(str(int(d)) for d in divergences)
+            self.bar.set_description("warmup" if warm else "sampling", refresh=False)
+            self.bar.set_postfix_str(f"divergences per chain: {per_chain}", refresh=False)
+
+    def training(self, done: int, total: int, loss: float, per_second: float) -> None:
+        """A trainer's callback (SVI, adversarial): steps done, the last loss, items/s."""
+        self._advance(done)
+        if done % 10 == 0 or done == total:
+            self.bar.set_postfix(loss=f"{loss:.5g}", items_per_s=f"{per_second:.0f}",
+                                 refresh=False)
+
+    def count(self, done: int, total: int) -> None:
+        """A loop of independent pieces of work (SBC's replications)."""
+        self._advance(done)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def progress(enabled: bool, total: int, done: int = 0, unit: str = "it") -> Progress | None:
+    """A Progress, or None when the user turned it off (--no-progress)."""
+    return Progress(total, done, unit) if enabled else None
