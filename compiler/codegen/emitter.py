@@ -51,3 +51,8 @@ def tuple_code(items: list[str]) -> str:
     if not items:
         return "()"
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
+
+
+def str_tuple_code(items: list[str]) -> str:
+    """Python source of a tuple of string literals: (), ('a',), ('a', 'b')."""
+    return tuple_code([repr(i) for i in items])
