@@ -9,7 +9,6 @@ TextMate file against this module.
 from __future__ import annotations
 
 import json
-import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Any

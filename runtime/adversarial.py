@@ -145,7 +145,7 @@ class Adversarial:
 def adversarial_result(trainer: Adversarial) -> Any:
     """The trained generator as an InferenceData: the nets' weights (group `nets`) and the
     training's settings; there is no density, so no log-likelihood and lp is NaN."""
-    from runtime.output import inference_data  # noqa: PLC0415 - ArviZ is slow to import
+    from runtime.evaluate import inference_data  # noqa: PLC0415 - ArviZ is slow to import
     s = trainer.settings
     attrs = {"model": trainer.model.name, "method": f"adversarial-{s.loss}", "seed": s.seed,
              "steps": trainer.state.step, "critic": s.critic, "batch": trainer.batch,

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.output import inference_data
+from runtime.evaluate import inference_data
 
 
 def _value(spec: Any, data: Any, window: tuple[slice, ...] = ()) -> np.ndarray:

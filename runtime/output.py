@@ -1,16 +1,23 @@
-"""Posterior draws as an ArviZ InferenceData (ArviZ 0.23, the last line for Python 3.11):
-posterior (latents and deterministic nodes, named and shaped as in the model),
-sample_stats, observed_data and log_likelihood; written to NetCDF atomically."""
+"""Writing a fit: an ArviZ InferenceData (ArviZ 0.23, the last line for Python 3.11) built
+from arrays, written to and read from NetCDF. This module's one job is that format: it
+never runs the model (runtime/evaluate.py evaluates it at the draws and hands over NumPy
+arrays) and does not import torch.
+
+The groups: posterior (latents and deterministic nodes, named and shaped as in the model,
+with 1-based coordinates), sample_stats, log_likelihood, observed_data, and when there are
+some, discrete_posterior (the summed-out discrete latents) and nets (a net's weights, once).
+Files are written atomically."""
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from runtime.accumulate import Mode
+if TYPE_CHECKING:
+    from runtime.evaluate import DiscretePosterior, Evaluation
 
 
 def arviz() -> Any:
@@ -21,39 +28,14 @@ def arviz() -> Any:
     return az
 
 
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy()
-
-
-def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tensor],
-                   attrs: dict[str, Any], chunk: int = 256, pointwise_ll: bool = True) -> Any:
-    """theta: [chains, draws, dim] unconstrained draws. A net's weights are the same in
-    every draw: they go once into the group `nets`, not into the posterior."""
+def build_inference_data(evaluation: Evaluation, sample_stats: Mapping[str, np.ndarray],
+                         attrs: Mapping[str, Any]) -> Any:
+    """The InferenceData of a model evaluated at its draws; `sample_stats` are the sampler's
+    statistics [chains, draws], `attrs` the fit's attributes (stored as strings)."""
     az = arviz()
-    c, s, _ = theta.shape
-    posterior: dict[str, list[np.ndarray]] = {}
-    pointwise: dict[str, list[np.ndarray]] = {}
-    discrete = _DiscretePosterior(int(attrs.get("seed", 0)))
-    with torch.no_grad():
-        for start in range(0, s, chunk):
-            block = theta[:, start:start + chunk]
-            for name, value in model.constrain(block).items():
-                posterior.setdefault(name, []).append(_numpy(value))
-            if getattr(model, "implicit_names", ()) or getattr(model, "diffusion_names", ()):
-                # no density (a GAN) or only a random bound (a diffusion model)
-                continue
-            acc = model.accumulate(block, Mode(jacobian=False, priors=True), record=True)
-            for name, value in (acc.pointwise if pointwise_ll else {}).items():
-                if tuple(value.shape[:2]) != tuple(block.shape[:2]):
-                    value = value.expand(tuple(block.shape[:2]) + tuple(value.shape))
-                pointwise.setdefault(name, []).append(_numpy(value))
-            discrete.add(acc)
-    post = {k: np.concatenate(v, axis=1) for k, v in posterior.items()}
-    nets = {k: post.pop(k)[0, 0] for k in getattr(model, "net_names", ()) if k in post}
-    loglik = {k: np.concatenate(v, axis=1) for k, v in pointwise.items()}
-    observed = {k: _numpy(torch.as_tensor(model.data[k])) for k in model.observed_names
-                if k in model.data}
-    sample_stats = {k: _numpy(v) for k, v in stats.items()}
+    post, loglik, observed = evaluation.posterior, evaluation.log_likelihood, evaluation.observed
+    nets = evaluation.nets
+    stats = dict(sample_stats)
     dims, coords = _one_based(post, 2)
     d3, c3 = _one_based(observed, 0, suffix="obs")
     same = {k: v for k, v in loglik.items() if k in observed and v.shape[2:] ==
@@ -61,12 +43,12 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
     d2, c2 = _one_based(same, 2, suffix="obs")
     d4, c4 = _one_based({k: v for k, v in loglik.items() if k not in same}, 2, suffix="ll")
     d2, c2 = {**d2, **d4}, {**c2, **c4}
-    idata = az.from_dict(posterior=post, sample_stats=sample_stats or None,
+    idata = az.from_dict(posterior=post, sample_stats=stats or None,
                          log_likelihood=loglik or None, observed_data=observed or None,
                          dims={**dims, **d2, **d3}, coords={**coords, **c2, **c3},
                          attrs={k: str(v) for k, v in attrs.items()})
-    if discrete.draws:
-        idata.add_groups({"discrete_posterior": discrete.dataset()})
+    if evaluation.discrete is not None:
+        idata.add_groups({"discrete_posterior": _discrete_dataset(evaluation.discrete)})
     if nets:
         idata.add_groups({"nets": az.dict_to_dataset(
             {k: v[None, None] for k, v in nets.items()},
@@ -75,74 +57,19 @@ def inference_data(model: Any, theta: torch.Tensor, stats: dict[str, torch.Tenso
     return idata
 
 
-class _DiscretePosterior:
-    """The posterior of the summed-out discrete latents, exactly given each draw of the
-    continuous ones: p(z | theta, data) is what the enumeration left before its
-    logsumexp. Kept: one draw of z per posterior draw (so (theta, z) are joint posterior
-    draws), the marginals p(z_i = k | data) averaged over draws (Rao-Blackwellised), and
-    the most probable value of each element under them; for a chain, draws by forward
-    filtering backward sampling and, as its mode, the Viterbi path."""
-
-    def __init__(self, seed: int):
-        self.generator = torch.Generator().manual_seed(seed)
-        self.draws: dict[str, list[np.ndarray]] = {}
-        self.prob_sum: dict[str, torch.Tensor] = {}
-        self.count = 0
-        self.values: dict[str, torch.Tensor] = {}
-        self.best_score: dict[str, float] = {}
-        self.best_path: dict[str, np.ndarray] = {}
-
-    def add(self, acc: Any) -> None:
-        for name, phi in acc.chains.items():
-            self._add_chain(name, phi.detach().cpu(), acc.values[name].cpu())
-        for name, log_cond in acc.conditionals.items():
-            probs = log_cond.exp().movedim(0, -1).detach().cpu()  # [C, S, plate..., K]
-            k = probs.shape[-1]
-            flat = probs.reshape(-1, k)
-            index = torch.multinomial(flat, 1, generator=self.generator).reshape(
-                probs.shape[:-1])
-            values = acc.values[name].cpu()
-            self.values[name] = values
-            self.draws.setdefault(name, []).append(values[index].numpy())
-            total = probs.sum(dim=(0, 1))
-            self.prob_sum[name] = self.prob_sum.get(name, 0) + total
-        if acc.conditionals:
-            first = next(iter(acc.conditionals.values()))
-            self.count += int(first.shape[1] * first.shape[2])
-        elif acc.chains:
-            first = next(iter(acc.chains.values()))
-            self.count += int(first.shape[0] * first.shape[1])
-
-    def _add_chain(self, name: str, phi: torch.Tensor, values: torch.Tensor) -> None:
-        """A chain: FFBS draws, forward-backward marginals, and the Viterbi path of the
-        draw whose best path scores highest (the joint mode among the draws)."""
-        from runtime import hmm  # noqa: PLC0415
-        self.values[name] = values
-        index = hmm.sample_paths(phi, self.generator)  # [C, S, T]
-        self.draws.setdefault(name, []).append(values[index].numpy())
-        self.prob_sum[name] = self.prob_sum.get(name, 0) + hmm.marginals(phi).sum(dim=(0, 1))
-        path, score = hmm.viterbi(phi, with_score=True)
-        best = int(score.argmax())
-        if float(score.reshape(-1)[best]) > self.best_score.get(name, -float("inf")):
-            self.best_score[name] = float(score.reshape(-1)[best])
-            self.best_path[name] = values[path.reshape(-1, path.shape[-1])[best]].numpy()
-
-    def dataset(self) -> Any:
-        import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
-        az = arviz()
-        draws = {k: np.concatenate(v, axis=1) for k, v in self.draws.items()}
-        dims, coords = _one_based(draws, 2)
-        ds = az.dict_to_dataset(draws, dims=dims, coords=coords)
-        for name, total in self.prob_sum.items():
-            marginal = (total / self.count).numpy()
-            labels = self.values[name].numpy()
-            value_dim = f"{name}_value"
-            ds[f"{name}_marginal"] = xr.DataArray(marginal, dims=dims[name] + [value_dim],
-                                                  coords={value_dim: labels})
-            mode = self.best_path[name] if name in self.best_path else \
-                labels[marginal.argmax(-1)]
-            ds[f"{name}_mode"] = xr.DataArray(mode, dims=dims[name])
-        return ds
+def _discrete_dataset(discrete: DiscretePosterior) -> Any:
+    """The group discrete_posterior: per latent z its draws `z`, `z_marginal` (over a
+    `z_value` dim labelled with the states' values) and `z_mode`."""
+    import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
+    az = arviz()
+    dims, coords = _one_based(discrete.draws, 2)
+    ds = az.dict_to_dataset(discrete.draws, dims=dims, coords=coords)
+    for name, marginal in discrete.marginals.items():
+        value_dim = f"{name}_value"
+        ds[f"{name}_marginal"] = xr.DataArray(marginal, dims=dims[name] + [value_dim],
+                                              coords={value_dim: discrete.values[name]})
+        ds[f"{name}_mode"] = xr.DataArray(discrete.modes[name], dims=dims[name])
+    return ds
 
 
 def _one_based(values: dict[str, np.ndarray], skip: int, suffix: str = "dim"

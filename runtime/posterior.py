@@ -9,8 +9,8 @@ import torch
 from runtime import advi, nuts
 from runtime.accumulate import Mode
 from runtime.errors import ModelError
+from runtime.evaluate import inference_data
 from runtime.optimize import find_start
-from runtime.output import inference_data
 
 # Random starting points drawn per chain, of which the one with the highest log density is
 # kept. Stan keeps the first finite one; but a start in a region where the density is finite

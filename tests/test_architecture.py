@@ -112,3 +112,18 @@ def test_bgmc_check_does_not_import_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip().endswith("NO-TORCH 0")
+
+
+def test_output_writes_only() -> None:
+    """runtime/output.py builds InferenceData from arrays and writes it: it never runs the
+    model (runtime/evaluate.py does), so it imports neither torch nor the evaluation (the
+    evaluation's result types only for type checking)."""
+    tree = ast.parse((ROOT / "runtime" / "output.py").read_text())
+    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and
+                   isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+                   for n in ast.walk(node)}
+    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and
+               id(n) not in typing_only and n.module} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in modules if m.split(".")[0] == "torch" or
+                m in ("runtime.evaluate", "runtime.accumulate", "runtime.model")}

@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from runtime.data import DataSpec, load_data, read_data_file, unused_names
+from runtime.data import DataSpec, load_data, unused_names
+from runtime.data_files import read_data_file
 from runtime.errors import BgmRuntimeError, DataError
 
 VALIDATION = Path("/work/shared/validation")

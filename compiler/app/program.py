@@ -201,7 +201,7 @@ class Program:
 
     def _sequence_data(self, data: Any, attr: str, missing: str) -> tuple[str, dict[str, Any],
                                                                           dict[str, str]]:
-        from runtime.data import read_data_file  # noqa: PLC0415
+        from runtime.data_files import read_data_file  # noqa: PLC0415
         from runtime.text import encoded  # noqa: PLC0415
         targets = getattr(self.model_class(), attr, ())
         if not targets:
@@ -259,7 +259,7 @@ class Program:
         sets simulated from the prior, each fitted; returns runtime.sbc.SbcResult."""
         from compiler.app.progress import progress as progress_bar  # noqa: PLC0415
         from runtime import sbc  # noqa: PLC0415
-        from runtime.data import read_data_file  # noqa: PLC0415
+        from runtime.data_files import read_data_file  # noqa: PLC0415
         raw = dict(data) if isinstance(data, dict) else read_data_file(data)
         bar = progress_bar(progress, replications)
         try:
