@@ -11,8 +11,7 @@ from typing import Any
 
 from compiler.indexing import classify, element_range, left_index_diagnostic
 from compiler.ir import GraphicalModel, Statement
-from compiler.shapes import int_env
-from compiler.sizes import Size
+from compiler.sizes import Size, int_env
 from dsl.diagnostics import BgmError, Diagnostic, Note
 
 
@@ -22,7 +21,7 @@ def check_targets(model: GraphicalModel) -> None:
     for stmt in model.statements:
         if stmt.target is None:
             continue
-        scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+        scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)
         forms = [classify(i, scopes, ints) for i in stmt.node.target.items]
         errors += [left_index_diagnostic(f.node) for f in forms
                    if f.kind in ("gather", "prefix")]
@@ -61,7 +60,7 @@ _Box = list[tuple[Size, Size] | None]
 
 def _box(stmt: Statement, model: GraphicalModel, ints: dict[str, Any]) -> _Box:
     """The range each left-side index of `stmt` covers (None where not known)."""
-    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)
     return [element_range(classify(item, scopes, ints)) for item in stmt.node.target.items]
 
 

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir import GraphicalModel, Statement
-from compiler.shapes import int_env
-from compiler.sizes import size_of
+from compiler.sizes import int_env, size_of
 from compiler.walk import free_names
 from dsl import nodes as n
 from dsl.printer import format_expr, format_type
@@ -92,7 +91,7 @@ def conjugate_plan(model: GraphicalModel) -> list[Conjugate]:
 
 
 def _binding(model: GraphicalModel, stmt: Statement) -> dict[str, Any]:
-    b = model.bindings[stmt.id]  # type: ignore[attr-defined]
+    b = model.bindings[stmt.id]
     return {p.name: a for p, a in zip(b.params, b.args, strict=True)}
 
 
@@ -102,7 +101,7 @@ def _one(model: GraphicalModel, name: str) -> Conjugate:
         raise NotConjugate(f"'{name}' is defined elementwise; exact posteriors cover a "
                            "latent defined by one statement without loops")
     prior_stmt = defs[0]
-    prior = model.bindings[prior_stmt.id].name  # type: ignore[attr-defined]
+    prior = model.bindings[prior_stmt.id].name
     declared = prior_stmt.node.type
     if declared is not None:  # a vector type is not a truncation: say which it is
         if declared.lower is not None or declared.upper is not None or \
@@ -115,7 +114,7 @@ def _one(model: GraphicalModel, name: str) -> Conjugate:
     if prior not in _PAIRS:
         raise NotConjugate(f"'{name}' has a {prior} prior, which has no conjugate "
                            "likelihood bgm knows (Beta, Gamma, Normal, Dirichlet do)")
-    if model.bindings[prior_stmt.id].form != 0:  # type: ignore[attr-defined]
+    if model.bindings[prior_stmt.id].form != 0:
         raise NotConjugate(f"'{name}''s prior uses an alternative parameterisation")
     prior_args = {k: _simple(model, v, prior_stmt, f"the prior of '{name}'")
                   for k, v in _binding(model, prior_stmt).items()}
@@ -136,9 +135,9 @@ def _term(model: GraphicalModel, name: str, prior: str, stmt: Statement) -> Term
             "observed", "transformed_data"):
         raise NotConjugate(f"{where}: '{name}' is read by a statement that is not a "
                            "likelihood of observed data")
-    family = model.bindings[stmt.id].name  # type: ignore[attr-defined]
+    family = model.bindings[stmt.id].name
     wanted = _PAIRS[prior].get(family)
-    if wanted is None or model.bindings[stmt.id].form != 0:  # type: ignore[attr-defined]
+    if wanted is None or model.bindings[stmt.id].form != 0:
         raise NotConjugate(f"{where}: a {prior} prior is not conjugate to "
                            f"{family} as written")
     args = _binding(model, stmt)

@@ -32,8 +32,7 @@ import networkx as nx
 from compiler.dsep import unrolled
 from compiler.indexing import LoopScope, classify
 from compiler.ir import GraphicalModel, Loop
-from compiler.shapes import int_env
-from compiler.sizes import size_of
+from compiler.sizes import int_env, size_of
 from compiler.walk import children
 from dsl import nodes as n
 from dsl.printer import format_expr, format_range

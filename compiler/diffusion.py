@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir import GraphicalModel, Statement
+from compiler.nets import signature
 from compiler.sizes import NotASize, Size, size_of
 from dsl import nodes as n
 from dsl.diagnostics import Problem
@@ -35,7 +36,6 @@ class DiffusionCall:
 
 def diffusion_call(model: GraphicalModel, call: n.Call, stmt: Statement,
                    ints: dict[str, Any]) -> tuple[DiffusionCall, Size]:
-    from compiler.nets import signature  # noqa: PLC0415  (nets imports shapes lazily)
     target = model.variables[stmt.target]  # type: ignore[index]
     if target.role != "observed":
         raise Problem(f"Diffusion is a distribution over data; '{target.name}' is not data",

@@ -3,7 +3,8 @@
 Each entry gives the parameterisations (the first binds positionally, the others are
 chosen by keyword, rule 18), each parameter's support and event rank, the support of
 the variable, its event rank and whether it is discrete. runtime/distributions.py maps
-the same names onto torch.distributions; a test checks the two tables agree.
+the same names onto torch.distributions; tests/test_distribution_tables.py checks that
+the two tables agree.
 
 Support specs are tuples:
   ("real",)                         the real line

@@ -37,8 +37,7 @@ import networkx as nx
 
 from compiler.indexing import LoopScope
 from compiler.ir import GraphicalModel, Statement
-from compiler.shapes import int_env
-from compiler.sizes import NotASize, Size, size_of
+from compiler.sizes import NotASize, Size, int_env, size_of
 from compiler.walk import children
 from dsl import nodes as n
 

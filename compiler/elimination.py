@@ -25,7 +25,7 @@ from typing import Any
 
 from compiler.indexing import LoopScope, classify
 from compiler.ir import GraphicalModel, Statement
-from compiler.shapes import int_env
+from compiler.sizes import int_env
 from compiler.walk import children
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Problem
@@ -57,7 +57,7 @@ def discrete_latents(model: GraphicalModel) -> list[str]:
 
 def plan_elimination(model: GraphicalModel) -> None:
     errors: list[Diagnostic] = []
-    model.enumerated = {}  # type: ignore[attr-defined]
+    model.enumerated = {}
     owner: dict[int, str] = {}
     for name in discrete_latents(model):
         try:
@@ -74,14 +74,14 @@ def plan_elimination(model: GraphicalModel) -> None:
                     "supported yet", stmt.span,
                     "give one of them a continuous relaxation, or make one of them data"))
             owner[sid] = name
-        model.enumerated[name] = group  # type: ignore[attr-defined]
+        model.enumerated[name] = group
     if errors:
         raise BgmError(errors, model.source)
 
 
 
 def _scopes(model: GraphicalModel, stmt: Statement) -> tuple[LoopScope, ...]:
-    return tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    return tuple(model.scopes[lp.id] for lp in stmt.loops)
 
 
 def _group(model: GraphicalModel, name: str) -> Enumerated:
@@ -108,7 +108,7 @@ def _observed(model: GraphicalModel, terms: list[Statement]) -> tuple[str, ...]:
 
 
 def _not_step_by_step(model: GraphicalModel, name: str, terms: list[Statement]) -> None:
-    sequential = model.sequential_logp  # type: ignore[attr-defined]
+    sequential = model.sequential_logp
     for s in terms:
         if any(lp.id in sequential for lp in s.loops):
             raise Problem(f"'{name}' is a discrete latent read inside a loop run step by "

@@ -144,8 +144,8 @@ def _factor(model: GraphicalModel, sym: _Symbols, stmt: Statement) -> sp.Expr | 
         return sp.exp(sym.expr(stmt.node.expr))
     if stmt.kind != "sample":
         return None
-    binding = model.bindings[stmt.id]  # type: ignore[attr-defined]
-    flow = next((f for f in getattr(model, "flows", {}).values()
+    binding = model.bindings[stmt.id]
+    flow = next((f for f in model.flows.values()
                  if f.draw == stmt.id and not f.implicit), None)
     if flow is not None:  # the change of variables: p_u(f^-1(x)) |det d f^-1 / dx|
         x = sym.expr(n.Index(n.Name(flow.data, span=stmt.span), stmt.node.target.items,
@@ -155,8 +155,8 @@ def _factor(model: GraphicalModel, sym: _Symbols, stmt: Statement) -> sp.Expr | 
         jacobian = sp.Abs(sp.Function(f"det J_{flow.net}⁻¹")(x))
         return sp.Mul(density(binding.name, inverse, *[sym.expr(a) for a in binding.args]),
                       jacobian, evaluate=False)
-    if stmt.id in getattr(model, "diffusions", {}):
-        call = model.diffusions[stmt.id]  # type: ignore[attr-defined]
+    if stmt.id in model.diffusions:
+        call = model.diffusions[stmt.id]
         return density("Diffusion", sym.target(stmt), sp.Function(call.net)(sp.Symbol("t")))
     args = [sym.expr(a) for a in binding.args]
     if binding.form != 0:  # Bernoulli(logits=...): name the parameters of other forms
@@ -213,7 +213,7 @@ def _unused_nets(model: GraphicalModel) -> set[str]:
 
 def _flow_roles(model: GraphicalModel) -> dict[str, str]:
     out = {}
-    for f in getattr(model, "flows", {}).values():
+    for f in model.flows.values():
         how = "a GAN's generator, no density" if f.implicit else "a flow"
         out[f.data] = f"observed, defined by '=' through the net {f.net} ({how})"
         out[f.base] = (f"the noise pushed through {f.net}: drawn afresh when sampling"
@@ -227,7 +227,7 @@ def _flow_roles(model: GraphicalModel) -> dict[str, str]:
 
 def roles(model: GraphicalModel) -> list[str]:
     lines = []
-    enumerated = getattr(model, "enumerated", {})
+    enumerated = model.enumerated
     special = _flow_roles(model)
     for v in model.variables.values():
         if v.role == "const":
@@ -246,7 +246,7 @@ def roles(model: GraphicalModel) -> list[str]:
                                                       if enumerated[v.name].chain else
                                                       " by enumeration")
                     if v.name in enumerated else
-                    f"latent, continuous on {model.supports[v.name].describe()}")  # type: ignore[attr-defined]
+                    f"latent, continuous on {model.supports[v.name].describe()}")
         lines.append(f"{v.name}: {what}")
     return lines
 
@@ -267,8 +267,8 @@ def _transform(support: Any) -> str:
 
 def inference_plan(model: GraphicalModel) -> list[str]:
     lines = []
-    enumerated = getattr(model, "enumerated", {})
-    bases = {f.base for f in getattr(model, "flows", {}).values()}
+    enumerated = model.enumerated
+    bases = {f.base for f in model.flows.values()}
     for v in model.of_role("latent"):
         if v.name in bases:
             continue
@@ -281,7 +281,7 @@ def inference_plan(model: GraphicalModel) -> list[str]:
                          "posterior is recovered after the fit")
         else:
             lines.append(f"{v.name}: sampled or optimised on the unconstrained scale, "
-                         f"transform {_transform(model.supports[v.name])}")  # type: ignore[attr-defined]
+                         f"transform {_transform(model.supports[v.name])}")
     critics = _unused_nets(model)
     for v in model.of_role("param", "net"):
         if v.name in critics:
@@ -294,10 +294,10 @@ def inference_plan(model: GraphicalModel) -> list[str]:
 
 
 def _methods(model: GraphicalModel) -> str:
-    flows = getattr(model, "flows", {})
+    flows = model.flows
     if any(f.implicit for f in flows.values()):
         return "adversarial only (an implicit model has no likelihood)"
-    if getattr(model, "diffusions", {}):
+    if model.diffusions:
         return "svi only (the noise-prediction loss is a stochastic objective)"
     methods = ["map", "mle"]
     if model.of_role("param", "net"):
@@ -408,7 +408,7 @@ def _posterior(model: GraphicalModel, c: Conjugate) -> Posterior:
 def explain(model: GraphicalModel, latex: bool = False) -> str:
     """The explanation as text: formulas in Unicode art, or in LaTeX with `latex`."""
     sym = _Symbols(model)
-    hidden = _unused_nets(model) | {f.base for f in getattr(model, "flows", {}).values()}
+    hidden = _unused_nets(model) | {f.base for f in model.flows.values()}
     unknown = [sym.symbol(v.name) for v in model.of_role("latent", "param", "net")
                if v.name not in hidden]
     observed = [sym.symbol(v.name) for v in model.of_role("observed")]

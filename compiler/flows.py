@@ -83,4 +83,4 @@ def find_flows(model: GraphicalModel) -> None:
                 "nets are trained", other[0].span))
     if errors:
         raise BgmError(errors, model.source)
-    model.flows = flows  # type: ignore[attr-defined]
+    model.flows = flows

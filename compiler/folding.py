@@ -40,7 +40,7 @@ def fold_constants(model: GraphicalModel) -> None:
         # a loop variable named like a const hides it inside the loop
         local = {k: v for k, v in env.items() if k not in {lp.var for lp in stmt.loops}}
         _fold(stmt.expr, local, model.folded, errors)
-        binding = model.bindings.get(stmt.id) if stmt.kind == "sample" else None  # type: ignore[attr-defined]
+        binding = model.bindings.get(stmt.id) if stmt.kind == "sample" else None
         if binding is not None and binding.name in DISTRIBUTIONS and not errors:
             errors += _check_arguments(binding, local)
     if errors:

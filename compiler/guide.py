@@ -136,7 +136,7 @@ def check_guide(model: GraphicalModel, guide: GraphicalModel) -> None:
                 f"the guide draws '{name}' with shape {_shape(g.shape)}, the model has "
                 f"{_shape(m.shape)}", span))
             continue
-        ms, gs = model.supports[name], guide.supports[name]  # type: ignore[attr-defined]
+        ms, gs = model.supports[name], guide.supports[name]
         if (ms.kind, ms.describe()) != (gs.kind, gs.describe()):
             errors.append(Diagnostic(
                 f"the guide's distribution for '{name}' has support {gs.describe()}, but "

@@ -8,13 +8,21 @@ this IR. `validate()` states the invariants tests rely on.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 
 from dsl import nodes as n
 from dsl.diagnostics import InternalError
 from dsl.spans import Source, Span
+
+if TYPE_CHECKING:  # the passes' result types; they import this module
+    from compiler.diffusion import DiffusionCall
+    from compiler.elimination import Enumerated
+    from compiler.flows import Flow
+    from compiler.indexing import LoopScope
+    from compiler.shapes import Binding, ExprType
+    from compiler.supports import Support
 
 ROLES = ("data", "observed", "latent", "deterministic", "transformed_data", "param", "net",
          "const")
@@ -71,6 +79,11 @@ class Variable:
 
 @dataclass
 class GraphicalModel:
+    """The model every pass reads and the results each pass adds, declared here with
+    their types and the pass that fills them (in pipeline order). A field is empty until
+    its pass has run; after `analyse` every one is final and the code generator, the
+    teaching tools and the application layer only read them."""
+
     name: str
     source: Source
     program: n.Program
@@ -78,11 +91,35 @@ class GraphicalModel:
     statements: list[Statement]
     loops: dict[int, Loop]
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
+    # compiler/shapes.py: the type of every expression (by id of its node), the
+    # distribution bound by each `~` (by statement id), the index ranges of each loop
+    # and generator (by loop id, or id of the generator node)
+    types: dict[int, ExprType] = field(default_factory=dict)
+    bindings: dict[int, Binding] = field(default_factory=dict)
+    scopes: dict[int, LoopScope] = field(default_factory=dict)
+    # compiler/diffusion.py (during shapes): statement id -> its Diffusion(...) call
+    diffusions: dict[int, DiffusionCall] = field(default_factory=dict)
+    # compiler/flows.py: flow-defined data, by variable name
+    flows: dict[str, Flow] = field(default_factory=dict)
+    # compiler/loops.py: loop kinds, the loops that must run step by step (in the log
+    # density; when sampling), and the variables each chain loop reads at a lag
     loop_kinds: dict[int, str] = field(default_factory=dict)
+    sequential_logp: set[int] = field(default_factory=set)
+    sequential_sample: set[int] = field(default_factory=set)
+    lagged_reads: dict[int, set[str]] = field(default_factory=dict)
+    # compiler/supports.py: each unknown's support, the names its bounds read, and the
+    # latents some likelihood reaches
+    supports: dict[str, Support] = field(default_factory=dict)
+    bound_reads: dict[str, set[str]] = field(default_factory=dict)
+    likelihood_latents: set[str] = field(default_factory=set)
     # compiler/folding.py: id of a constant expression node -> its value
     folded: dict[int, Any] = field(default_factory=dict)
     # compiler/ranges.py: index and loop-range rules checked once the data is loaded
     range_rules: dict[tuple[object, ...], Any] = field(default_factory=dict)
+    # compiler/elimination.py: the discrete latents summed out, by name
+    enumerated: dict[str, Enumerated] = field(default_factory=dict)
+    # compiler/pipeline.py: the analysed `guide:` block, when the file has one
+    guide: GraphicalModel | None = None
 
     def of_role(self, *roles: str) -> list[Variable]:
         return [v for v in self.variables.values() if v.role in roles]

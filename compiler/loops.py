@@ -15,7 +15,7 @@ import networkx as nx
 
 from compiler.indexing import classify, gather_lag, lag_of
 from compiler.ir import GraphicalModel, Loop, Statement
-from compiler.shapes import int_env
+from compiler.sizes import int_env
 from compiler.walk import children
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Note
@@ -37,9 +37,9 @@ def classify_loops(model: GraphicalModel) -> None:
     errors: list[Diagnostic] = []
     ints = int_env(model)
     model.loop_kinds = {loop_id: "plate" for loop_id in model.loops}
-    model.sequential_logp = set()  # type: ignore[attr-defined]
-    model.sequential_sample = set()  # type: ignore[attr-defined]
-    model.lagged_reads = {}  # type: ignore[attr-defined]
+    model.sequential_logp = set()
+    model.sequential_sample = set()
+    model.lagged_reads = {}
     excluded: set[tuple[str, int]] = set()  # (variable, statement) edges no cycle can use
     for stmt in model.statements:
         reads = loop_reads(model, stmt, ints)
@@ -57,11 +57,11 @@ def classify_loops(model: GraphicalModel) -> None:
             if read.lag == 0 and not read.prefix:
                 continue
             model.loop_kinds[read.loop.id] = "prefix" if read.prefix else "chain"
-            model.lagged_reads.setdefault(read.loop.id, set()).add(read.variable)  # type: ignore[attr-defined]
+            model.lagged_reads.setdefault(read.loop.id, set()).add(read.variable)
             role = model.variables[read.variable].role
-            model.sequential_sample.add(read.loop.id)  # type: ignore[attr-defined]
+            model.sequential_sample.add(read.loop.id)
             if role == "deterministic":
-                model.sequential_logp.add(read.loop.id)  # type: ignore[attr-defined]
+                model.sequential_logp.add(read.loop.id)
     errors += _cycles(model, excluded)
     if errors:
         raise BgmError(errors, model.source)
@@ -91,7 +91,7 @@ def _reads_own_element(stmt: Statement, reads: list[Read], ints: dict[str, Any],
     target = stmt.target
     if target is None or target not in stmt.reads or any(r.variable == target for r in reads):
         return False
-    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)  # type: ignore[attr-defined]
+    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)
     mine = [classify(i, scopes, ints) for i in stmt.node.target.items]
     for node in _occurrences(stmt.expr, target):
         if isinstance(node, n.Name):
@@ -111,7 +111,7 @@ def _always_earlier(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]
     close an element-level cycle."""
     if stmt.target is None:
         return set()
-    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)  # type: ignore[attr-defined]
+    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)
     own = {f.loop.key for f in (classify(i, scopes, ints) for i in stmt.node.target.items)
            if f.kind == "loop" and f.loop is not None and f.offset is not None
            and f.offset.constant == 0}
@@ -154,12 +154,12 @@ def _defined_in(model: GraphicalModel, name: str, loop: Loop) -> bool:
 
 
 def loop_reads(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]) -> list[Read]:
-    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)  # type: ignore[attr-defined]
+    scopes = tuple(model.scopes[loop.id] for loop in stmt.loops)
     reads: list[Read] = []
 
     def visit(e: Any, inner: tuple[Any, ...]) -> None:
         if isinstance(e, n.Generator):
-            scope = model.scopes.get(id(e))  # type: ignore[attr-defined]
+            scope = model.scopes.get(id(e))
             for child in children(e):
                 visit(child, inner + ((scope,) if scope is not None else ()))
             return
@@ -191,7 +191,7 @@ def _item_reads(model: GraphicalModel, stmt: Statement, name: str, items: list[A
     for loop in stmt.loops:
         if not _defined_in(model, name, loop):
             continue
-        scope = model.scopes[loop.id]  # type: ignore[attr-defined]
+        scope = model.scopes[loop.id]
         found: Read | None = None
         for item in items:
             form = classify(item, scopes, ints)

@@ -17,9 +17,9 @@ from typing import Any
 
 from compiler.ir import GraphicalModel, Variable
 from compiler.ranges import IndexRule, record
-from compiler.sizes import NotASize, Size, size_of
+from compiler.sizes import NotASize, Size, int_env, size_of
 from dsl import nodes as n
-from dsl.diagnostics import Problem
+from dsl.diagnostics import BgmError, Problem
 
 SUPPORTED = ("MLP", "GRU", "Transformer", "RealNVP")
 SEQUENCE = {  # keyword: default (None: required)
@@ -142,8 +142,6 @@ def _keywords(model: GraphicalModel, decl: n.NetDecl, kind: str,
 
 def check_nets(model: GraphicalModel) -> None:
     """Every declared net has a signature bgmc supports (called or not)."""
-    from compiler.shapes import int_env  # noqa: PLC0415
-    from dsl.diagnostics import BgmError  # noqa: PLC0415
     ints = int_env(model)
     errors = []
     for v in model.of_role("net"):

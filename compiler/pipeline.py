@@ -42,11 +42,11 @@ def analyse(program: n.Program, source: Source) -> GraphicalModel:
     its own and hung on the model as `model.guide`."""
     model_program, guide_program = split_guide(program)
     model = _passes(model_program, source)
-    model.guide = None  # type: ignore[attr-defined]
+    model.guide = None
     if guide_program is not None:
         guide = _passes(guide_program, source)
         check_guide(model, guide)
-        model.guide = guide  # type: ignore[attr-defined]
+        model.guide = guide
     return model
 
 

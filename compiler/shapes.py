@@ -16,6 +16,7 @@ from typing import Any
 
 import networkx as nx
 
+from compiler.diffusion import diffusion_call
 from compiler.distributions import DISTRIBUTIONS, Param, bind, binding_problem
 from compiler.functions import FUNCTIONS, GENERATOR_REDUCTIONS
 from compiler.indexing import (
@@ -26,6 +27,7 @@ from compiler.indexing import (
     left_index_diagnostic,
 )
 from compiler.ir import GraphicalModel, Statement, Variable
+from compiler.nets import signature
 from compiler.ranges import (
     ExprValueRule,
     IndexRule,
@@ -34,7 +36,7 @@ from compiler.ranges import (
     ValueRule,
     record,
 )
-from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
+from compiler.sizes import NotASize, Size, int_env, shape_text, size_diagnostic, size_of
 from compiler.walk import calls, free_names
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note, Problem
@@ -87,18 +89,6 @@ class _Unknown(Exception):
         self.name = name
 
 
-def int_env(model: GraphicalModel) -> dict[str, Any]:
-    """Names allowed in sizes: int scalar data (value unknown) and integer consts."""
-    env: dict[str, Any] = {}
-    for v in model.variables.values():
-        if v.role in ("data", "observed") and v.declared_type is not None \
-                and v.declared_type.base == "int" and not v.declared_type.dims:
-            env[v.name] = None
-        elif v.role == "const" and isinstance(v.value, int):
-            env[v.name] = v.value
-    return env
-
-
 def infer_shapes(model: GraphicalModel) -> None:
     ctx = _Context(model)
     ctx.run()
@@ -113,10 +103,10 @@ class _Context:
         self.errors: list[Diagnostic] = []
         self.unknown: list[n.Name] = []  # reads of variables whose shape failed (no cascade)
         self.generator_keys = 0  # negative LoopScope keys handed to generator variables
-        model.types = {}  # type: ignore[attr-defined]
-        model.bindings = {}  # type: ignore[attr-defined]
-        model.diffusions = {}  # type: ignore[attr-defined]  # compiler/diffusion.py
-        model.scopes = {}  # type: ignore[attr-defined]
+        model.types = {}
+        model.bindings = {}
+        model.diffusions = {}  # compiler/diffusion.py
+        model.scopes = {}
 
     def fail(self, exc: ShapeError | NotASize) -> None:
         if isinstance(exc, NotASize):
@@ -609,7 +599,7 @@ class _Expr:
         self.scopes = scopes
 
     def record(self, e: Any, t: ExprType) -> ExprType:
-        self.ctx.model.types[id(e)] = t  # type: ignore[attr-defined]
+        self.ctx.model.types[id(e)] = t
         return t
 
     def type(self, e: Any) -> ExprType:
@@ -789,7 +779,7 @@ class _Expr:
         key = self.ctx.generator_keys
         inner = _Expr(self.ctx, self.scopes + (LoopScope(key, e.var.id, lo, hi),))
         body = inner.type(e.body)
-        self.ctx.model.scopes[id(e)] = inner.scopes[-1]  # type: ignore[attr-defined]
+        self.ctx.model.scopes[id(e)] = inner.scopes[-1]
         return ExprType(body.shape, body.integer and e.func.id in ("sum", "prod", "max", "min"))
 
     def _call(self, e: n.Call) -> ExprType:
@@ -810,7 +800,6 @@ class _Expr:
 
     def _net_call(self, v: Variable, e: n.Call) -> ExprType:
         """`f(x)`: x's last dimension is the net's input size; the output replaces it."""
-        from compiler.nets import signature  # noqa: PLC0415  (nets imports sizes only)
         try:
             sig = signature(self.ctx.model, v, self.ctx.ints)
         except Problem as exc:  # at the declaration, where the mistake is
@@ -982,13 +971,12 @@ class _Expr:
     def _diffusion(self, e: n.Call, stmt: Statement) -> Binding:
         """Diffusion(eps, steps=, schedule=): checked by compiler/diffusion.py, recorded on
         model.diffusions; an event of the net's output width, no value arguments."""
-        from compiler.diffusion import diffusion_call  # noqa: PLC0415
         try:
             call, width = diffusion_call(self.ctx.model, e, stmt, self.ctx.ints)
         except Problem as exc:
             raise ShapeError(exc.diagnostic.message, exc.diagnostic, exc.diagnostic.hint) \
                 from None
-        self.ctx.model.diffusions[stmt.id] = call  # type: ignore[attr-defined]
+        self.ctx.model.diffusions[stmt.id] = call
         return Binding("Diffusion", 0, (), (), (width,), 1)
 
     def _lkj_shape(self, stmt: Statement, e: Any) -> Shape:

@@ -8,11 +8,14 @@ rejected: a size never depends on a latent (rule 12).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsl import nodes as n
 from dsl.diagnostics import Diagnostic
 from dsl.printer import format_expr
+
+if TYPE_CHECKING:
+    from compiler.ir import GraphicalModel
 
 Monomial = tuple[str, ...]  # sorted names; () is the constant term
 
@@ -164,3 +167,15 @@ def size_diagnostic(exc: NotASize, variables: dict[str, Any]) -> Diagnostic:
         return Diagnostic(f"a size cannot depend on '{v.name}', which is computed by '='",
                           span, f"{fixed}: use int data or a const")
     return Diagnostic(str(exc), span)
+
+
+def int_env(model: GraphicalModel) -> dict[str, Any]:
+    """Names allowed in sizes: int scalar data (value unknown) and integer consts."""
+    env: dict[str, Any] = {}
+    for v in model.variables.values():
+        if v.role in ("data", "observed") and v.declared_type is not None \
+                and v.declared_type.base == "int" and not v.declared_type.dims:
+            env[v.name] = None
+        elif v.role == "const" and isinstance(v.value, int):
+            env[v.name] = v.value
+    return env

@@ -17,8 +17,7 @@ from compiler import consts
 from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import GraphicalModel, Statement, Variable
 from compiler.ranges import IndexRule, record
-from compiler.shapes import int_env
-from compiler.sizes import NotASize, Size, size_of
+from compiler.sizes import NotASize, Size, int_env, size_of
 from compiler.walk import free_names
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Problem
@@ -69,7 +68,7 @@ def type_support(t: n.Type, statement: int | None) -> Support:
 
 
 def prior_support(stmt: Statement, model: GraphicalModel) -> Support:
-    binding = model.bindings[stmt.id]  # type: ignore[attr-defined]
+    binding = model.bindings[stmt.id]
     spec = DISTRIBUTIONS[binding.name]
     args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
     kind, *bounds = spec.support
@@ -82,17 +81,17 @@ def prior_support(stmt: Statement, model: GraphicalModel) -> Support:
 
 def infer_supports(model: GraphicalModel) -> None:
     errors: list[Diagnostic] = []
-    model.supports = {}  # type: ignore[attr-defined]
-    model.bound_reads = {}  # type: ignore[attr-defined]
+    model.supports = {}
+    model.bound_reads = {}
     for v in model.of_role("latent", "param"):
         try:
-            model.supports[v.name] = (  # type: ignore[attr-defined]
+            model.supports[v.name] = (
                 _latent_support(v, model) if v.role == "latent" else _param_support(v))
         except Problem as exc:
             errors.append(exc.diagnostic)
             continue
-        s = model.supports[v.name]  # type: ignore[attr-defined]
-        model.bound_reads[v.name] = {x.id for b in (s.lower, s.upper)  # type: ignore[attr-defined]
+        s = model.supports[v.name]
+        model.bound_reads[v.name] = {x.id for b in (s.lower, s.upper)
                                      if b is not None and not isinstance(b, (int, float))
                                      for x in free_names(b) if x.id in model.variables}
     for stmt in model.statements:
@@ -101,7 +100,7 @@ def infer_supports(model: GraphicalModel) -> None:
             problem = _data_problem(stmt, model)
             if problem:
                 errors.append(problem)
-    model.likelihood_latents = _likelihood_latents(model)  # type: ignore[attr-defined]
+    model.likelihood_latents = _likelihood_latents(model)
     if errors:
         raise BgmError(errors, model.source)
 
@@ -110,7 +109,7 @@ def infer_supports(model: GraphicalModel) -> None:
 def _latent_support(v: Variable, model: GraphicalModel) -> Support:
     statements = model.defining(v.name)
     first = statements[0]
-    spec = DISTRIBUTIONS[model.bindings[first.id].name]  # type: ignore[attr-defined]
+    spec = DISTRIBUTIONS[model.bindings[first.id].name]
     if spec.discrete:
         return _discrete_support(v, model)
     priors = [prior_support(s, model) for s in statements]
@@ -141,7 +140,7 @@ def _discrete_support(v: Variable, model: GraphicalModel) -> Support:
     the argument p (Categorical's K)."""
     statements = model.defining(v.name)
     first = statements[0]
-    binding = model.bindings[first.id]  # type: ignore[attr-defined]
+    binding = model.bindings[first.id]
     spec = DISTRIBUTIONS[binding.name]
     args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
     _, lo, hi = spec.support
@@ -185,7 +184,7 @@ def _discrete_support(v: Variable, model: GraphicalModel) -> Support:
 def _length(args: dict[str, Any], hi: str, model: GraphicalModel) -> Any:
     """The size K of a "len:p" bound (Categorical's last dimension), a Size or None."""
     arg = args.get(hi[4:], next(iter(args.values()), None))
-    t = model.types.get(id(arg)) if arg is not None else None  # type: ignore[attr-defined]
+    t = model.types.get(id(arg)) if arg is not None else None
     shape = getattr(t, "shape", None)
     return shape[-1] if shape else None
 
@@ -207,7 +206,7 @@ def _check_int_inside(v: Variable, t: n.Type, stmt: Statement, spec_name: str,
     (Categorical's 1..K): decided here when the bounds differ by a constant, else checked
     when the data is loaded."""
     ints = int_env(model)
-    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)
     guards = tuple((sc.lo, sc.hi) for sc in scopes)
     ends = ["inf" if b is None else str(b) if isinstance(b, Size) else _text(b)
             for b in (lower, upper)]
@@ -252,7 +251,7 @@ def _check_inside(v: Variable, declared: Support, t: n.Type, prior: Support,
     """Rule 7: the declared support (type `t`, written on one of the definitions) must
     lie inside the support of each definition's prior."""
     where = t.span if stmt.node.type is not None else stmt.node.dist.span
-    spec_name = model.bindings[stmt.id].name  # type: ignore[attr-defined]
+    spec_name = model.bindings[stmt.id].name
     if prior.kind == "real":
         return
     if prior.kind in ("simplex", "cholesky_corr"):
@@ -305,7 +304,7 @@ def _suggested(t: n.Type, prior: Support) -> n.Type:
 
 
 def _data_problem(stmt: Statement, model: GraphicalModel) -> Diagnostic | None:
-    binding = model.bindings[stmt.id]  # type: ignore[attr-defined]
+    binding = model.bindings[stmt.id]
     spec = DISTRIBUTIONS[binding.name]
     target = model.variables[stmt.target]  # type: ignore[index]
     if not spec.discrete:

@@ -24,13 +24,23 @@ ROOT = Path(__file__).resolve().parents[1]
 LIGHT_RUNTIME = {"runtime.errors", "runtime.files"}
 
 
-def _imported(path: Path, top_level_only: bool) -> set[str]:
+def _typing_only(tree: ast.AST) -> set[int]:
+    """ids of the nodes under `if TYPE_CHECKING:` (imports for annotations only)."""
+    return {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and
+            isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+            for n in ast.walk(node)}
+
+
+def _imported(path: Path, top_level_only: bool, typing: bool = True) -> set[str]:
     """Full dotted names of the absolute imports of a module (`from a.b import c` gives
-    a.b and a.b.c)."""
+    a.b and a.b.c); typing=False leaves out the imports made for annotations only."""
     tree = ast.parse(path.read_text())
     nodes = tree.body if top_level_only else list(ast.walk(tree))
+    skip = set() if typing else _typing_only(tree)
     found: set[str] = set()
     for node in nodes:
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -118,12 +128,30 @@ def test_output_writes_only() -> None:
     """runtime/output.py builds InferenceData from arrays and writes it: it never runs the
     model (runtime/evaluate.py does), so it imports neither torch nor the evaluation (the
     evaluation's result types only for type checking)."""
-    tree = ast.parse((ROOT / "runtime" / "output.py").read_text())
-    typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and
-                   isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
-                   for n in ast.walk(node)}
-    modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and
-               id(n) not in typing_only and n.module} | \
-        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    modules = _imported(ROOT / "runtime" / "output.py", top_level_only=False, typing=False)
     assert not {m for m in modules if m.split(".")[0] == "torch" or
                 m in ("runtime.evaluate", "runtime.accumulate", "runtime.model")}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def test_the_compiler_has_no_import_cycle() -> None:
+    """The modules of dsl/ and compiler/ (outside the application layer) import each other
+    without a cycle, counting imports inside functions too: a cycle broken by a lazy import
+    is still a cycle."""
+    import networkx as nx  # noqa: PLC0415
+    paths = _modules("dsl") + _outside_app()
+    names = {_module_name(p) for p in paths}
+    graph = nx.DiGraph()
+    for path in paths:
+        source = _module_name(path)
+        graph.add_node(source)
+        for imported in _imported(path, top_level_only=False, typing=False):
+            target = imported if imported in names else imported.rpartition(".")[0]
+            if target in names and target != source:
+                graph.add_edge(source, target)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, f"import cycles: {cycles[:3]}"

@@ -111,7 +111,7 @@ class Program:
         from compiler.app.userfiles import fitted_values  # noqa: PLC0415
         bound = self.bind(data, device="cpu", simulate=True)
         model = self.compiled.model
-        bases = {f.base for f in getattr(model, "flows", {}).values()}  # drawn afresh
+        bases = {f.base for f in model.flows.values()}  # drawn afresh
         latents = [v.name for v in model.of_role("latent", "param", "net")
                    if not (v.role == "latent" and v.discrete) and v.name not in bases]
         return fitted_values(bound, fit, latents, draws, seed)

@@ -40,18 +40,18 @@ def write_class_attributes(ctx: ModuleContext) -> None:
     discrete = [v.name for v in m.of_role("latent") if is_discrete_latent(m, v.name)]
     if discrete:
         o.line(f"discrete_names = {str_tuple_code(discrete)}")
-    flows = getattr(m, "flows", {}).values()
+    flows = m.flows.values()
     in_flows = {f.base for f in flows} | {f.net for f in flows}
     unidentified = sorted(v.name for v in m.of_role("latent", "param", "net")
-                          if v.name not in m.likelihood_latents and  # type: ignore[attr-defined]
+                          if v.name not in m.likelihood_latents and
                           v.name not in in_flows)
     o.line(f"latents_without_likelihood = {str_tuple_code(unidentified)}")
     o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
-    implicit = [f.data for f in getattr(m, "flows", {}).values() if f.implicit]
+    implicit = [f.data for f in m.flows.values() if f.implicit]
     if implicit:
         o.line(f"implicit_names = {str_tuple_code(implicit)}  # no likelihood: --method "
                "adversarial")
-    diffusions = sorted({m.statements[i].target for i in m.diffusions})  # type: ignore[attr-defined]
+    diffusions = sorted({m.statements[i].target for i in m.diffusions})
     if diffusions:
         o.line(f"diffusion_names = {str_tuple_code(diffusions)}  # trained by the "
                "noise-prediction loss: --method svi")
@@ -91,7 +91,7 @@ def _plates(ctx: ModuleContext) -> dict[str, list[str]]:
         group_sizes = set() if group is None or group.chain else \
             {_size_name(p.hi, data_ints) for p in group.plate}
         for lp in stmt.loops:
-            sc = m.scopes[lp.id]  # type: ignore[attr-defined]
+            sc = m.scopes[lp.id]
             name = _size_name(sc.hi, data_ints)
             if name is None:
                 continue

@@ -29,11 +29,11 @@ def write_constrain(ctx: ModuleContext, name: str) -> None:
     if is_discrete_latent(ctx.model, name):
         write_enumeration(ctx, name)
         return
-    s: Support = ctx.model.supports[name]  # type: ignore[attr-defined]
+    s: Support = ctx.model.supports[name]
     if s.kind == "int":  # declared int, but drawn from a continuous prior
         first = ctx.model.defining(name)[0]
         t = v.declared_type
-        prior = ctx.model.bindings[first.id].name  # type: ignore[attr-defined]
+        prior = ctx.model.bindings[first.id].name
         raise Unsupported(f"'{name}' is declared int, but its prior {prior} is a "
                           "continuous distribution", t if t is not None else first.node)
     py = ctx.names[name]

@@ -12,7 +12,7 @@ from compiler.codegen.emitter import Emitter, tuple_code
 from compiler.codegen.exprs import ExprCompiler, Scope
 from compiler.ir import GraphicalModel, Statement
 from compiler.names import python_names
-from compiler.shapes import int_env
+from compiler.sizes import int_env
 
 
 @dataclass
@@ -52,7 +52,7 @@ class ModuleContext:
     def scope(self, stmt: Statement, sequential: Any = None) -> Scope:
         """The loops around a statement; with `sequential`, that loop runs step by step
         (its variable is a Python int) and the others are vectorised."""
-        scopes = tuple(self.model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+        scopes = tuple(self.model.scopes[lp.id] for lp in stmt.loops)
         if sequential is None:
             return Scope(scopes)
         seq = tuple(s for s in scopes if s.key == sequential.id)

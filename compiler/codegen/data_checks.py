@@ -16,7 +16,7 @@ from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import Statement
 from compiler.ranges import ExprValueRule, LoopRule, SizeMatch, ValueRule
 from compiler.sizes import Size
-from compiler.walk import free_names
+from compiler.walk import calls, children, free_names
 from dsl import nodes as n
 from dsl.printer import format_expr, format_simple
 
@@ -80,7 +80,6 @@ def write_check_sizes(ctx: ModuleContext) -> None:
 
 def _index_nodes(ctx: ModuleContext) -> dict[int, Any]:
     """Every expression node of the statements by id (for rules that name one)."""
-    from compiler.walk import children  # noqa: PLC0415
     found: dict[int, Any] = {}
     stack = [r for stmt in ctx.model.statements
              for r in (stmt.expr, getattr(stmt.node, "target", None)) if r is not None]
@@ -96,7 +95,6 @@ def _nonempty_generators(ctx: ModuleContext) -> Iterator[tuple[n.Generator, Size
     """The generators that have no value over an empty range (mean, max, min and
     log_sum_exp; a sum of nothing is 0 and a product 1) whose length the data decides,
     with that length. An empty one the source fixes is an error here."""
-    from compiler.walk import calls  # noqa: PLC0415
     seen: set[int] = set()
     for stmt in ctx.model.statements:
         node = stmt.node
@@ -109,10 +107,10 @@ def _nonempty_generators(ctx: ModuleContext) -> Iterator[tuple[n.Generator, Size
             for e in calls(root):
                 if not isinstance(e, n.Generator) or id(e) in seen or \
                         e.func.id not in ("mean", "max", "min", "log_sum_exp") or \
-                        id(e) not in ctx.model.scopes:  # type: ignore[attr-defined]
+                        id(e) not in ctx.model.scopes:
                     continue
                 seen.add(id(e))
-                length = ctx.model.scopes[id(e)].length  # type: ignore[attr-defined]
+                length = ctx.model.scopes[id(e)].length
                 if length.constant is not None:
                     if length.constant < 1:
                         raise Unsupported(f"'{e.func.id}' of an empty range has no value",
@@ -144,7 +142,7 @@ def write_check_data(ctx: ModuleContext) -> None:
 def _support_check(ctx: ModuleContext, stmt: Statement) -> str | None:
     """The `rt.check_support` call for a `~` of data, when its distribution's support
     (an interval, integers or the simplex) has bounds that read only data."""
-    binding = ctx.model.bindings[stmt.id]  # type: ignore[attr-defined]
+    binding = ctx.model.bindings[stmt.id]
     spec = DISTRIBUTIONS[binding.name]
     kind, *bounds = spec.support
     if kind not in ("interval", "int", "simplex"):

@@ -17,8 +17,8 @@ from compiler.supports import Support
 
 def distribution_code(ctx: ModuleContext, stmt: Statement, scope: Scope, ex: ExprCompiler,
                       value_rank: int) -> tuple[str, int]:
-    binding = ctx.model.bindings[stmt.id]  # type: ignore[attr-defined]
-    diffusion = ctx.model.diffusions.get(stmt.id)  # type: ignore[attr-defined]
+    binding = ctx.model.bindings[stmt.id]
+    diffusion = ctx.model.diffusions.get(stmt.id)
     if diffusion is not None:
         return _diffusion_code(ctx, diffusion, scope, ex), value_rank - 1
     spec = DISTRIBUTIONS[binding.name]
@@ -60,7 +60,7 @@ def _diffusion_code(ctx: ModuleContext, call: Any, scope: Scope, ex: ExprCompile
 
 def truncation_code(ctx: ModuleContext, s: Support, stmt: Statement, scope: Scope,
                     ex: ExprCompiler) -> str:
-    prior = DISTRIBUTIONS[ctx.model.bindings[stmt.id].name].support  # type: ignore[attr-defined]
+    prior = DISTRIBUTIONS[ctx.model.bindings[stmt.id].name].support
     if s.kind == "ordered":
         return ", ordered=True"
     if s.kind != "interval" or prior[0] == "interval" and prior[1:] == (s.lower, s.upper):

@@ -23,14 +23,14 @@ def is_discrete_latent(model: GraphicalModel, name: str) -> bool:
 
 def enumeration_group_of(model: GraphicalModel, stmt: Statement) -> Any:
     """The discrete latent whose enumeration this statement's value carries, if any."""
-    for group in model.enumerated.values():  # type: ignore[attr-defined]
+    for group in model.enumerated.values():
         if stmt.id in group.terms:
             return group
     return None
 
 
 def is_summed_out_chain(model: GraphicalModel, name: str) -> bool:
-    group = model.enumerated.get(name)  # type: ignore[attr-defined]
+    group = model.enumerated.get(name)
     return group is not None and group.chain
 
 
@@ -47,7 +47,7 @@ def previous_step_value(ctx: ModuleContext, name: str, items: tuple[Any, ...], s
 
 def write_enumeration(ctx: ModuleContext, name: str) -> None:
     """The values a discrete latent takes, all at once in their own dimension."""
-    group = ctx.model.enumerated[name]  # type: ignore[attr-defined]
+    group = ctx.model.enumerated[name]
     stmt = ctx.model.statements[group.statement]
     lo, hi = _int_bounds(ctx, stmt)
     per = f" per element of 'for {', '.join(p.var for p in group.plate)}'" \
@@ -70,8 +70,8 @@ def write_enumeration(ctx: ModuleContext, name: str) -> None:
 def _int_bounds(ctx: ModuleContext, stmt: Statement) -> tuple[str, str]:
     """Code for the lowest and highest value of a discrete latent (known once data is
     loaded: compiler/supports.py checks its bounds read only data)."""
-    s: Support = ctx.model.supports[stmt.target]  # type: ignore[attr-defined]
-    binding = ctx.model.bindings[stmt.id]  # type: ignore[attr-defined]
+    s: Support = ctx.model.supports[stmt.target]
+    binding = ctx.model.bindings[stmt.id]
     args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
     scope = ctx.scope(stmt)
     ex = ctx.exprs()
@@ -109,7 +109,7 @@ def check_plate_dims(value: Value, scope: Scope, group: Any, stmt: Statement) ->
 
 def write_sum_out(ctx: ModuleContext) -> None:
     """The plan for the discrete latents, then one logsumexp each."""
-    for name, group in ctx.model.enumerated.items():  # type: ignore[attr-defined]
+    for name, group in ctx.model.enumerated.items():
         stmt = ctx.model.statements[group.statement]
         if group.chain:
             ctx.out.comment(f"{ctx.where(stmt.span)}  sum out the chain {name}: log sum "

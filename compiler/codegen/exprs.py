@@ -14,6 +14,7 @@ from typing import Any
 from compiler.functions import FUNCTIONS
 from compiler.indexing import IndexForm, LoopScope, classify
 from compiler.ir import GraphicalModel
+from compiler.nets import SEQUENCE, signature
 from compiler.shapes import ExprType
 from compiler.sizes import Size
 from dsl import nodes as n
@@ -115,7 +116,7 @@ class ExprCompiler:
         return code
 
     def etype(self, e: Any) -> ExprType:
-        t = self.model.types.get(id(e))  # type: ignore[attr-defined]
+        t = self.model.types.get(id(e))
         if t is None:  # pragma: no cover - shapes.py types every expression
             where = getattr(e, "span", None)
             raise InternalError(f"untyped expression {type(e).__name__} at {where}")
@@ -324,7 +325,7 @@ class ExprCompiler:
             if taken is not None:
                 return taken  # type: ignore[no-any-return]
         rank = len(v.shape or ())
-        if id(node) in self.model.types:  # type: ignore[attr-defined]
+        if id(node) in self.model.types:
             integer = self.etype(node).integer
         else:  # the left side of a `~` is not typed by shapes.py: use the declaration
             integer = v.discrete or (v.declared_type is not None and
@@ -447,7 +448,7 @@ class ExprCompiler:
 
     # ---- calls
     def _generator(self, e: n.Generator, scope: Scope) -> Value:
-        gscope = self.model.scopes[id(e)]  # type: ignore[attr-defined]
+        gscope = self.model.scopes[id(e)]
         if gscope.key in scope.keys():
             # a generator directly inside another can share its key: give it one of its own
             gscope = replace(gscope, key=-(10 ** 9) - len(scope.loops))
@@ -521,7 +522,6 @@ class ExprCompiler:
     def _net_call(self, v: Any, e: n.Call, scope: Scope) -> Value:
         """`f(x)`: the net applied to x's last dimension, batched over everything before
         it (chains, loops) with one matrix product per layer."""
-        from compiler.nets import signature  # noqa: PLC0415
         sig = signature(self.model, v, self.ints)
         if sig.sequence:
             return self._causal_call(v, sig, e.args[0], scope)
@@ -543,7 +543,6 @@ class ExprCompiler:
 
     def seqnet_spec(self, sig: Any, scope: Scope | None = None) -> str:
         """`rt.seqnet(...)`: a causal net's kind and sizes, as runtime/seqnets.py takes them."""
-        from compiler.nets import SEQUENCE  # noqa: PLC0415
         sizes = [self.size(sig.option(k), scope) if k in SEQUENCE[sig.kind] else "1"
                  for k in ("vocab", "dim", "layers", "heads", "context")]
         return f"rt.seqnet({sig.kind.lower()!r}, {', '.join(sizes)})"

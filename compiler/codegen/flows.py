@@ -14,13 +14,13 @@ from dsl.printer import format_simple
 
 
 def flow_of_base(model: GraphicalModel, name: str) -> Any:
-    return next((f for f in getattr(model, "flows", {}).values() if f.base == name),
+    return next((f for f in model.flows.values() if f.base == name),
                 None)
 
 
 def flow_data_scored(model: GraphicalModel, stmt: Statement) -> str | None:
     """The data a flow's statement scores (its base's draw, or its `=`), if any."""
-    for f in getattr(model, "flows", {}).values():
+    for f in model.flows.values():
         if stmt.id in (f.draw, f.assign):
             return f.data  # type: ignore[no-any-return]
     return None

@@ -21,7 +21,7 @@ def write_module_header(ctx: ModuleContext) -> None:
         names = [v.name for v in m.of_role(role) if flow_of_base(m, v.name) is None]
         if names:
             o.line(f"{title}: {', '.join(names)}.")
-    for f in getattr(m, "flows", {}).values():
+    for f in m.flows.values():
         o.line(f"Flow: {f.data} = {f.net}({f.base}), {f.base} = {f.net}^-1({f.data}) "
                "computed from the data.")
     o.line('"""')

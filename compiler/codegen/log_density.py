@@ -16,7 +16,7 @@ from compiler.codegen.transformed_data import is_transformed_data_unit
 def write_log_density(ctx: ModuleContext) -> None:
     o = ctx.out
     o.blank()
-    implicit = [f for f in getattr(ctx.model, "flows", {}).values() if f.implicit]
+    implicit = [f for f in ctx.model.flows.values() if f.implicit]
     with o.indent("def log_density(self, data__, u__, acc__):"):
         o.line('"""The log joint density at unconstrained values u__ (batched), '
                'accumulated in acc__."""')

@@ -53,7 +53,7 @@ def _module_source(model: GraphicalModel) -> str:
     o.blank()
     o.line("")
     _write_model_class(ctx)
-    guide = getattr(model, "guide", None)
+    guide = model.guide
     if guide is not None:
         o.blank()
         o.line("")

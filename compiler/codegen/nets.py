@@ -13,12 +13,12 @@ from compiler.codegen.exprs import Scope
 from compiler.codegen.node_walk import subnodes
 from compiler.indexing import classify
 from compiler.ir import Statement
+from compiler.nets import signature
 from compiler.sizes import Size
 from dsl import nodes as n
 
 
 def net_signature(ctx: ModuleContext, v: Any) -> Any:
-    from compiler.nets import signature  # noqa: PLC0415
     return signature(ctx.model, v, ctx.ints)
 
 
@@ -61,7 +61,7 @@ def write_call_net(ctx: ModuleContext) -> None:
     """`call_net(data__, name, w, x)`: an MLP of the model applied to x, for a critic
     that no statement calls (adversarial training of an implicit model)."""
     nets = [v for v in ctx.model.of_role("net") if net_signature(ctx, v).kind == "MLP"]
-    if not any(f.implicit for f in getattr(ctx.model, "flows", {}).values()) or not nets:
+    if not any(f.implicit for f in ctx.model.flows.values()) or not nets:
         return
     o = ctx.out
     o.blank()

@@ -16,7 +16,7 @@ from compiler.elimination import reads_of
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Loop, Statement
 from compiler.loops import loop_reads  # the one analysis of which iteration a read is at
-from compiler.shapes import int_env
+from compiler.sizes import int_env
 from dsl.diagnostics import BgmError, Diagnostic
 
 
@@ -92,12 +92,12 @@ def _initial(model: GraphicalModel, unit: Unit, seq: Unit) -> bool:
     ints = int_env(model)
     first: dict[str, Any] = {}
     for s in seq.body:  # the first element the loop defines of each of its variables
-        scopes = tuple(model.scopes[lp.id] for lp in s.loops)  # type: ignore[attr-defined]
+        scopes = tuple(model.scopes[lp.id] for lp in s.loops)
         form = classify(s.node.target.items[0], scopes, ints) if s.node.target.items else None
         if form is not None and form.kind == "loop" and form.loop is not None \
                 and form.loop.key == loop.id and form.offset is not None:
             first[s.target] = form.loop.lo + form.offset  # type: ignore[index]
-    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)  # type: ignore[attr-defined]
+    scopes = tuple(model.scopes[lp.id] for lp in stmt.loops)
     for name, items in _reads_of(stmt.expr, seq.sequential_vars):
         if not items or name not in first:
             return False
@@ -114,14 +114,14 @@ def _reads_of(e: Any, names: set[str]) -> list[tuple[str, tuple[Any, ...]]]:
 
 
 def _read_lagged(model: GraphicalModel, loop: Loop, name: str) -> bool:
-    return name in model.lagged_reads.get(loop.id, set())  # type: ignore[attr-defined]
+    return name in model.lagged_reads.get(loop.id, set())
 
 
 def plan(model: GraphicalModel, sampling: bool, constrain: bool,
          predictive: bool = False) -> list[Unit]:
     """Units in the order they run (the log density constrains latents and params;
     samplers don't; the predictive sampler is given the latents and params)."""
-    seq_loops = model.sequential_sample if sampling else model.sequential_logp  # type: ignore[attr-defined]
+    seq_loops = model.sequential_sample if sampling else model.sequential_logp
     units: list[Unit] = []
     grouped: set[int] = set()
     for loop in sorted((model.loops[i] for i in seq_loops), key=lambda lp: lp.id):
@@ -149,7 +149,7 @@ def plan(model: GraphicalModel, sampling: bool, constrain: bool,
     if constrain:  # latents, and point parameters (at their declaration)
         for v in model.of_role("latent", "param", "net"):
             span = model.statements[v.defs[0]].span if v.role == "latent" else v.span
-            reads = set(model.bound_reads.get(v.name, ()))  # type: ignore[attr-defined]
+            reads = set(model.bound_reads.get(v.name, ()))
             if v.discrete:  # its values are enumerated from its prior's arguments (K = len(p))
                 reads |= set(model.statements[v.defs[0]].reads) - {v.name}
             units.append(Unit("constrain", (span.line, span.column - 1),

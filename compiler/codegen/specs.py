@@ -62,7 +62,7 @@ def write_latent_specs(ctx: ModuleContext) -> None:
 
 
 def _write_latent_spec(ctx: ModuleContext, v: Any) -> None:
-    s = ctx.model.supports[v.name]  # type: ignore[attr-defined]
+    s = ctx.model.supports[v.name]
     shape = ctx.shape_code(v.shape)
     ctx.out.line(f"rt.Latent({v.name!r}, {shape}, {_support_kind(s)!r}),")
 

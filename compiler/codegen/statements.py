@@ -84,7 +84,7 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
                   ex: ExprCompiler) -> None:
     o = ctx.out
     target = ctx.model.variables[stmt.target]  # type: ignore[index]
-    binding = ctx.model.bindings[stmt.id]  # type: ignore[attr-defined]
+    binding = ctx.model.bindings[stmt.id]
     elem = _target_element_rank(ctx, stmt)
     dist_code, _ = distribution_code(ctx, stmt, scope, ex, elem)
     if mode == "logp":
@@ -98,7 +98,7 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
             o.line(enumerated_term(group, stmt, f"{dist_code}.log_prob({code})", ndims))
             return
         kind = "prior" if target.role == "latent" else "likelihood"
-        if stmt.id in ctx.model.diffusions:  # type: ignore[attr-defined]
+        if stmt.id in ctx.model.diffusions:
             o.comment("not a density: minus the noise-prediction loss at a random step "
                       "t and noise (a Monte Carlo objective, for --method svi)")
         term = flow_data_scored(ctx.model, stmt)
@@ -109,7 +109,7 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
         return
     shape = draw_shape(ctx, stmt, scope, ex)
     if ctx.drawing_guide:
-        s = ctx.model.supports[target.name]  # type: ignore[attr-defined]
+        s = ctx.model.supports[target.name]
         if truncation_code(ctx, s, stmt, scope, ex):
             raise Unsupported(f"the guide's distribution for '{target.name}' must have "
                               "the latent's support by itself: a guide cannot truncate "
@@ -117,7 +117,7 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
         draw = (f"rt.rdraw({dist_code}, shape__ + {shape}, {ctx.where(stmt.span)!r}, "
                 f"acc__, {target.name!r})")
     elif target.role == "latent":
-        s = ctx.model.supports[target.name]  # type: ignore[attr-defined]
+        s = ctx.model.supports[target.name]
         draw = f"rt.draw({dist_code}, shape__ + {shape}, {ctx.where(stmt.span)!r}" + \
             truncation_code(ctx, s, stmt, scope, ex) + ")"
     elif causal_net_calls(ctx, stmt) and scope.sequential:  # decoding: --temperature, --prompt ...
@@ -144,7 +144,7 @@ def _write_step_by_step_loop(ctx: ModuleContext, u: Unit, mode: str) -> None:
     o = ctx.out
     loop = u.loop
     assert loop is not None
-    scope0 = ctx.model.scopes[loop.id]  # type: ignore[attr-defined]
+    scope0 = ctx.model.scopes[loop.id]
     ex = ctx.exprs()
     names = ", ".join(sorted(u.sequential_vars))
     o.comment(f"{ctx.where(loop.span)}  for {loop.var} in "

@@ -109,7 +109,7 @@ def _record_value(ctx: ModuleContext, name: str) -> None:
     if ctx.sampling:
         ctx.out.line(f"draws__[{name!r}] = {ctx.names[name]}")
     elif role == "deterministic" and not any(
-            name in g.deterministic for g in ctx.model.enumerated.values()):  # type: ignore[attr-defined]
+            name in g.deterministic for g in ctx.model.enumerated.values()):
         ctx.out.line(f"acc__.deterministic({name!r}, {ctx.names[name]})")
 
 
