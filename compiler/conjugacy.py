@@ -39,26 +39,54 @@ class NotConjugate(Exception):
 
 
 @dataclass(frozen=True)
+class DataRef:
+    """A data variable read whole, or at the statement's loop indices (`x[i]` in
+    `for i in ...: y[i] ~ Normal(mu, x[i])`)."""
+
+    name: str
+    at_loops: bool = False
+
+
+@dataclass(frozen=True)
+class VectorOf:
+    """A vector literal of known values (a Dirichlet's concentration [1, 2, 3])."""
+
+    items: tuple[Known, ...]
+
+
+@dataclass(frozen=True)
+class OnesOf:
+    """`ones(K)`: K ones, K a number or a data size."""
+
+    size: Known
+
+
+# A value known before the data is seen: what a closed-form update can use.
+Known = float | DataRef | VectorOf | OnesOf
+# A size as plain terms: the sum of coefficient * product(names), e.g. ((("N",), 1),)
+SizeTerms = tuple[tuple[tuple[str, ...], int], ...]
+
+
+@dataclass(frozen=True)
 class Term:
-    """One likelihood statement the latent enters: the observed variable and the other
-    arguments by name, each a number, ("data", name) for data read whole, or
-    ("data", name, "at_loops") for data read at the statement's loop indices.
+    """One likelihood statement the latent enters: the observed variable, its family and
+    the other arguments by name.
 
     `ranges` holds one inclusive (lo, hi) pair per loop around the statement, outer
-    first, each a size as plain terms (((names...), coefficient), ...): the statement
-    observes only those elements of the leading dimensions of `observed`."""
+    first: the statement observes only those elements of the leading dimensions of
+    `observed`."""
 
     observed: str
     family: str
-    others: dict[str, Any]
-    ranges: tuple[tuple[Any, Any], ...] = ()
+    others: dict[str, Known]
+    ranges: tuple[tuple[SizeTerms, SizeTerms], ...] = ()
 
 
 @dataclass(frozen=True)
 class Conjugate:
     latent: str
     prior: str
-    prior_args: dict[str, Any]  # parameter name -> number or ("data", name)
+    prior_args: dict[str, Known]
     terms: tuple[Term, ...]
 
     def describe(self) -> str:
@@ -163,27 +191,25 @@ def _term(model: GraphicalModel, name: str, prior: str, stmt: Statement) -> Term
     ints = int_env(model)
     ranges = tuple((size_of(lp.range.lo, ints).terms, size_of(lp.range.hi, ints).terms)
                    for lp in stmt.loops)
-    return Term(stmt.target, family, others, ranges)  # type: ignore[arg-type]
+    return Term(str(stmt.target), family, others, ranges)
 
 
-def _simple(model: GraphicalModel, expr: Any, stmt: Statement, where: str) -> Any:
-    """A number, ("data", name) for data read whole, ("data", name, "at_loops") for data
-    read at the statement's loop indices, ("vector", items) for a vector literal of such
-    values and ("ones", size) for `ones(size)`; anything else is not a closed form bgm
-    computes. (Vector literals and `ones(K)` are how LANGUAGE.md writes a Dirichlet's
-    parameter; they used to be refused as "not a number or a data value".)"""
+def _simple(model: GraphicalModel, expr: Any, stmt: Statement, where: str) -> Known:
+    """A number, data read whole or at the statement's loop indices, a vector literal of
+    such values or `ones(size)`; anything else is not a closed form bgm computes.
+    (Vector literals and `ones(K)` are how LANGUAGE.md writes a Dirichlet's parameter;
+    they used to be refused as "not a number or a data value".)"""
     if isinstance(expr, n.Number):
         return float(expr.value)
     if isinstance(expr, n.Unary) and isinstance(expr.operand, n.Number):
         return -float(expr.operand.value)
     if isinstance(expr, n.Vector) and not stmt.loops:
-        return ("vector", tuple(_simple(model, i, stmt, where) for i in expr.items))
+        return VectorOf(tuple(_simple(model, i, stmt, where) for i in expr.items))
     if isinstance(expr, n.Call) and expr.func.id == "ones" and len(expr.args) == 1 and \
             not expr.kwargs and not stmt.loops:
         size = _simple(model, expr.args[0], stmt, where)
-        if isinstance(size, float) or (isinstance(size, tuple) and len(size) == 2 and
-                                       size[0] == "data"):
-            return ("ones", size)
+        if isinstance(size, float) or (isinstance(size, DataRef) and not size.at_loops):
+            return OnesOf(size)
     base = expr.base if isinstance(expr, n.Index) else expr
     if isinstance(base, n.Name) and base.id in model.variables:
         v = model.variables[base.id]
@@ -193,8 +219,7 @@ def _simple(model: GraphicalModel, expr: Any, stmt: Statement, where: str) -> An
         aligned = not isinstance(expr, n.Index) or \
             [getattr(i, "id", None) for i in expr.items] == loops
         if v.role in ("data", "transformed_data") and aligned:
-            return ("data", base.id, "at_loops") if isinstance(expr, n.Index) \
-                else ("data", base.id)
+            return DataRef(base.id, at_loops=isinstance(expr, n.Index))
     names = [x.id for x in free_names(expr) if x.id in model.variables]
     latent = [x for x in names if model.variables[x].role == "latent"]
     why = "is a latent variable" if isinstance(expr, n.Name) and expr.id in latent else \

@@ -19,7 +19,15 @@ from typing import Any
 import sympy as sp
 from sympy.printing.pretty.stringpict import prettyForm
 
-from compiler.conjugacy import Conjugate, NotConjugate, conjugate_plan
+from compiler.conjugacy import (
+    Conjugate,
+    DataRef,
+    Known,
+    NotConjugate,
+    OnesOf,
+    VectorOf,
+    conjugate_plan,
+)
 from compiler.ir import GraphicalModel, Loop, Statement
 from dsl import nodes as n
 from dsl.printer import format_expr
@@ -325,14 +333,14 @@ def conjugate_posteriors(model: GraphicalModel) -> list[Posterior]:
     return [_posterior(model, c) for c in conjugate_plan(model)]
 
 
-def _value(spec: Any, index: tuple[sp.Symbol, ...] | None) -> sp.Expr:
-    if isinstance(spec, tuple) and spec[0] == "data":
-        return sp.IndexedBase(spec[1])[index] if len(spec) > 2 and index else \
-            sp.Symbol(spec[1])
-    if isinstance(spec, tuple) and spec[0] == "vector":
-        return sp.Matrix([_value(i, None) for i in spec[1]])
-    if isinstance(spec, tuple) and spec[0] == "ones":
-        return sp.Symbol(f"ones({_value(spec[1], None)})")
+def _value(spec: Known, index: tuple[sp.Symbol, ...] | None) -> sp.Expr:
+    if isinstance(spec, DataRef):
+        return sp.IndexedBase(spec.name)[index] if spec.at_loops and index else \
+            sp.Symbol(spec.name)
+    if isinstance(spec, VectorOf):
+        return sp.Matrix([_value(i, None) for i in spec.items])
+    if isinstance(spec, OnesOf):
+        return sp.Symbol(f"ones({_value(spec.size, None)})")
     return sp.nsimplify(spec)
 
 

@@ -1,8 +1,10 @@
 """Closed-form posteriors of conjugate models (`--method exact`).
 
-The compiler finds the conjugate pairs (compiler/conjugacy.py) and hands over plain
-descriptions; this module computes the posterior's parameters from the data and draws
-from it, in the same output format as NUTS.
+The compiler finds the conjugate pairs (compiler/conjugacy.py); the application layer
+hands them over as the plan declared here (ConjugateUpdate, LikelihoodTerm and the known
+values), the runtime's own types, so no compiler object reaches the runtime. This module
+computes the posterior's parameters from the data and draws from it, in the same output
+format as NUTS.
 
 A likelihood term uses only the observations its loops range over (Term.ranges): the
 leading dimensions of the observed variable, and of data read at the loop indices, are
@@ -11,6 +13,7 @@ variable counted elements no `~` generates, or counted some twice).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,16 +22,63 @@ import torch
 from runtime.evaluate import inference_data
 
 
-def _value(spec: Any, data: Any, window: tuple[slice, ...] = ()) -> np.ndarray:
+@dataclass(frozen=True)
+class DataValue:
+    """A data variable read whole, or cut to the term's loop ranges (`at_loops`)."""
+
+    name: str
+    at_loops: bool = False
+
+
+@dataclass(frozen=True)
+class VectorValue:
+    items: tuple[Value, ...]
+
+
+@dataclass(frozen=True)
+class OnesValue:
+    """`ones(size)`."""
+
+    size: Value
+
+
+Value = float | DataValue | VectorValue | OnesValue
+# a size as plain terms, the sum of coefficient * product(data sizes named)
+SizeTerms = tuple[tuple[tuple[str, ...], int], ...]
+
+
+@dataclass(frozen=True)
+class LikelihoodTerm:
+    """One likelihood statement: `observed` ~ family(latent, others...), observing the
+    elements of the leading dimensions inside `ranges` (inclusive, 1-based, outer loop
+    first; empty: the whole variable)."""
+
+    observed: str
+    family: str
+    others: dict[str, Value]
+    ranges: tuple[tuple[SizeTerms, SizeTerms], ...] = ()
+
+
+@dataclass(frozen=True)
+class ConjugateUpdate:
+    """A latent with a conjugate prior and the likelihood terms it enters."""
+
+    latent: str
+    prior: str
+    prior_args: dict[str, Value]
+    terms: tuple[LikelihoodTerm, ...]
+
+
+def _value(spec: Value, data: Any, window: tuple[slice, ...] = ()) -> np.ndarray:
     """A number, data (cut to `window` when read at the loop indices), a vector literal
-    or ones(size), as the compiler describes them (compiler/conjugacy.py:_simple)."""
-    if isinstance(spec, tuple) and spec[0] == "data":
-        value = _array(data[spec[1]])
-        return value[window] if len(spec) > 2 else value
-    if isinstance(spec, tuple) and spec[0] == "vector":
-        return np.array([float(_value(item, data)) for item in spec[1]])
-    if isinstance(spec, tuple) and spec[0] == "ones":
-        return np.ones(int(_value(spec[1], data)))
+    or ones(size)."""
+    if isinstance(spec, DataValue):
+        value = _array(data[spec.name])
+        return value[window] if spec.at_loops else value
+    if isinstance(spec, VectorValue):
+        return np.array([float(_value(item, data)) for item in spec.items])
+    if isinstance(spec, OnesValue):
+        return np.ones(int(_value(spec.size, data)))
     return np.asarray(float(spec))
 
 
@@ -36,7 +86,7 @@ def _array(value: Any) -> np.ndarray:
     return np.asarray(torch.as_tensor(value).cpu(), dtype=float)
 
 
-def _size(terms: Any, data: Any) -> int:
+def _size(terms: SizeTerms, data: Any) -> int:
     """A size given as plain terms (((names...), coefficient), ...), evaluated on data."""
     total = 0
     for names, coefficient in terms:
@@ -47,7 +97,7 @@ def _size(terms: Any, data: Any) -> int:
     return total
 
 
-def _window(ranges: Any, data: Any) -> tuple[slice, ...]:
+def _window(ranges: tuple[tuple[SizeTerms, SizeTerms], ...], data: Any) -> tuple[slice, ...]:
     """1-based inclusive loop ranges as slices of the leading dimensions (empty when
     hi < lo, as an empty loop)."""
     out = []
@@ -57,14 +107,15 @@ def _window(ranges: Any, data: Any) -> tuple[slice, ...]:
     return tuple(out)
 
 
-def posterior_parameters(plan: list[Any], data: Any) -> dict[str, tuple[str, dict[str, Any]]]:
+def posterior_parameters(plan: list[ConjugateUpdate],
+                         data: Any) -> dict[str, tuple[str, dict[str, Any]]]:
     """For each latent: (family, parameters) of its exact posterior."""
     out = {}
     for c in plan:
         prior = {k: _value(v, data) for k, v in c.prior_args.items()}
         stats = []
         for t in c.terms:
-            window = _window(getattr(t, "ranges", ()), data)
+            window = _window(t.ranges, data)
             stats.append((t.family, _array(data[t.observed])[window],
                           {k: _value(v, data, window) for k, v in t.others.items()}))
         out[c.latent] = _update(c.prior, prior, stats)
@@ -124,7 +175,7 @@ def _sampler(family: str, args: dict[str, Any], dtype: torch.dtype) -> Any:
     return torch.distributions.Dirichlet(t["alpha"])
 
 
-def run_exact(model: Any, plan: list[Any], draws: int, chains: int, seed: int) -> Any:
+def run_exact(model: Any, plan: list[ConjugateUpdate], draws: int, chains: int, seed: int) -> Any:
     """Exact draws of every latent, written like NUTS output (unconstrained internally)."""
     params = posterior_parameters(plan, model.data)
     torch.manual_seed(seed)

@@ -23,6 +23,7 @@ from scipy import integrate, stats
 from scipy.special import gammaln
 
 from compiler.api import compile_string
+from compiler.app.fitting import runtime_plan
 from compiler.conjugacy import NotConjugate, conjugate_plan
 from runtime import posterior
 from runtime.advi import AdviSettings
@@ -49,7 +50,8 @@ def exact(src: str, data: dict[str, Any], draws: int = 2000, chains: int = 2,
     """`bgmc fit --method exact`, through the Python API: (InferenceData, parameters)."""
     program = compile_string(src)
     model = program.bind(data, device="cpu")
-    return run_exact(model, conjugate_plan(program.compiled.model), draws, chains, seed)
+    return run_exact(model, runtime_plan(conjugate_plan(program.compiled.model)), draws,
+                     chains, seed)
 
 
 def refusal(src: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 import sympy as sp
 
 from compiler.api import compile_file, compile_string
+from compiler.app.fitting import runtime_plan
 from compiler.cli import main
 from compiler.conjugacy import conjugate_plan
 from compiler.explain import conjugate_posteriors, density, joint
@@ -121,7 +122,7 @@ def test_conjugate_formulas_equal_the_exact_posteriors(case: str) -> None:
     src, data = CONJUGATE[case]
     model = compile_string(src, f"{case}.bgm").compiled.model
     (post,) = conjugate_posteriors(model)
-    family, params = posterior_parameters(conjugate_plan(model), data)[post.latent]
+    family, params = posterior_parameters(runtime_plan(conjugate_plan(model)), data)[post.latent]
     assert post.expr.family == family
     got = post.expr.args[1:]
     if family == "Dirichlet":

@@ -261,7 +261,7 @@ def _exact(program: Program, model: Any, s: FitSettings) -> Fit:
     except NotConjugate as exc:
         raise ModelError(f"--method exact: the model is not conjugate: {exc}; use --method "
                          "nuts") from None
-    idata, params = run_exact(model, plan, s.draws, s.chains, s.seed)
+    idata, params = run_exact(model, runtime_plan(plan), s.draws, s.chains, s.seed)
     report = [c.describe() for c in plan] + list(describe(params))
     return Fit(program.name, "exact", idata=idata, report=tuple(report))
 
@@ -357,3 +357,26 @@ def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
             f"{trainer.state.generator_losses[-1]:.4g}, critic loss "
             f"{trainer.state.critic_losses[-1]:.4g}")
     return Fit(model.name, "adversarial", idata=adversarial_result(trainer), report=(line,))
+
+
+def runtime_plan(plan: list[Any]) -> list[Any]:
+    """The compiler's conjugacy plan (compiler.conjugacy.Conjugate) as the runtime's
+    (runtime.exact.ConjugateUpdate): the same facts in the runtime's own types, so the
+    runtime never holds a compiler object."""
+    from compiler import conjugacy as c  # noqa: PLC0415
+    from runtime import exact as r  # noqa: PLC0415
+
+    def value(v: c.Known) -> r.Value:
+        if isinstance(v, c.DataRef):
+            return r.DataValue(v.name, v.at_loops)
+        if isinstance(v, c.VectorOf):
+            return r.VectorValue(tuple(value(i) for i in v.items))
+        if isinstance(v, c.OnesOf):
+            return r.OnesValue(value(v.size))
+        return float(v)
+
+    return [r.ConjugateUpdate(u.latent, u.prior, {k: value(v) for k, v in u.prior_args.items()},
+                              tuple(r.LikelihoodTerm(t.observed, t.family,
+                                                     {k: value(v) for k, v in t.others.items()},
+                                                     t.ranges) for t in u.terms))
+            for u in plan]
