@@ -19,9 +19,9 @@ from dsl.spans import Source, Span
 if TYPE_CHECKING:  # the passes' result types; they import this module
     from compiler.diffusion import DiffusionCall
     from compiler.elimination import Enumerated
+    from compiler.expr_types import Binding, ExprType
     from compiler.flows import Flow
     from compiler.indexing import LoopScope
-    from compiler.shapes import Binding, ExprType
     from compiler.supports import Support
 
 ROLES = ("data", "observed", "latent", "deterministic", "transformed_data", "param", "net",
