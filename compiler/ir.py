@@ -17,12 +17,12 @@ from dsl.diagnostics import InternalError
 from dsl.spans import Source, Span
 
 if TYPE_CHECKING:  # the passes' result types; they import this module
-    from compiler.diffusion import DiffusionCall
-    from compiler.elimination import Enumerated
-    from compiler.expr_types import Binding, ExprType
-    from compiler.flows import Flow
     from compiler.indexing import LoopScope
-    from compiler.supports import Support
+    from compiler.passes.diffusion import DiffusionCall
+    from compiler.passes.elimination import Enumerated
+    from compiler.passes.expr_types import Binding, ExprType
+    from compiler.passes.flows import Flow
+    from compiler.passes.supports import Support
 
 ROLES = ("data", "observed", "latent", "deterministic", "transformed_data", "param", "net",
          "const")
@@ -72,7 +72,7 @@ class Variable:
     defs: list[int] = field(default_factory=list)  # defining statement ids
     declared_type: n.Type | None = None
     shape: tuple[Any, ...] | None = None  # dims: int or compiler.sizes.Size
-    support: Any = None  # compiler.supports.Support
+    support: Any = None  # compiler.passes.supports.Support
     discrete: bool = False  # integer-valued: a discrete latent, or '=' of integers
     value: Any = None  # consts: the folded Python value
 
@@ -91,32 +91,32 @@ class GraphicalModel:
     statements: list[Statement]
     loops: dict[int, Loop]
     graph: nx.DiGraph = field(default_factory=nx.DiGraph)
-    # compiler/shapes.py: the type of every expression (by id of its node), the
+    # compiler/passes/shapes.py: the type of every expression (by id of its node), the
     # distribution bound by each `~` (by statement id), the index ranges of each loop
     # and generator (by loop id, or id of the generator node)
     types: dict[int, ExprType] = field(default_factory=dict)
     bindings: dict[int, Binding] = field(default_factory=dict)
     scopes: dict[int, LoopScope] = field(default_factory=dict)
-    # compiler/diffusion.py (during shapes): statement id -> its Diffusion(...) call
+    # compiler/passes/diffusion.py (during shapes): statement id -> its Diffusion(...) call
     diffusions: dict[int, DiffusionCall] = field(default_factory=dict)
-    # compiler/flows.py: flow-defined data, by variable name
+    # compiler/passes/flows.py: flow-defined data, by variable name
     flows: dict[str, Flow] = field(default_factory=dict)
-    # compiler/loops.py: loop kinds, the loops that must run step by step (in the log
+    # compiler/passes/loops.py: loop kinds, the loops that must run step by step (in the log
     # density; when sampling), and the variables each chain loop reads at a lag
     loop_kinds: dict[int, str] = field(default_factory=dict)
     sequential_logp: set[int] = field(default_factory=set)
     sequential_sample: set[int] = field(default_factory=set)
     lagged_reads: dict[int, set[str]] = field(default_factory=dict)
-    # compiler/supports.py: each unknown's support, the names its bounds read, and the
+    # compiler/passes/supports.py: each unknown's support, the names its bounds read, and the
     # latents some likelihood reaches
     supports: dict[str, Support] = field(default_factory=dict)
     bound_reads: dict[str, set[str]] = field(default_factory=dict)
     likelihood_latents: set[str] = field(default_factory=set)
-    # compiler/folding.py: id of a constant expression node -> its value
+    # compiler/passes/folding.py: id of a constant expression node -> its value
     folded: dict[int, Any] = field(default_factory=dict)
-    # compiler/ranges.py: index and loop-range rules checked once the data is loaded
+    # compiler/passes/ranges.py: index and loop-range rules checked once the data is loaded
     range_rules: dict[tuple[object, ...], Any] = field(default_factory=dict)
-    # compiler/elimination.py: the discrete latents summed out, by name
+    # compiler/passes/elimination.py: the discrete latents summed out, by name
     enumerated: dict[str, Enumerated] = field(default_factory=dict)
     # compiler/pipeline.py: the analysed `guide:` block, when the file has one
     guide: GraphicalModel | None = None

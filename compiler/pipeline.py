@@ -9,18 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from compiler.checks import check_targets
 from compiler.codegen.module import generate
-from compiler.elimination import plan_elimination
-from compiler.flows import find_flows
-from compiler.folding import fold_constants
-from compiler.guide import check_guide, split_guide
 from compiler.ir import GraphicalModel
-from compiler.loops import classify_loops
-from compiler.nets import check_nets
-from compiler.resolve import resolve
-from compiler.shapes import infer_shapes
-from compiler.supports import infer_supports
+from compiler.passes.checks import check_targets
+from compiler.passes.elimination import plan_elimination
+from compiler.passes.flows import find_flows
+from compiler.passes.folding import fold_constants
+from compiler.passes.guide import check_guide, split_guide
+from compiler.passes.loops import classify_loops
+from compiler.passes.nets import check_nets
+from compiler.passes.resolve import resolve
+from compiler.passes.shapes import infer_shapes
+from compiler.passes.supports import infer_supports
 from dsl import nodes as n
 from dsl.parser import parse_file, parse_source
 from dsl.spans import Source

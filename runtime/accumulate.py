@@ -107,7 +107,7 @@ class Accumulator:
     def factor(self, value: Any, ndims: int) -> None:
         self._add("factor", _sum_last(value, ndims))
 
-    # ---- discrete latents summed out (compiler/elimination.py plans which terms)
+    # ---- discrete latents summed out (compiler/passes/elimination.py plans which terms)
     def enumerate(self, name: str, values: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         """All values of the discrete latent `name` at once, in a new leftmost dimension
         (left of the batch dims), the same for every element of its plate: [K, 1...,

@@ -1,7 +1,7 @@
 """The distribution table: bgm's names and parameterisations mapped onto torch.distributions.
 
 Generated code calls these factories with the first parameterisation positionally and
-the others by keyword, exactly as compiler/distributions.py lists them (a test checks
+the others by keyword, exactly as compiler/tables/distributions.py lists them (a test checks
 the two tables agree). Argument validation is off: latents are constrained by
 construction, and data is checked against supports when it is loaded. A computed
 argument can still leave its support at some point of a trajectory (a shape a - b < 0, a

@@ -1,6 +1,6 @@
 """Closed-form posteriors of conjugate models (`--method exact`).
 
-The compiler finds the conjugate pairs (compiler/conjugacy.py); the application layer
+The compiler finds the conjugate pairs (compiler/passes/conjugacy.py); the application layer
 hands them over as the plan declared here (ConjugateUpdate, LikelihoodTerm and the known
 values), the runtime's own types, so no compiler object reaches the runtime. This module
 computes the posterior's parameters from the data and draws from it, in the same output

@@ -1,5 +1,5 @@
 """The index and loop-range rules the compiler could not decide without the data
-(compiler/ranges.py), checked once the data is loaded: a read past a declared size, an
+(compiler/passes/ranges.py), checked once the data is loaded: a read past a declared size, an
 index below 1 or a range running backwards is a located error before any fitting."""
 from __future__ import annotations
 

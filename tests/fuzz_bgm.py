@@ -54,8 +54,8 @@ EXAMPLES = ROOT / "examples"
 if str(ROOT) not in sys.path:  # pragma: no cover - running this file as a script
     sys.path.insert(0, str(ROOT))
 
-from compiler.distributions import DISTRIBUTIONS  # noqa: E402
-from compiler.functions import FUNCTIONS, GENERATOR_REDUCTIONS  # noqa: E402
+from compiler.tables.distributions import DISTRIBUTIONS  # noqa: E402
+from compiler.tables.functions import FUNCTIONS, GENERATOR_REDUCTIONS  # noqa: E402
 
 # Commands that read a data file.
 DATA_COMMANDS = frozenset({"fit", "sample", "predict", "sbc"})

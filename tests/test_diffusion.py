@@ -13,7 +13,7 @@ import torch
 
 from compiler.api import compile_file, compile_string
 from compiler.cli import main
-from compiler.diffusion import SCHEDULES
+from compiler.passes.diffusion import SCHEDULES
 from dsl.diagnostics import BgmError
 from runtime import diffusion as rd
 from runtime.metrics import mmd, mmd_interval

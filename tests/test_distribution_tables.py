@@ -1,4 +1,4 @@
-"""The compiler's distribution table (compiler/distributions.py: names, parameterisations,
+"""The compiler's distribution table (compiler/tables/distributions.py: names, parameterisations,
 supports) and the runtime's (runtime/distributions.py: factories over
 torch.distributions) must agree, since generated code calls the runtime's factory with
 the parameters the compiler bound: the first parameterisation positionally, the others
@@ -10,11 +10,11 @@ import inspect
 import pytest
 import torch
 
-from compiler.distributions import DISTRIBUTIONS
+from compiler.tables.distributions import DISTRIBUTIONS
 from runtime import distributions as rd
 
 # Diffusion(...) is not a density factory: it is rt.Diffusion, a training objective
-# checked by compiler/diffusion.py. LKJCholesky also takes its dimension, which the
+# checked by compiler/passes/diffusion.py. LKJCholesky also takes its dimension, which the
 # code generator adds from the declared shape.
 NOT_FACTORIES = {"Diffusion"}
 EXTRA = {"LKJCholesky": ["dim"]}

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from compiler.api import compile_file, compile_string
 from compiler.cli import main
-from compiler.dsep import markov_blanket, query, unrolled
+from compiler.teaching.dsep import markov_blanket, query, unrolled
 from dsl import nodes as dsl_nodes
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,8 +1,8 @@
 """Reads through generators (`sum(w[k] * y[t - k] for k in 1..K)`) select exactly the
 elements they read: random AR(K)-like models are written twice, once with every term
 spelled out (`w[1] * y[t - 1] + w[2] * y[t - 2]`) and once with generator reductions,
-and both must give the same unrolled element graph (compiler/dsep.py), the same plate
-diagram (compiler/diagram.py), the graph the specification says, and the same answer to
+and both must give the same unrolled element graph (compiler/teaching/dsep.py), the same plate
+diagram (compiler/teaching/diagram.py), the graph the specification says, and the same answer to
 every d-separation question between their elements."""
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compiler.diagram import build
-from compiler.dsep import active_trail, query, unrolled
 from compiler.pipeline import analyse
+from compiler.teaching.diagram import build
+from compiler.teaching.dsep import active_trail, query, unrolled
 from dsl.parser import parse_source
 from dsl.spans import Source
 

@@ -1,6 +1,6 @@
 """Exact conjugate posteriors (`--method exact`), checked against closed forms by hand.
 
-Every conjugate pattern compiler/conjugacy.py knows is fitted through the same path as
+Every conjugate pattern compiler/passes/conjugacy.py knows is fitted through the same path as
 `bgmc fit --method exact` (conjugate_plan on the compiled model, run_exact on the bound
 model); its posterior parameters must equal the textbook update written out in the test,
 and the posterior's mean and variance must equal those found by numerical integration of
@@ -24,7 +24,7 @@ from scipy.special import gammaln
 
 from compiler.api import compile_string
 from compiler.app.fitting import runtime_plan
-from compiler.conjugacy import NotConjugate, conjugate_plan
+from compiler.passes.conjugacy import NotConjugate, conjugate_plan
 from runtime import posterior
 from runtime.advi import AdviSettings
 from runtime.exact import run_exact

@@ -15,8 +15,8 @@ import sympy as sp
 from compiler.api import compile_file, compile_string
 from compiler.app.fitting import runtime_plan
 from compiler.cli import main
-from compiler.conjugacy import conjugate_plan
-from compiler.explain import conjugate_posteriors, density, joint
+from compiler.passes.conjugacy import conjugate_plan
+from compiler.teaching.explain import conjugate_posteriors, density, joint
 from runtime.exact import posterior_parameters
 
 matplotlib.use("Agg")

@@ -8,10 +8,10 @@ from pathlib import Path
 import networkx as nx
 import pytest
 
-from compiler import render
 from compiler.api import compile_file, compile_string
 from compiler.cli import main
-from compiler.diagram import build
+from compiler.teaching import render
+from compiler.teaching.diagram import build
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.bgm"))

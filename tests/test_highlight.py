@@ -9,9 +9,9 @@ from pathlib import Path
 import pygments.lexers
 from pygments.token import Error, Keyword, Name
 
-from compiler.distributions import DISTRIBUTIONS
-from compiler.highlight import TEXTMATE, BgmLexer, textmate_text, vocabulary
-from compiler.names import KEYWORDS, TYPE_NAMES
+from compiler.tables.distributions import DISTRIBUTIONS
+from compiler.tables.names import KEYWORDS, TYPE_NAMES
+from compiler.teaching.highlight import TEXTMATE, BgmLexer, textmate_text, vocabulary
 from dsl.parser import grammar_words
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from compiler.api import compile_string
-from compiler.names import IDENTIFIER, reserved_reason
+from compiler.tables.names import IDENTIFIER, reserved_reason
 
 TEMPLATE = """model {M}
 data {N}: int

@@ -421,16 +421,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from compiler.explain import explain  # noqa: PLC0415
     from compiler.pipeline import compile_path  # noqa: PLC0415
+    from compiler.teaching.explain import explain  # noqa: PLC0415
     sys.stdout.write(explain(compile_path(args.model).model, latex=args.latex))
     return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from compiler import render  # noqa: PLC0415
-    from compiler.diagram import build  # noqa: PLC0415
     from compiler.pipeline import compile_path  # noqa: PLC0415
+    from compiler.teaching import render  # noqa: PLC0415
+    from compiler.teaching.diagram import build  # noqa: PLC0415
     kinds = {".svg": "svg", ".png": "png", ".dot": "dot", ".gv": "dot"}
     suffix = Path(args.output).suffix.lower() if args.output else ".dot"
     if suffix not in kinds:
@@ -449,8 +449,8 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 
 def cmd_query(args: argparse.Namespace) -> int:
-    from compiler.dsep import QueryError, markov_blanket, normalize, query  # noqa: PLC0415
     from compiler.pipeline import compile_path  # noqa: PLC0415
+    from compiler.teaching.dsep import QueryError, markov_blanket, normalize, query  # noqa: PLC0415
     model = compile_path(args.model).model
     if (args.question is None) == (args.markov_blanket is None):
         print('error: ask one question: "A _||_ B | C" or --markov-blanket X',

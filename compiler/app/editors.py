@@ -1,10 +1,10 @@
 """`python -m compiler.app.editors`: regenerate editors/bgm.tmLanguage.json from the
-grammar's vocabulary (compiler/highlight.py), written atomically like every output."""
+grammar's vocabulary (compiler/teaching/highlight.py), written atomically like every output."""
 from __future__ import annotations
 
 import sys
 
-from compiler.highlight import TEXTMATE, textmate_text
+from compiler.teaching.highlight import TEXTMATE, textmate_text
 from runtime.files import write_atomic
 
 if __name__ == "__main__":

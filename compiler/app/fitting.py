@@ -254,7 +254,7 @@ def _short(value: Any) -> str:
 
 
 def _exact(program: Program, model: Any, s: FitSettings) -> Fit:
-    from compiler.conjugacy import NotConjugate, conjugate_plan  # noqa: PLC0415
+    from compiler.passes.conjugacy import NotConjugate, conjugate_plan  # noqa: PLC0415
     from runtime.exact import describe, run_exact  # noqa: PLC0415
     try:
         plan = conjugate_plan(program.compiled.model)
@@ -360,10 +360,10 @@ def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
 
 
 def runtime_plan(plan: list[Any]) -> list[Any]:
-    """The compiler's conjugacy plan (compiler.conjugacy.Conjugate) as the runtime's
+    """The compiler's conjugacy plan (compiler.passes.conjugacy.Conjugate) as the runtime's
     (runtime.exact.ConjugateUpdate): the same facts in the runtime's own types, so the
     runtime never holds a compiler object."""
-    from compiler import conjugacy as c  # noqa: PLC0415
+    from compiler.passes import conjugacy as c  # noqa: PLC0415
     from runtime import exact as r  # noqa: PLC0415
 
     def value(v: c.Known) -> r.Value:

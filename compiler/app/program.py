@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from compiler.app import fitting
-from compiler.names import class_name
 from compiler.pipeline import Compiled, compile_path, compile_source
+from compiler.tables.names import class_name
 from dsl.spans import Source
 from runtime.errors import ModelError
 
@@ -31,20 +31,20 @@ class Program:
 
     # ---- rich display in notebooks: the plate diagram and the factorised joint
     def diagram_svg(self) -> str:
-        """The plate diagram as SVG text (compiler/diagram.py, compiler/render.py)."""
-        from compiler import render  # noqa: PLC0415
-        from compiler.diagram import build  # noqa: PLC0415
+        """The plate diagram as SVG text (compiler/teaching: diagram.py, render.py)."""
+        from compiler.teaching import render  # noqa: PLC0415
+        from compiler.teaching.diagram import build  # noqa: PLC0415
         return render.svg(build(self.compiled.model))
 
     def joint_latex(self) -> str:
-        """The factorised joint density in LaTeX (compiler/explain.py)."""
+        """The factorised joint density in LaTeX (compiler/teaching/explain.py)."""
         import sympy as sp  # noqa: PLC0415
 
-        from compiler.explain import joint  # noqa: PLC0415
+        from compiler.teaching.explain import joint  # noqa: PLC0415
         return sp.latex(joint(self.compiled.model), order="none")
 
     def explain(self, latex: bool = False) -> str:
-        from compiler.explain import explain  # noqa: PLC0415
+        from compiler.teaching.explain import explain  # noqa: PLC0415
         return explain(self.compiled.model, latex=latex)
 
     def _repr_svg_(self) -> str:

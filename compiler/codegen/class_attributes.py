@@ -12,8 +12,8 @@ from compiler.codegen.emitter import str_tuple_code
 from compiler.codegen.enumeration import enumeration_group_of, is_discrete_latent
 from compiler.codegen.flows import flow_data_scored, flow_of_base
 from compiler.codegen.nets import causal_net_calls
-from compiler.names import doc_text
 from compiler.sizes import Size
+from compiler.tables.names import doc_text
 
 
 def write_class_attributes(ctx: ModuleContext) -> None:

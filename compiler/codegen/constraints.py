@@ -11,7 +11,7 @@ from compiler.codegen.context import ModuleContext
 from compiler.codegen.enumeration import is_discrete_latent, write_enumeration
 from compiler.codegen.exprs import Scope, Unsupported
 from compiler.codegen.flows import flow_of_base, write_flow_inverse
-from compiler.supports import Support
+from compiler.passes.supports import Support
 from dsl.printer import format_simple
 
 

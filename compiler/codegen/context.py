@@ -11,8 +11,8 @@ from typing import Any
 from compiler.codegen.emitter import Emitter, tuple_code
 from compiler.codegen.exprs import ExprCompiler, Scope
 from compiler.ir import GraphicalModel, Statement
-from compiler.names import python_names
 from compiler.sizes import int_env
+from compiler.tables.names import python_names
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """The methods that check data at loading, before anything else reads it: `check_sizes`
-(the index and loop-range rules only the data decides, compiler/ranges.py, and the
+(the index and loop-range rules only the data decides, compiler/passes/ranges.py, and the
 generators that have no value over an empty range) and `check_data` (observed values
 inside the support of their distribution). Separate because they read only data and
 sizes, never latents, and turn bad data into errors that name the .bgm line."""
@@ -12,10 +12,10 @@ from compiler.codegen.context import ModuleContext
 from compiler.codegen.emitter import tuple_code
 from compiler.codegen.exprs import Scope, Unsupported
 from compiler.codegen.node_walk import walk_nodes
-from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import Statement
-from compiler.ranges import ExprValueRule, LoopRule, SizeMatch, ValueRule
+from compiler.passes.ranges import ExprValueRule, LoopRule, SizeMatch, ValueRule
 from compiler.sizes import Size
+from compiler.tables.distributions import DISTRIBUTIONS
 from compiler.walk import calls, children, free_names
 from dsl import nodes as n
 from dsl.printer import format_expr, format_simple
@@ -23,7 +23,7 @@ from dsl.printer import format_expr, format_simple
 
 def write_check_sizes(ctx: ModuleContext) -> None:
     """`check_sizes`: the index and range rules only the data decides
-    (compiler/ranges.py), checked before anything else reads the data."""
+    (compiler/passes/ranges.py), checked before anything else reads the data."""
     rules = list(ctx.model.range_rules.values())
     ex = ctx.exprs()
     lines: list[str] = []

@@ -10,9 +10,9 @@ from compiler.codegen.context import ModuleContext
 from compiler.codegen.emitter import tuple_code
 from compiler.codegen.exprs import ExprCompiler, Scope
 from compiler.codegen.nets import net_signature
-from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import Statement
-from compiler.supports import Support
+from compiler.passes.supports import Support
+from compiler.tables.distributions import DISTRIBUTIONS
 
 
 def distribution_code(ctx: ModuleContext, stmt: Statement, scope: Scope, ex: ExprCompiler,

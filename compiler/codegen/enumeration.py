@@ -1,7 +1,7 @@
 """Discrete latents in the log density: each one's values enumerated all at once in a new
 leading dimension, the terms that depend on it handed to the accumulator as terms of its
 sum, and at the end one logsumexp each (the forward algorithm for a chain). Separate
-because only the log density sums them out (compiler/elimination.py chose the groups);
+because only the log density sums them out (compiler/passes/elimination.py chose the groups);
 the samplers draw discrete latents like any other variable."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from compiler.codegen.emitter import str_tuple_code
 from compiler.codegen.exprs import Scope, Unsupported, Value
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
-from compiler.supports import Support
+from compiler.passes.supports import Support
 
 
 def is_discrete_latent(model: GraphicalModel, name: str) -> bool:
@@ -69,7 +69,7 @@ def write_enumeration(ctx: ModuleContext, name: str) -> None:
 
 def _int_bounds(ctx: ModuleContext, stmt: Statement) -> tuple[str, str]:
     """Code for the lowest and highest value of a discrete latent (known once data is
-    loaded: compiler/supports.py checks its bounds read only data)."""
+    loaded: compiler/passes/supports.py checks its bounds read only data)."""
     s: Support = ctx.model.supports[stmt.target]
     binding = ctx.model.bindings[stmt.id]
     args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}

@@ -11,12 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from compiler.expr_types import ExprType
-from compiler.functions import FUNCTIONS
 from compiler.indexing import IndexForm, LoopScope, classify
 from compiler.ir import GraphicalModel
-from compiler.nets import SEQUENCE, signature
+from compiler.passes.expr_types import ExprType
+from compiler.passes.nets import SEQUENCE, signature
 from compiler.sizes import Size
+from compiler.tables.functions import FUNCTIONS
 from dsl import nodes as n
 from dsl.diagnostics import Diagnostic, InternalError
 from dsl.printer import format_expr

@@ -1,4 +1,4 @@
-"""Flows (compiler/flows.py): `x = f(u)` with f an invertible net, so the base u is
+"""Flows (compiler/passes/flows.py): `x = f(u)` with f an invertible net, so the base u is
 computed from the data, u = f^-1(x), not treated as an unknown; its density there plus
 log |det d f^-1 / dx| is the likelihood of x. With f not invertible the model is implicit
 and has no likelihood at all. Separate because these facts change several parts of the

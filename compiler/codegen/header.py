@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from compiler.codegen.context import ModuleContext
 from compiler.codegen.flows import flow_of_base
-from compiler.names import doc_text
+from compiler.tables.names import doc_text
 
 VERSION = "0.1.0"
 

@@ -33,7 +33,7 @@ from compiler.codegen.samplers import write_sampler
 from compiler.codegen.specs import write_data_specs, write_latent_specs
 from compiler.codegen.transformed_data import write_transformed_data
 from compiler.ir import GraphicalModel
-from compiler.names import class_name
+from compiler.tables.names import class_name
 from dsl.diagnostics import BgmError, Diagnostic
 from dsl.printer import format_type
 

@@ -13,7 +13,7 @@ from compiler.codegen.exprs import Scope
 from compiler.codegen.node_walk import subnodes
 from compiler.indexing import classify
 from compiler.ir import Statement
-from compiler.nets import signature
+from compiler.passes.nets import signature
 from compiler.sizes import Size
 from dsl import nodes as n
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import networkx as nx
 
-from compiler.elimination import reads_of
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Loop, Statement
-from compiler.loops import loop_reads  # the one analysis of which iteration a read is at
+from compiler.passes.elimination import reads_of
+from compiler.passes.loops import loop_reads  # the one analysis of which iteration a read is at
 from compiler.sizes import int_env
 from dsl.diagnostics import BgmError, Diagnostic
 

@@ -12,7 +12,7 @@ from compiler.codegen.dataspecs import data_spec_lines
 from compiler.codegen.enumeration import is_discrete_latent
 from compiler.codegen.flows import flow_of_base
 from compiler.codegen.nets import mlp_sizes_code, net_signature
-from compiler.supports import Support
+from compiler.passes.supports import Support
 
 
 def write_data_specs(ctx: ModuleContext) -> None:

@@ -2,7 +2,7 @@
 parameterisation (rule 18), the shape of one draw, and the checks particular to
 DiscreteUniform, LKJCholesky and Diffusion.
 
-Separate from the expression typer (compiler/expr_types.py) because a distribution is
+Separate from the expression typer (compiler/passes/expr_types.py) because a distribution is
 not an expression: it appears only on the right of `~`, and yields a Binding rather
 than an ExprType.
 """
@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from compiler.diffusion import diffusion_call
-from compiler.distributions import DISTRIBUTIONS, bind, binding_problem
-from compiler.expr_types import Binding, ExprTyper
 from compiler.ir import Statement
-from compiler.ranges import IndexRule, record
-from compiler.shape_rules import ONE, Shape, ShapeError, broadcast, size_error, type_shape
+from compiler.passes.diffusion import diffusion_call
+from compiler.passes.expr_types import Binding, ExprTyper
+from compiler.passes.ranges import IndexRule, record
+from compiler.passes.shape_rules import ONE, Shape, ShapeError, broadcast, size_error, type_shape
 from compiler.sizes import NotASize, shape_text, size_of
+from compiler.tables.distributions import DISTRIBUTIONS, bind, binding_problem
 from dsl import nodes as n
 from dsl.diagnostics import InternalError, Problem
 from dsl.printer import format_expr
@@ -87,7 +87,7 @@ def _uniform_order(ex: ExprTyper, e: n.Call, args: tuple[Any, ...]) -> None:
 
 
 def _diffusion(ex: ExprTyper, e: n.Call, stmt: Statement) -> Binding:
-    """Diffusion(eps, steps=, schedule=): checked by compiler/diffusion.py, recorded on
+    """Diffusion(eps, steps=, schedule=): checked by compiler/passes/diffusion.py, recorded on
     model.diffusions; an event of the net's output width, no value arguments."""
     try:
         call, width = diffusion_call(ex.ctx.model, e, stmt, ex.ctx.ints)

@@ -2,16 +2,16 @@
 shape mistake raises, NumPy broadcasting, a value fitting its target, the shape a declared
 type describes, a range's length, and the limit on a variable's size.
 
-Separate so that the driver (compiler/shapes.py), the fixpoint (compiler/shape_fixpoint.py)
-and the typers (compiler/expr_types.py, compiler/distribution_types.py) share one wording
-of each rule and import it without importing each other.
+Separate so that the driver (shapes.py), the fixpoint (shape_fixpoint.py) and the typers
+(expr_types.py, distribution_types.py), all in compiler/passes/, share one wording of each
+rule and import it without importing each other.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from compiler.ir import GraphicalModel
-from compiler.ranges import LoopRule, SizeMatch, record
+from compiler.passes.ranges import LoopRule, SizeMatch, record
 from compiler.sizes import NotASize, Size, shape_text, size_diagnostic, size_of
 from dsl import nodes as n
 from dsl.diagnostics import Diagnostic, Note

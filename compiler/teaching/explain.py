@@ -7,7 +7,7 @@
 - the inference plan: how each unknown is handled and which methods fit the model;
 - for a conjugate model, the closed-form posterior derived symbolically (Beta-Bernoulli,
   Gamma-Poisson, Normal-Normal with known scale, Dirichlet-Categorical), from the same
-  plan `--method exact` computes numerically (compiler/conjugacy.py).
+  plan `--method exact` computes numerically (compiler/passes/conjugacy.py).
 
 sympy is imported here only: `bgmc check` and `compile` do not pay for it.
 """
@@ -19,7 +19,8 @@ from typing import Any
 import sympy as sp
 from sympy.printing.pretty.stringpict import prettyForm
 
-from compiler.conjugacy import (
+from compiler.ir import GraphicalModel, Loop, Statement
+from compiler.passes.conjugacy import (
     Conjugate,
     DataRef,
     Known,
@@ -28,7 +29,6 @@ from compiler.conjugacy import (
     VectorOf,
     conjugate_plan,
 )
-from compiler.ir import GraphicalModel, Loop, Statement
 from dsl import nodes as n
 from dsl.printer import format_expr
 

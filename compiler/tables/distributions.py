@@ -112,7 +112,7 @@ _TABLE = [
               (_p("mu", "real", 1, "loc"), _p("precision", "pos_def", 2, "precision_matrix"))),
              _REAL, event_rank=1, event_from="mu"),
     # a denoising diffusion model over data vectors; its arguments are checked by
-    # compiler/diffusion.py (a net, steps=, schedule=), not bound like the others
+    # compiler/passes/diffusion.py (a net, steps=, schedule=), not bound like the others
     DistSpec("Diffusion", ((),), _REAL, event_rank=1),
     DistSpec("LKJCholesky", ((_p("eta", "positive", 0, "concentration"),),),
              ("cholesky_corr",), event_rank=2, event_from=None),

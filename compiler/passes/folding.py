@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from compiler import consts
-from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import GraphicalModel
+from compiler.tables.distributions import DISTRIBUTIONS
 from compiler.walk import children
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic

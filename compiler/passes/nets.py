@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir import GraphicalModel, Variable
-from compiler.ranges import IndexRule, record
+from compiler.passes.ranges import IndexRule, record
 from compiler.sizes import NotASize, Size, int_env, size_of
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Problem
@@ -95,7 +95,7 @@ MAX_WIDTH = 1_000_000
 
 def _check_width(model: GraphicalModel, size: Size, node: Any, what: str) -> None:
     """A layer size is at least 1 and at most MAX_WIDTH: at check when it is a constant,
-    when the data is loaded otherwise (compiler/ranges.py)."""
+    when the data is loaded otherwise (compiler/passes/ranges.py)."""
     if size.constant is None:
         record(model.range_rules, IndexRule(size, Size.const(MAX_WIDTH), (),
                                             getattr(node, "span", None), what))

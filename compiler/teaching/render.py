@@ -1,4 +1,4 @@
-"""Drawing a laid-out plate diagram (compiler/diagram.py) as SVG, PNG or DOT.
+"""Drawing a laid-out plate diagram (compiler/teaching/diagram.py) as SVG, PNG or DOT.
 
 SVG is written directly (text, no dependency) and marks each shape with its meaning
 (`class="node observed"`, `data-name`, `class="plate"`, `data-label`), so tests and
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from compiler.diagram import Diagram, Node
+from compiler.teaching.diagram import Diagram, Node
 
 SCALE = 56.0  # pixels per layout unit
 RADIUS = 0.28

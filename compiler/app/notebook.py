@@ -1,4 +1,4 @@
-"""Notebook use: `%load_ext compiler.notebook` adds the `%%bgm` cell magic.
+"""Notebook use: `%load_ext compiler.app.notebook` adds the `%%bgm` cell magic.
 
     %%bgm coin
     theta ~ Beta(2, 2)

@@ -6,7 +6,7 @@ Shape rules ("kind"):
   vector        same shape, computed along the last dimension (softmax, cumsum, ...)
   dot           a scalar from two vectors
   build         a new array whose dims are the integer arguments (zeros, ones)
-  special       handled by name in compiler/shapes.py (eye, linspace, one_hot, cholesky, ...)
+  special       handled by name in compiler/passes/shapes.py (eye, linspace, one_hot, cholesky, ...)
 """
 from __future__ import annotations
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from compiler import consts
-from compiler.distributions import DISTRIBUTIONS
 from compiler.ir import GraphicalModel, Statement, Variable
-from compiler.ranges import IndexRule, record
+from compiler.passes.ranges import IndexRule, record
 from compiler.sizes import NotASize, Size, int_env, size_of
+from compiler.tables.distributions import DISTRIBUTIONS
 from compiler.walk import free_names
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Problem

@@ -17,11 +17,11 @@ from typing import Any
 import networkx as nx
 
 from compiler import consts
-from compiler.distributions import DISTRIBUTIONS
-from compiler.functions import FUNCTIONS
 from compiler.ir import GraphicalModel, Loop, Statement, Variable
-from compiler.names import ACTIVATIONS, NET_KINDS, did_you_mean, reserved_reason
-from compiler.nets import INVERTIBLE, SUPPORTED
+from compiler.passes.nets import INVERTIBLE, SUPPORTED
+from compiler.tables.distributions import DISTRIBUTIONS
+from compiler.tables.functions import FUNCTIONS
+from compiler.tables.names import ACTIVATIONS, NET_KINDS, did_you_mean, reserved_reason
 from compiler.walk import calls, free_names, target_exprs, type_exprs
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Note
@@ -288,7 +288,7 @@ def _check_callee(call: Any, is_dist_position: bool, names: set[str], b: _Builde
 
 
 def _check_variable_call(call: n.Call, b: _Builder) -> None:
-    """Only nets can be called among the user's names (compiler.nets.SUPPORTED kinds)."""
+    """Only nets can be called among the user's names (compiler.passes.nets.SUPPORTED kinds)."""
     v = b.variables[call.func.id]
     if v.role == "net":
         if v.decl.kind.id not in SUPPORTED:
@@ -335,7 +335,7 @@ def _assign_roles(b: _Builder) -> None:
 
 def _data_assigned(v: Variable, stmt: Statement, b: _Builder) -> None:
     """Rule 13: data may be defined by `=` only as NET(latent) with an invertible net (a
-    flow, checked by compiler/flows.py); other nets make implicit models."""
+    flow, checked by compiler/passes/flows.py); other nets make implicit models."""
     value = stmt.node.value
     if isinstance(value, n.Call) and value.func.id in b.variables and \
             b.variables[value.func.id].role == "net":

@@ -1,7 +1,7 @@
 """The shapes of the variables defined by statements (`=` and `~` on indexed targets),
 settled by a fixpoint over their definitions.
 
-Separate from the driver (compiler/shapes.py) because it is the one part that iterates:
+Separate from the driver (compiler/passes/shapes.py) because it is the one part that iterates:
 positions are read off the targets' indices, element shapes are recomputed until nothing
 changes, and only the last round's problems are reported.
 """
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from compiler.indexing import IndexForm, classify, left_index_diagnostic
 from compiler.ir import Statement, Variable
-from compiler.shape_rules import (
+from compiler.passes.shape_rules import (
     MAX_ELEMENTS,
     Shape,
     ShapeError,
@@ -23,7 +23,7 @@ from compiler.sizes import NotASize, Size, shape_text
 from dsl.diagnostics import Diagnostic
 
 if TYPE_CHECKING:
-    from compiler.shapes import ShapeContext
+    from compiler.passes.shapes import ShapeContext
 
 
 class ShapeFixpoint:

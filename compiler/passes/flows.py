@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from compiler.indexing import index_text
 from compiler.ir import GraphicalModel
-from compiler.nets import INVERTIBLE
+from compiler.passes.nets import INVERTIBLE
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic
 from dsl.printer import format_target

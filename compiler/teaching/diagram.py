@@ -8,7 +8,7 @@ its own past (a chain: an HMM's z[t], an AR(k) series, a language model's tokens
 drawn as a sequence of time slices z[1] z[2] z[3] ... instead, with the variables
 indexed by the same time alongside, so that the repeated structure shows.
 
-Edges come from the element-level graph of compiler/dsep.py (three slices per plate),
+Edges come from the element-level graph of compiler/teaching/dsep.py (three slices per plate),
 collapsed back to one node per variable (or per time slice), so the diagram and
 `bgmc query` agree on what depends on what.
 
@@ -29,10 +29,10 @@ from typing import Any
 
 import networkx as nx
 
-from compiler.dsep import unrolled
 from compiler.indexing import LoopScope, classify
 from compiler.ir import GraphicalModel, Loop
 from compiler.sizes import int_env, size_of
+from compiler.teaching.dsep import unrolled
 from compiler.walk import children
 from dsl import nodes as n
 from dsl.printer import format_expr, format_range

@@ -7,27 +7,26 @@ bounds of latents' declared types), and `Variable.discrete` says which are integ
 mistakes (wrong arity, unknown keyword, too many indices, constant index out of range,
 rank or constant-size mismatch, sizes that are not fixed) are raised together as one
 BgmError. Defined variables' shapes are settled by a fixpoint (see
-compiler/shape_fixpoint.py), and a variable whose shape failed is reported once, never
+compiler/passes/shape_fixpoint.py), and a variable whose shape failed is reported once, never
 again through its readers.
 
 This module is the pass's driver: the context the other parts share (the model, the int
 sizes, the errors collected), the loops' scopes, the declared shapes, and the typing of
 each statement against its target. The parts it drives live apart so each can be read
-alone: compiler/shape_rules.py (the shared rules and errors), compiler/shape_fixpoint.py
-(defined variables' shapes), compiler/expr_types.py (expressions) and
-compiler/distribution_types.py (distribution calls).
+alone, beside this module: shape_rules.py (the shared rules and errors), shape_fixpoint.py
+(defined variables' shapes), expr_types.py (expressions) and distribution_types.py
+(distribution calls).
 """
 from __future__ import annotations
 
 import networkx as nx
 
-from compiler.distribution_types import bind_distribution
-from compiler.distributions import DISTRIBUTIONS
-from compiler.expr_types import ExprTyper
 from compiler.indexing import LoopScope
 from compiler.ir import GraphicalModel, Statement, Variable
-from compiler.shape_fixpoint import ShapeFixpoint
-from compiler.shape_rules import (
+from compiler.passes.distribution_types import bind_distribution
+from compiler.passes.expr_types import ExprTyper
+from compiler.passes.shape_fixpoint import ShapeFixpoint
+from compiler.passes.shape_rules import (
     ONE,
     Shape,
     ShapeError,
@@ -38,6 +37,7 @@ from compiler.shape_rules import (
     type_shape,
 )
 from compiler.sizes import NotASize, int_env, size_diagnostic, size_of
+from compiler.tables.distributions import DISTRIBUTIONS
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, InternalError, Note
 
@@ -61,7 +61,7 @@ class ShapeContext:
         self.generator_keys = 0  # negative LoopScope keys handed to generator variables
         model.types = {}
         model.bindings = {}
-        model.diffusions = {}  # compiler/diffusion.py
+        model.diffusions = {}  # compiler/passes/diffusion.py
         model.scopes = {}
 
     def fail(self, exc: ShapeError | NotASize) -> None:

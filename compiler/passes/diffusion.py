@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from compiler.ir import GraphicalModel, Statement
-from compiler.nets import signature
+from compiler.passes.nets import signature
 from compiler.sizes import NotASize, Size, size_of
 from dsl import nodes as n
 from dsl.diagnostics import Problem

@@ -3,22 +3,20 @@ statement's loop context (names, arithmetic, indexing, generators, function and 
 calls), recorded on `model.types`; and `ExprType` and `Binding`, the types later passes
 read.
 
-Separate from the driver (compiler/shapes.py), which decides which statements to type
+Separate from the driver (compiler/passes/shapes.py), which decides which statements to type
 and when, because typing one expression needs only the shared context and the rules of
-compiler/shape_rules.py.
+compiler/passes/shape_rules.py.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from compiler.distributions import Param
-from compiler.functions import FUNCTIONS, GENERATOR_REDUCTIONS
 from compiler.indexing import IndexForm, LoopScope, classify, index_text
 from compiler.ir import Variable
-from compiler.nets import signature
-from compiler.ranges import ExprValueRule, IndexRule, SizeMatch, ValueRule, record
-from compiler.shape_rules import (
+from compiler.passes.nets import signature
+from compiler.passes.ranges import ExprValueRule, IndexRule, SizeMatch, ValueRule, record
+from compiler.passes.shape_rules import (
     ONE,
     Shape,
     ShapeError,
@@ -30,13 +28,15 @@ from compiler.shape_rules import (
     size_error,
 )
 from compiler.sizes import NotASize, Size, size_of
+from compiler.tables.distributions import Param
+from compiler.tables.functions import FUNCTIONS, GENERATOR_REDUCTIONS
 from compiler.walk import calls, free_names
 from dsl import nodes as n
 from dsl.diagnostics import InternalError, Problem
 from dsl.printer import format_expr, format_range
 
 if TYPE_CHECKING:
-    from compiler.shapes import ShapeContext
+    from compiler.passes.shapes import ShapeContext
 
 
 @dataclass(frozen=True)
@@ -409,7 +409,7 @@ def _check_static_range(what: str, dim: Size, index: Size, node: Any,
                         guards: tuple[tuple[Size, Size], ...] = ()) -> None:
     """Compile-time range check of one index (rule 16); `where` says at which loop
     iteration the index takes this value. What only the data decides is recorded in
-    `rules` (compiler/ranges.py) and checked when the data is loaded."""
+    `rules` (compiler/passes/ranges.py) and checked when the data is loaded."""
     value = index.constant
     hint = f"at {where}, '{index_text(node)}' is {index}" if where else None
     if value is None:
@@ -431,7 +431,7 @@ def _check_static_range(what: str, dim: Size, index: Size, node: Any,
 
 def _defer(rules: dict[Any, Any] | None, what: str, index: Size, dim: Size | None, node: Any,
            where: str | None, guards: tuple[tuple[Size, Size], ...]) -> None:
-    """Record a range rule that only the data decides (compiler/ranges.py)."""
+    """Record a range rule that only the data decides (compiler/passes/ranges.py)."""
     if rules is not None and getattr(node, "span", None) is not None:
         text = f"the index '{index_text(node)}' of '{what}'" + (f" at {where}" if where else "")
         record(rules, IndexRule(index, dim, guards, node.span, text))

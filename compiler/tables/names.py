@@ -12,8 +12,8 @@ import difflib
 import keyword
 import re
 
-from compiler.distributions import DISTRIBUTIONS
-from compiler.functions import FUNCTIONS
+from compiler.tables.distributions import DISTRIBUTIONS
+from compiler.tables.functions import FUNCTIONS
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
