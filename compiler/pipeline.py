@@ -1,5 +1,5 @@
-"""The compiler's passes in order: parse → resolve → shapes → loops → supports →
-elimination → codegen.
+"""The compiler's passes in order: parse → resolve → shapes → nets → flows → checks →
+loops → folding → supports → elimination → codegen.
 
 Each pass raises one BgmError with all the mistakes of its kind, and the pipeline stops
 between passes (a shape error after a naming error would only be noise).
@@ -57,8 +57,8 @@ def _passes(program: n.Program, source: Source) -> GraphicalModel:
     find_flows(model)
     check_targets(model)
     classify_loops(model)
+    fold_constants(model)  # before supports, which reads constant bounds as numbers
     infer_supports(model)
-    fold_constants(model)
     plan_elimination(model)
     model.validate()
     return model

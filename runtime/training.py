@@ -1,29 +1,12 @@
-"""What a user watches while a net trains: a progress bar with the loss and throughput,
-and the loss curve as a PNG written when training stops (also when it fails)."""
+"""The loss curve of a training run (SVI, adversarial), as a PNG written when training
+stops (also when it fails). The progress bar is the application layer's
+(compiler/app/progress.py): the engines only call back."""
 from __future__ import annotations
 
 import io
 from typing import Any
 
 from runtime.files import write_atomic
-
-
-class TrainingBar:
-    """tqdm on stderr (silent when stderr is not a terminal), showing loss and items/s."""
-
-    def __init__(self, total: int, done: int = 0):
-        from tqdm import tqdm  # noqa: PLC0415
-        self.bar = tqdm(total=total, initial=done, unit="step", disable=None, leave=True,
-                        dynamic_ncols=True)
-
-    def __call__(self, done: int, total: int, loss: float, per_second: float) -> None:
-        self.bar.update(done - self.bar.n)
-        if done % 10 == 0 or done == total:
-            self.bar.set_postfix(loss=f"{loss:.5g}", items_per_s=f"{per_second:.0f}",
-                                 refresh=False)
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def write_loss_plot(losses: list[float], path: str, items: int | None = None,

@@ -117,3 +117,16 @@ def test_shifted_data_index_out_of_range() -> None:
                        "given the data, but must be an index from 1 to 3")
     data = {"N": 4, "k": [1, 2, 1, 2], "M": [[0.1, 0.2]] * 4}
     compile_string(src, "edge.bgm").bind(data, device="cpu")
+
+
+@pytest.mark.parametrize("src, message, column", [
+    ("model M\ns: real<lower=-9^9^9> ~ Gamma(2, 2)\n", "too large for a real", 16),
+    ("model M\ndata x: real<upper=1/0>\n", "division by zero", 20),
+    ("model M\nparam w: real<lower=log(-1)>\n", "log(-1) has no real value", 21),
+])
+def test_a_declared_bound_with_no_real_value_is_located(src: str, message: str,
+                                                         column: int) -> None:
+    """A constant bound is folded before supports read it as a number (it used to escape
+    as an internal error)."""
+    text, line, col = _error(src)
+    assert message in text and (line, col) == (2, column)

@@ -13,10 +13,12 @@ from typing import Any
 class Progress:
     """Use as a context manager, so the bar is closed when the work fails too."""
 
-    def __init__(self, total: int, done: int = 0, unit: str = "it"):
+    def __init__(self, total: int, done: int = 0, unit: str = "it", file: Any = None,
+                 always: bool = False):
+        """`file` defaults to stderr; `always` shows the bar off a terminal too (tests)."""
         from tqdm import tqdm  # noqa: PLC0415
-        self.bar = tqdm(total=total, initial=done, unit=unit, disable=None, leave=True,
-                        dynamic_ncols=True)
+        self.bar = tqdm(total=total, initial=done, unit=unit, disable=False if always else None,
+                        leave=True, dynamic_ncols=True, file=file)
 
     def __enter__(self) -> Progress:
         return self

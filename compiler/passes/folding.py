@@ -40,11 +40,30 @@ def fold_constants(model: GraphicalModel) -> None:
         # a loop variable named like a const hides it inside the loop
         local = {k: v for k, v in env.items() if k not in {lp.var for lp in stmt.loops}}
         _fold(stmt.expr, local, model.folded, errors)
+        if stmt.kind == "sample":
+            _check_bounds(getattr(stmt.node, "type", None), local, errors)
         binding = model.bindings.get(stmt.id) if stmt.kind == "sample" else None
         if binding is not None and binding.name in DISTRIBUTIONS and not errors:
             errors += _check_arguments(binding, local)
+    for v in model.variables.values():
+        if v.role != "const":
+            _check_bounds(v.declared_type, env, errors)
     if errors:
         raise BgmError(errors, model.source)
+
+
+def _check_bounds(t: n.Type | None, env: dict[str, Any], errors: list[Diagnostic]) -> None:
+    """A declared type's constant bounds have a real value (`real<lower=-9^9^9>` is an
+    error here, before supports reads the bound as a number)."""
+    for bound in (t.lower, t.upper) if t is not None else ():
+        if bound is None or not consts.is_constant(bound, env):
+            continue
+        try:
+            consts.fold(bound, env)
+        except consts.BadConstant as exc:
+            diagnostic = Diagnostic(str(exc), getattr(exc.node, "span", None))
+            if diagnostic not in errors:
+                errors.append(diagnostic)
 
 
 def _fold(e: Any, env: dict[str, Any], folded: dict[int, Any],
