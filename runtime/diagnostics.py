@@ -3,6 +3,9 @@ HDI, bulk/tail ESS, R-hat, with warnings for R-hat > 1.01, low ESS, divergences 
 saturated tree depth; PSIS-LOO / WAIC model comparison."""
 from __future__ import annotations
 
+import contextlib
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -14,12 +17,36 @@ RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100
 
 
-def summarize(idata: Any) -> tuple[str, list[str]]:
+def summarize(idata: Any, var_names: list[str] | None = None,
+              hdi_prob: float = 0.94) -> tuple[str, list[str]]:
+    """ArviZ's summary of the posterior (in the model's order; `var_names` to choose
+    variables, `hdi_prob` for the interval) as text, and the warnings a user must read.
+    Variables constant in every draw (a deterministic node of data alone) are not rows
+    (their sd is 0 and R-hat undefined): one line lists them with their values."""
     az = arviz()
-    table = az.summary(idata, kind="all", round_to=4)
+    post = idata.posterior
+    if var_names:
+        unknown = [v for v in var_names if v not in post.data_vars]
+        if unknown:
+            raise ModelError(f"--var-names: '{unknown[0]}' is not a variable of the fit; it "
+                             f"has {', '.join(map(str, post.data_vars))}")
+    names = list(var_names) if var_names else [str(v) for v in post.data_vars]
+    constant = [v for v in names if _constant(post[v].values)]
+    shown = [v for v in names if v not in constant]
+    with quiet():
+        table = az.summary(idata, var_names=shown, kind="all", hdi_prob=hdi_prob,
+                           round_to="none") if shown else None
+    if table is not None and post.sizes.get("chain", 1) == 1:
+        table = table.drop(columns=["r_hat"], errors="ignore")  # undefined for one chain
+    text = _format(table) if table is not None else ""
+    if constant:
+        values = ", ".join(f"{v} = {_value_text(post[v].values)}" for v in constant)
+        text += ("\n" if text else "") + f"constant in every draw: {values}"
+    table = table if table is not None else _empty_table()
     warnings: list[str] = []
     chains = idata.posterior.sizes.get("chain", 1)
-    method = idata.posterior.attrs.get("method", "")
+    # the fit's attributes are the InferenceData's own (runtime/output.py), not the group's
+    method = str(getattr(idata, "attrs", {}).get("method", ""))
     if chains > 1 and "r_hat" in table:
         bad = table[table["r_hat"] > RHAT_LIMIT]
         if len(bad):
@@ -43,7 +70,50 @@ def summarize(idata: Any) -> tuple[str, list[str]]:
         if n:
             warnings.append(f"{n} transitions hit the maximum tree depth: raise "
                             "--max-treedepth or try --metric dense")
-    return table.to_string(), warnings
+    return text, warnings
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the warnings numpy and ArviZ raise about their own computations ('Mean of
+    empty slice', overflow in a variance, `varsd = varvar / evar / 4`): the summary and its
+    warnings below are what the user needs, in bgm's words (ArviZ's logger is quieted
+    where it is imported, runtime.output.arviz)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _constant(values: np.ndarray) -> bool:
+    flat = values.reshape(values.shape[0] * values.shape[1], -1) if values.ndim > 1 else values
+    return bool(flat.shape[0] > 1 and np.all(flat == flat[:1]))
+
+
+def _value_text(values: np.ndarray) -> str:
+    first = values[0, 0]
+    return f"{float(first):.6g}" if first.ndim == 0 else \
+        np.array2string(first, precision=6, threshold=10)
+
+
+def _empty_table() -> Any:
+    import pandas as pd  # noqa: PLC0415 - ArviZ's own dependency
+    return pd.DataFrame(columns=["r_hat", "ess_bulk", "ess_tail"])
+
+
+def _format(table: Any) -> str:
+    """Four significant digits for estimates, whole numbers for effective sample sizes
+    (as CmdStan and PyMC print them), R-hat to three decimals."""
+    formatters: dict[str, Any] = {}
+    for column in table.columns:
+        if column.startswith("ess"):
+            formatters[column] = lambda x: "nan" if not np.isfinite(x) else f"{x:.0f}"
+        elif column == "r_hat":
+            formatters[column] = lambda x: f"{x:.3f}"
+        else:
+            formatters[column] = lambda x: f"{x:.4g}"
+    return str(table.to_string(formatters=formatters))
 
 
 def compare(fits: dict[str, Any], ic: str = "loo") -> str:
@@ -55,9 +125,7 @@ def compare(fits: dict[str, Any], ic: str = "loo") -> str:
                              "independent given its continuous latents (a hidden Markov "
                              "model, a change point) has no pointwise log-likelihood for "
                              "LOO or WAIC")
-    import warnings  # noqa: PLC0415
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
+    with quiet():
         table = az.compare(fits, ic=ic)
     return table.to_string()
 

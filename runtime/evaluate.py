@@ -96,7 +96,11 @@ def evaluate(model: Any, theta: torch.Tensor, seed: int = 0, chunk: int = 256,
                     value = value.expand(tuple(block.shape[:2]) + tuple(value.shape))
                 pointwise.setdefault(name, []).append(_numpy(value))
             discrete.add(acc)
-    post = {k: np.concatenate(v, axis=1) for k, v in posterior.items()}
+    # in the model's order (its variables as the file declares or first defines them),
+    # which is the order a summary shows them in
+    order = {name: i for i, name in enumerate(getattr(model, "locations", {}))}
+    post = {k: np.concatenate(posterior[k], axis=1)
+            for k in sorted(posterior, key=lambda k: order.get(k, len(order)))}
     nets = {k: post.pop(k)[0, 0] for k in getattr(model, "net_names", ()) if k in post}
     loglik = {k: np.concatenate(v, axis=1) for k, v in pointwise.items()}
     observed = {k: _numpy(torch.as_tensor(model.data[k])) for k in model.observed_names

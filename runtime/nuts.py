@@ -46,6 +46,7 @@ class NutsSettings:
     metric: str = "diag"  # diag | dense
     init_step_size: float = 1.0
     seed: int = 1
+    thin: int = 1  # keep every thin-th of the `draws` iterations after warmup
 
 
 @dataclass
@@ -487,10 +488,11 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
             if i + 1 == settings.warmup:
                 step = adapter.final()
         else:
-            draws.append(q)
-            lps.append(lp)
-            for k, v in st.items():
-                stats.setdefault(k, []).append(v)
+            if (i - settings.warmup) % settings.thin == 0:
+                draws.append(q)
+                lps.append(lp)
+                for k, v in st.items():
+                    stats.setdefault(k, []).append(v)
             divergences += st["diverging"].long().cpu()
         if progress is not None:
             progress(i + 1, total, warm, divergences)

@@ -9,6 +9,7 @@ some, discrete_posterior (the summed-out discrete latents) and nets (a net's wei
 Files are written atomically."""
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,10 +22,17 @@ if TYPE_CHECKING:
 
 
 def arviz() -> Any:
-    """Import ArviZ lazily (it is slow to import) and without its refactor notice."""
+    """Import ArviZ lazily (it is slow to import) and without its refactor notice. Its
+    logged warnings about its own checks (a single chain's 'Shape validation failed') are
+    silenced: bgm says what the user must know about a fit in its own words."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         import arviz as az  # noqa: PLC0415
+    # ArviZ logs through its own Logger instance (arviz._log, not registered with
+    # logging.getLogger), so it is quieted there, and by name for its submodules
+    for log in (getattr(az, "_log", None), logging.getLogger("arviz")):
+        if isinstance(log, logging.Logger):
+            log.setLevel(logging.ERROR)
     return az
 
 

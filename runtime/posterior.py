@@ -79,7 +79,8 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
     attrs = {"model": model.name, "method": "nuts", "seed": settings.seed,
              "chains": settings.chains, "warmup": settings.warmup,
              "adapt_delta": settings.adapt_delta, "max_treedepth": settings.max_treedepth,
-             "metric": settings.metric, "sampling_seconds": round(seconds, 3)}
+             "metric": settings.metric, "thin": settings.thin,
+             "sampling_seconds": round(seconds, 3)}
     return inference_data(model, result.draws, stats, attrs)
 
 

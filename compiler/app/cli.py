@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from compiler.app.fitting import LIMITS, POINT_METHODS
+from compiler.app.fitting import LIMITS, METHODS, POINT_METHODS
 from dsl.diagnostics import BgmError, InternalError
 from runtime.errors import BgmRuntimeError, ModelError
 from runtime.files import write_atomic
@@ -163,8 +163,30 @@ def output_file(text: str) -> str:
     return text
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help shows its default, unless the help already says it or there is
+    none to show (a switch, an optional file)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text or \
+                not action.option_strings:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+    try:
+        return version("bgm")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="bgmc", description="The bgm model compiler.")
+    p = argparse.ArgumentParser(prog="bgmc", description="The bgm model compiler.",
+                                formatter_class=HelpFormatter)
+    p.add_argument("--version", action="version", version=f"bgmc {_version()}")
     p.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     # the global flags, accepted after the subcommand too (`bgmc fit m.bgm --debug`);
     # SUPPRESS keeps a flag given before the subcommand from being reset by the default
@@ -174,7 +196,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
 
     def command(name: str, **kwargs: Any) -> argparse.ArgumentParser:
-        return sub.add_parser(name, parents=[common], **kwargs)
+        return sub.add_parser(name, parents=[common], formatter_class=HelpFormatter,
+                              **kwargs)
 
     c = command("check", help="parse and check a model")
     c.add_argument("model")
@@ -196,56 +219,74 @@ def _parser() -> argparse.ArgumentParser:
     fit = command("fit", help="fit a model to data")
     fit.add_argument("model")
     _data_args(fit)
-    fit.add_argument("--method", choices=["mle", "map", "nuts", "advi", "svi", "exact",
-                                          "adversarial"],
-                     default="map")
-    fit.add_argument("--chains", type=chain_count, default=4)
-    fit.add_argument("--warmup", type=warmup_count, default=1000)
-    fit.add_argument("--draws", type=draw_count, default=1000)
-    fit.add_argument("--adapt-delta", type=probability, default=0.8,
-                     help="NUTS's target acceptance rate, in (0, 1)")
-    fit.add_argument("--max-treedepth", type=tree_depth, default=10)
-    fit.add_argument("--metric", choices=["diag", "dense"], default="diag")
+    fit.add_argument("--method", choices=list(METHODS), default="map",
+                     help="mle/map: point estimates; nuts: posterior draws; advi, svi: "
+                          "variational; exact: closed-form conjugate posterior; "
+                          "adversarial: a GAN")
+    nuts = fit.add_argument_group("nuts")
+    nuts.add_argument("--chains", type=chain_count, default=4, help="chains, run together")
+    nuts.add_argument("--warmup", type=warmup_count, default=1000,
+                      help="adaptation iterations per chain (not kept)")
+    nuts.add_argument("--draws", type=draw_count, default=1000,
+                      help="iterations per chain after warmup (nuts; draws for advi, svi, "
+                           "exact)")
+    nuts.add_argument("--thin", type=positive_int, default=1,
+                      help="keep every k-th draw of the --draws iterations")
+    nuts.add_argument("--adapt-delta", type=probability, default=0.8,
+                      help="target acceptance rate, in (0, 1); raise it against divergences")
+    nuts.add_argument("--max-treedepth", type=tree_depth, default=10,
+                      help="at most 2^depth leapfrog steps per iteration")
+    nuts.add_argument("--metric", choices=["diag", "dense"], default="diag",
+                      help="the mass matrix adapted in warmup")
+    nuts.add_argument("--step-size", type=positive_float, default=1.0,
+                      help="the initial step size, before adaptation")
     fit.add_argument("--family", choices=["meanfield", "fullrank"], default="meanfield",
                      help="ADVI's Gaussian family")
-    fit.add_argument("--no-progress", action="store_true")
-    fit.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs")
-    fit.add_argument("--restarts", type=positive_int, default=1,
-                     help="best of N random starts")
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument("--refresh", type=positive_int, default=20, metavar="N",
+                     help="update the progress bar every N iterations")
+    point = fit.add_argument_group("mle, map")
+    point.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs",
+                       help="the optimiser of mle and map")
+    point.add_argument("--restarts", type=positive_int, default=1,
+                       help="best of N random starts")
     fit.add_argument("--init", type=init_value, default="2",
                      help="radius R of uniform(-R, R) initial values, or a JSON file")
-    fit.add_argument("--iter", type=positive_int, default=2000, help="maximum iterations")
+    fit.add_argument("--iter", type=positive_int, default=2000,
+                     help="maximum iterations (mle, map); steps (svi, adversarial)")
     fit.add_argument("--lr", type=positive_float, default=None,
-                     help="Adam's learning rate (default 0.05; svi 0.001)")
-    fit.add_argument("--batch", type=positive_int, help="svi: minibatch size over a plate")
-    fit.add_argument("--plate", help="svi: the size of the plate to subsample, e.g. N "
-                                     "(found by itself when there is one)")
-    fit.add_argument("--epochs", type=positive_int, help="svi: passes over the plate (else "
+                     help="Adam's learning rate (default 0.05; svi 0.001; adversarial "
+                          "0.0002)")
+    svi = fit.add_argument_group("svi")
+    svi.add_argument("--batch", type=positive_int, help="minibatch size over a plate")
+    svi.add_argument("--plate", help="the size of the plate to subsample, e.g. N (found by "
+                                     "itself when there is one)")
+    svi.add_argument("--epochs", type=positive_int, help="passes over the plate (else "
                                                          "--iter steps)")
-    fit.add_argument("--particles", type=positive_int, default=1,
-                     help="svi: draws per ELBO estimate")
-    fit.add_argument("--checkpoint", type=output_file,
-                     help="svi: checkpoint file, safetensors (default: "
-                          "OUTPUT.ckpt.safetensors)")
-    fit.add_argument("--checkpoint-every", type=nonneg_int, default=500, metavar="STEPS",
-                     help="svi: steps between checkpoints (0: only the last)")
-    fit.add_argument("--resume", action="store_true", help="svi: continue from --checkpoint")
-    fit.add_argument("--loss-plot", type=output_file,
-                     help="svi: the loss curve, PNG (default: OUTPUT.loss.png)")
-    fit.add_argument("--critic", help="adversarial: the critic net (declared in the file)")
-    fit.add_argument("--gan-loss", choices=["ns", "wgan-gp"], default="ns",
-                     help="adversarial: non-saturating GAN loss, or WGAN with a gradient "
-                          "penalty")
+    svi.add_argument("--particles", type=positive_int, default=1,
+                     help="draws per ELBO estimate")
+    svi.add_argument("--checkpoint", type=output_file,
+                     help="checkpoint file, safetensors (default: OUTPUT.ckpt.safetensors)")
+    svi.add_argument("--checkpoint-every", type=nonneg_int, default=500, metavar="STEPS",
+                     help="steps between checkpoints (0: only the last)")
+    svi.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    svi.add_argument("--loss-plot", type=output_file,
+                     help="the loss curve, PNG (default: OUTPUT.loss.png)")
+    gan = fit.add_argument_group("adversarial")
+    gan.add_argument("--critic", help="the critic net (declared in the file)")
+    gan.add_argument("--gan-loss", choices=["ns", "wgan-gp"], default="ns",
+                     help="non-saturating GAN loss, or WGAN with a gradient penalty")
     fit.add_argument("--dtype", choices=["float64", "float32"],
                      help="default: float64 on the CPU, float32 on a GPU")
     fit.add_argument("-o", "--output", type=output_file,
-                     help="write the result: JSON for mle/map, NetCDF (.nc) for nuts/advi")
+                     help="write the result: JSON for mle/map, NetCDF (.nc) for the others")
+    _summary_args(fit)
     fit.set_defaults(run=cmd_fit)
 
     s = command("sample", help="draw from the prior, or the predictive given a fit")
     s.add_argument("model")
     _data_args(s)
-    s.add_argument("-n", "--draws", type=draw_count, default=10)
+    s.add_argument("-n", "--draws", type=draw_count, default=10, help="draws to make")
     s.add_argument("--fit", help="a fit from 'bgmc fit': point estimates (.json) or "
                                  "posterior draws (.nc) for the posterior predictive")
     s.add_argument("-o", "--output", type=output_file, help="write the draws (.json or .npz)")
@@ -311,29 +352,52 @@ def _parser() -> argparse.ArgumentParser:
 
     sm = command("summary", help="posterior summary and diagnostics of a fit")
     sm.add_argument("fit")
+    _summary_args(sm)
     sm.set_defaults(run=cmd_summary)
 
     sb = command("sbc", help="simulation-based calibration of a model")
     sb.add_argument("model")
     _data_args(sb)
-    sb.add_argument("-n", "--replications", type=positive_int, default=100)
-    sb.add_argument("--warmup", type=warmup_count, default=300)
-    sb.add_argument("--draws", type=draw_count, default=400)
-    sb.add_argument("--thin", type=positive_int, default=4)
+    sb.add_argument("-n", "--replications", type=positive_int, default=100,
+                    help="simulated data sets, each fitted by NUTS")
+    sb.add_argument("--warmup", type=warmup_count, default=300,
+                    help="NUTS warmup iterations per fit")
+    sb.add_argument("--draws", type=draw_count, default=400,
+                    help="NUTS iterations per fit after warmup")
+    sb.add_argument("--thin", type=positive_int, default=4,
+                    help="keep every k-th draw, so the ranks are of nearly independent draws")
     sb.add_argument("-o", "--output", type=output_file,
                     help="rank histograms (.png, .svg or .pdf)")
     sb.set_defaults(run=cmd_sbc)
 
     cp = command("compare", help="rank fits by PSIS-LOO (or WAIC)")
     cp.add_argument("fits", nargs="+")
-    cp.add_argument("--ic", choices=["loo", "waic"], default="loo")
+    cp.add_argument("--ic", choices=["loo", "waic"], default="loo",
+                    help="the information criterion: PSIS-LOO or WAIC")
     cp.set_defaults(run=cmd_compare)
     return p
 
 
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--var-names", type=var_names, metavar="NAMES",
+                   help="the variables to summarise, comma-separated (default: all)")
+    p.add_argument("--hdi-prob", type=probability, default=0.94, metavar="P",
+                   help="the probability mass of the highest-density interval (default "
+                        "0.94, as ArviZ)")
+
+
+def var_names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected variable names separated by commas, got "
+                                         f"'{text}'")
+    return names
+
+
 def _data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="data file (.json, .csv or .npz)")
-    p.add_argument("--seed", type=seed_int, default=1)
+    p.add_argument("--seed", type=seed_int, default=1,
+                   help="random seed: the same seed gives the same results on a CPU")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
 
@@ -515,7 +579,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       plate=args.plate, epochs=args.epochs, particles=args.particles,
                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, loss_plot=args.loss_plot, critic=args.critic,
-                      gan_loss=args.gan_loss, progress=not args.no_progress)
+                      gan_loss=args.gan_loss, progress=not args.no_progress,
+                      thin=args.thin, step_size=args.step_size, refresh=args.refresh)
     for line in fit.report:
         print(line)
     for warning in fit.warnings:
@@ -523,7 +588,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.output:
         fit.save(args.output)
     if fit.summarised:
-        _print_summary(*fit.summary())
+        _print_summary(*fit.summary(args.var_names, args.hdi_prob))
     return EXIT_OK
 
 
@@ -547,7 +612,8 @@ def cmd_sbc(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     from compiler.app.userfiles import read_fit  # noqa: PLC0415
     from runtime.diagnostics import summarize  # noqa: PLC0415
-    _print_summary(*summarize(read_fit(args.fit, need="posterior")))
+    _print_summary(*summarize(read_fit(args.fit, need="posterior"), args.var_names,
+                              args.hdi_prob))
     return EXIT_OK
 
 

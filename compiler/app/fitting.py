@@ -35,7 +35,7 @@ LIMITS: dict[str, tuple[int, int | None]] = {
     "seed": (0, 2**32 - 1), "chains": (1, 100_000), "warmup": (0, 10_000_000),
     "draws": (1, 10_000_000), "max_treedepth": (1, 30), "restarts": (1, None),
     "max_iter": (1, None), "particles": (1, None), "checkpoint_every": (0, None),
-    "batch": (1, None), "epochs": (1, None)}
+    "batch": (1, None), "epochs": (1, None), "thin": (1, None), "refresh": (1, None)}
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,8 @@ class FitSettings:
     adapt_delta: float = 0.8
     max_treedepth: int = 10
     metric: str = "diag"
+    thin: int = 1  # keep every thin-th draw (draws counts iterations, as in CmdStan)
+    step_size: float = 1.0  # the initial step size, before adaptation
     # advi
     family: str = "meanfield"
     # mle, map
@@ -75,8 +77,9 @@ class FitSettings:
     # adversarial
     critic: str | None = None
     gan_loss: str = "ns"
-    # a progress bar on stderr (shown only on a terminal)
+    # a progress bar on stderr (shown only on a terminal), updated every `refresh` steps
     progress: bool = False
+    refresh: int = 20
 
     def __post_init__(self) -> None:
         for name, allowed in CHOICES.items():
@@ -95,8 +98,11 @@ class FitSettings:
         if not 0 < self.adapt_delta < 1:
             raise ModelError(f"fit option adapt_delta={self.adapt_delta!r}: expected a "
                              "number strictly between 0 and 1")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ModelError(f"fit option lr={self.lr!r}: expected a positive number")
+        for name in ("lr", "step_size"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and
+                                          math.isfinite(value) and value > 0):
+                raise ModelError(f"fit option {name}={value!r}: expected a positive number")
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> FitSettings:
@@ -163,10 +169,12 @@ class Fit:
                 "grad_norm": r.grad_norm, "restarts": r.restarts,
                 "estimates": {k: v.cpu().tolist() for k, v in r.values.items()}}
 
-    def summary(self) -> tuple[str, list[str]]:
-        """ArviZ's summary table of the draws and the warnings about them."""
+    def summary(self, var_names: list[str] | None = None,
+                hdi_prob: float = 0.94) -> tuple[str, list[str]]:
+        """ArviZ's summary table of the draws (of `var_names`, with a `hdi_prob`
+        interval) and the warnings about them."""
         from runtime.diagnostics import summarize  # noqa: PLC0415
-        return summarize(self.idata)
+        return summarize(self.idata, var_names, hdi_prob)
 
     def save(self, path: str) -> None:
         """Write the fit whole or not at all: JSON for point estimates, else NetCDF."""
@@ -273,8 +281,9 @@ def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
     if s.method == "nuts":
         settings = NutsSettings(chains=s.chains, warmup=s.warmup, draws=s.draws,
                                 adapt_delta=s.adapt_delta, max_treedepth=s.max_treedepth,
-                                metric=s.metric, seed=s.seed)
-        bar = progress(s.progress, s.warmup + s.draws)
+                                metric=s.metric, seed=s.seed, thin=s.thin,
+                                init_step_size=s.step_size)
+        bar = progress(s.progress, s.warmup + s.draws, refresh=s.refresh)
         try:
             idata = posterior.run_nuts(model, settings, radius, init,
                                        bar.sampling if bar is not None else None)
@@ -307,7 +316,8 @@ def _svi(model: Any, s: FitSettings, output: str | None, notify: Notify | None) 
         checkpoint.load(svi, ckpt)
         if notify is not None:
             notify(f"resumed from {ckpt} at step {svi.state.step}")
-    bar = progress(s.progress, svi.total_steps(), svi.state.step, unit="step")
+    bar = progress(s.progress, svi.total_steps(), svi.state.step, unit="step",
+                   refresh=s.refresh)
     try:
         svi.run(bar.training if bar is not None else None,
                 (lambda state: checkpoint.save(state, ckpt)) if ckpt else None,
@@ -343,7 +353,7 @@ def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
     settings = AdversarialSettings(critic=s.critic, steps=s.max_iter, batch=s.batch or 256,
                                    lr=s.lr or 2e-4, loss=s.gan_loss, seed=s.seed)
     trainer = Adversarial(model, settings)
-    bar = progress(s.progress, settings.steps, unit="step")
+    bar = progress(s.progress, settings.steps, unit="step", refresh=s.refresh)
     try:
         trainer.run(bar.training if bar is not None else None)
     finally:

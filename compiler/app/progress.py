@@ -14,9 +14,11 @@ class Progress:
     """Use as a context manager, so the bar is closed when the work fails too."""
 
     def __init__(self, total: int, done: int = 0, unit: str = "it", file: Any = None,
-                 always: bool = False):
-        """`file` defaults to stderr; `always` shows the bar off a terminal too (tests)."""
+                 always: bool = False, refresh: int = 1):
+        """`file` defaults to stderr; `always` shows the bar off a terminal too (tests);
+        the bar moves every `refresh` steps (and at the end), as CmdStan's refresh."""
         from tqdm import tqdm  # noqa: PLC0415
+        self.refresh = max(1, refresh)
         self.bar = tqdm(total=total, initial=done, unit=unit, disable=False if always else None,
                         leave=True, dynamic_ncols=True, file=file)
 
@@ -26,23 +28,28 @@ class Progress:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _due(self, done: int, total: int) -> bool:
+        return done % self.refresh == 0 or done == total
+
     def _advance(self, done: int) -> None:
         self.bar.update(done - self.bar.n)
 
     def sampling(self, done: int, total: int, warm: bool, divergences: Any) -> None:
         """NUTS's callback: iterations done, the phase, divergences per chain so far."""
+        if not self._due(done, total):
+            return
+        per_chain = " ".join(str(int(d)) for d in divergences)
+        self.bar.set_description("warmup" if warm else "sampling", refresh=False)
+        self.bar.set_postfix_str(f"divergences per chain: {per_chain}", refresh=False)
         self._advance(done)
-        if done % 20 == 0 or done == total:
-            per_chain = " ".join(str(int(d)) for d in divergences)
-            self.bar.set_description("warmup" if warm else "sampling", refresh=False)
-            self.bar.set_postfix_str(f"divergences per chain: {per_chain}", refresh=False)
 
     def training(self, done: int, total: int, loss: float, per_second: float) -> None:
         """A trainer's callback (SVI, adversarial): steps done, the last loss, items/s."""
+        if not self._due(done, total):
+            return
+        self.bar.set_postfix(loss=f"{loss:.5g}", items_per_s=f"{per_second:.0f}",
+                             refresh=False)
         self._advance(done)
-        if done % 10 == 0 or done == total:
-            self.bar.set_postfix(loss=f"{loss:.5g}", items_per_s=f"{per_second:.0f}",
-                                 refresh=False)
 
     def count(self, done: int, total: int) -> None:
         """A loop of independent pieces of work (SBC's replications)."""
@@ -52,6 +59,7 @@ class Progress:
         self.bar.close()
 
 
-def progress(enabled: bool, total: int, done: int = 0, unit: str = "it") -> Progress | None:
+def progress(enabled: bool, total: int, done: int = 0, unit: str = "it",
+             refresh: int = 1) -> Progress | None:
     """A Progress, or None when the user turned it off (--no-progress)."""
-    return Progress(total, done, unit) if enabled else None
+    return Progress(total, done, unit, refresh=refresh) if enabled else None

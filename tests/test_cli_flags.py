@@ -1,0 +1,57 @@
+"""The flags a CmdStan or PyMC user looks for: `--version`, `--thin`, `--step-size`,
+`--refresh`, `--var-names`, `--hdi-prob`; every flag of every command says what it does,
+and its default."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+from compiler.app.cli import _parser, main
+from runtime.output import read_netcdf
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _subcommands() -> dict[str, argparse.ArgumentParser]:
+    parser = _parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(action.choices)
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_every_flag_has_help_and_shows_its_default(command: str) -> None:
+    sub = _subcommands()[command]
+    for action in sub._actions:
+        if not action.option_strings or action.dest == "help":
+            continue
+        assert action.help, (command, action.option_strings)
+    text = sub.format_help()
+    if command == "fit":
+        assert "(default: 4)" in text and "(default: 1000)" in text  # chains, draws
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("bgmc ")
+
+
+def test_thin_keeps_every_kth_draw_and_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "fit.nc"
+    assert main(["fit", str(EXAMPLES / "coin.bgm"), "--data", str(EXAMPLES / "coin.json"),
+                 "--method", "nuts", "--chains", "2", "--warmup", "50", "--draws", "30",
+                 "--thin", "4", "--step-size", "0.5", "--no-progress", "-o", str(out)]) == 0
+    idata = read_netcdf(out)
+    assert idata.posterior.sizes["draw"] == 8  # iterations 0, 4, ..., 28
+    assert idata.attrs["thin"] == "4"
+
+
+@pytest.mark.parametrize("flag, value", [("--thin", "0"), ("--step-size", "0"),
+                                         ("--refresh", "-1"), ("--hdi-prob", "1")])
+def test_bad_values_are_refused_by_flag(flag: str, value: str,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["fit", "m.bgm", "--data", "d.json", flag, value])
+    assert info.value.code == 2 and flag in capsys.readouterr().err
