@@ -332,8 +332,25 @@ class CompiledModel:
 
     def draws(self, n: int, seed: int) -> dict[str, torch.Tensor]:
         """n ancestral draws from the prior (prior predictive included)."""
+        if self.net_names:  # a net has no prior to draw its weights from: fit them first
+            raise ModelError(self._unfitted_nets(), self.locations.get(self.net_names[0]))
         torch.manual_seed(seed)
         return self.sample_prior(self.data, (n,))
+
+    def _unfitted_nets(self) -> str:
+        """Why prior draws of a model with nets need a fit, and the commands making one."""
+        nets = ", ".join(self.net_names)
+        what = "is a net" if len(self.net_names) == 1 else "are nets"
+        params = [p for p in self.param_names if p not in self.net_names]
+        also = ""
+        if params:
+            also = (f" ({', '.join(params)} {'is a' if len(params) == 1 else 'are'} point "
+                    f"parameter{'' if len(params) == 1 else 's'} ('param'), fitted with them)")
+        model = self.source if str(self.source).endswith(".bgm") else "MODEL.bgm"
+        return (f"cannot draw from the prior: {nets} {what}, whose weights have no prior: "
+                f"fit them first{also} ('bgmc fit {model} --data DATA -o fit.json', or "
+                "'--method svi -o fit.nc'), then draw at the fitted weights ('bgmc sample "
+                f"{model} --data DATA --fit fit.json --prior')")
 
     def prior_draws_at(self, params: dict[str, torch.Tensor], n: int,
                        seed: int) -> dict[str, torch.Tensor]:

@@ -10,6 +10,10 @@ regularisation) whose weight is exactly zero there. Its line search then stops s
 not only in the kinked coordinates. When L-BFGS ends without a vanishing gradient, a
 polishing phase follows: Adam with a learning rate decaying to nearly zero (which walks
 into the kink), then L-BFGS again for the smooth coordinates; the best point is kept.
+If even that point fails the gradient test, `why_not_converged` says why, naming the
+unknowns: the density climbing towards the edge of a support (no maximum), a kink (a
+Laplace prior at its centre, when the model has one; abs, fmin, ... otherwise), or
+neither.
 
 A point where the log density is undefined or not finite (a Cholesky factorisation that
 fails, the log of a negative: runtime/model.py) is infeasible, as Stan's optimiser
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from types import CodeType
 from typing import Any
 
 import torch
@@ -237,9 +242,122 @@ def _polish(model: Any, mode: Mode, result: PointEstimate, max_iter: int,
         found = _finish(model, mode, best_theta, result.iterations)
     found.iterations = result.iterations + steps + again.iterations
     if not found.converged:
-        found.message = ("the gradient does not vanish where the optimiser stopped: the "
-                         "objective may have a kink there (a Laplace prior at its centre)")
+        found.message = why_not_converged(model, mode, found.theta)
     return found
+
+
+# An unconstrained coordinate this far from 0 is a constrained value at the very edge of
+# its support (exp(-20) ~ 2e-9 above a lower bound) or a real one far out.
+_FAR = 20.0
+
+
+def why_not_converged(model: Any, mode: Mode, theta: torch.Tensor) -> str:
+    """Why the gradient does not vanish where the optimiser stopped, naming the unknowns:
+    the objective still increases towards the edge of a support (no maximum there: a
+    scale collapsing to 0, separable data), or it has a kink at the point (a Laplace
+    prior at its centre, abs, fmin, ...), or neither could be told."""
+    t = theta.detach().clone().requires_grad_(True)
+    lp = model.log_prob(t, mode)
+    (g,) = torch.autograd.grad(lp, t)
+    g, theta = g.detach(), theta.detach()
+    stopped = "the gradient does not vanish where the optimiser stopped"
+    outward = [int(i) for i in ((theta.abs() > _FAR) & (g * theta > 0)).nonzero().flatten()]
+    if outward:
+        names = _coordinate_names(model, outward)
+        return (f"{stopped}: the log density keeps increasing as {names} "
+                f"{'runs' if len(outward) == 1 else 'run'} off towards the edge of "
+                "the support (a bound, or infinity), "
+                "so it has no maximum (a scale collapsing to 0 in a hierarchical model, or "
+                "separable data, makes the density unbounded); give it a prior that keeps "
+                "it away from the edge, or fit with nuts or advi")
+    kinks = _kinks(model, mode, theta, g)
+    if kinks:
+        names = _coordinate_names(model, kinks)
+        terms = _kinked_terms(model, mode, theta, kinks)
+        where = f" in {', '.join(terms)}" if terms else ""
+        if _uses(model, "Laplace") and any(term.startswith("prior ") for term in terms):
+            return (f"{stopped}: the objective has a kink at {names}{where}, a Laplace "
+                    "prior at its centre (an L1 penalty sets these exactly there; the "
+                    "estimate is fine, though the gradient test cannot say so)")
+        return (f"{stopped}: the objective has a kink at {names}{where} (a function "
+                "without a derivative there, such as abs, fmin, fmax, max, min, floor or "
+                "round)")
+    largest = _coordinate_names(model, [int(g.abs().argmax())])
+    return (f"{stopped}: L-BFGS's line search stopped short and polishing with Adam did "
+            f"not reach a flat point (largest gradient at {largest}); the objective may be "
+            "badly scaled or still climbing slowly there: try more restarts (--restarts), "
+            "more iterations (--iter) or --optimizer adam")
+
+
+def _coordinate_names(model: Any, coordinates: list[int], most: int = 4) -> str:
+    """`tau`, `w[2], w[5]`: the unknowns holding these unconstrained coordinates (an
+    element of a vector by its 1-based position among its unconstrained coordinates)."""
+    names: list[str] = []
+    for i in coordinates:
+        for lat in model.latents:
+            where = model.packer.slices[lat.name]
+            if where.start <= i < where.stop:
+                names.append(lat.name if lat.size == 1 and not lat.shape else
+                             f"{lat.name}[{i - where.start + 1}]")
+                break
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _kinks(model: Any, mode: Mode, theta: torch.Tensor, g: torch.Tensor,
+           most: int = 20) -> list[int]:
+    """Coordinates (among those of the largest gradient) along which the log density
+    falls on both sides though its gradient there is not zero: a kink at a maximum."""
+    order = [int(i) for i in torch.argsort(g.abs(), descending=True)[:most]]
+    with torch.no_grad():
+        here = float(model.log_prob(theta, mode))
+        found = []
+        for i in order:
+            slope = abs(float(g[i]))
+            if slope < 1e-6:
+                break
+            h = 1e-7 * max(1.0, abs(float(theta[i])))
+            step = torch.zeros_like(theta)
+            step[i] = h
+            up = float(model.log_prob(theta + step, mode)) - here
+            down = float(model.log_prob(theta - step, mode)) - here
+            if max(up, down) < 0.5 * slope * h:  # a smooth slope would climb one side
+                found.append(i)
+    return sorted(found)
+
+
+def _kinked_terms(model: Any, mode: Mode, theta: torch.Tensor, kinks: list[int]) -> list[str]:
+    """The terms of the log density (`prior w`, `likelihood y`) that bend at the kinks."""
+    def terms(at: torch.Tensor) -> dict[str, float]:
+        acc = model.accumulate(at, mode, record=True)
+        return {k: float(torch.as_tensor(v).sum()) for k, v in acc.terms.items()}
+    with torch.no_grad():
+        here = terms(theta)
+        bent: list[str] = []
+        for i in kinks:
+            h = 1e-7 * max(1.0, abs(float(theta[i])))
+            step = torch.zeros_like(theta)
+            step[i] = h
+            up, down = terms(theta + step), terms(theta - step)
+            for k, value in here.items():
+                d_up, d_down = up[k] - value, down[k] - value
+                if d_up + d_down < -0.5 * (abs(d_up) + abs(d_down)) and \
+                        abs(d_up) + abs(d_down) > 1e-3 * h and k not in bent:
+                    bent.append(k)
+    return bent
+
+
+def _uses(model: Any, distribution: str) -> bool:
+    """Whether the generated log density draws from `distribution` (dist.Laplace)."""
+    def names(code: CodeType) -> set[str]:
+        found = set(code.co_names)
+        for const in code.co_consts:
+            if isinstance(const, CodeType):
+                found |= names(const)
+        return found
+    log_density = getattr(type(model), "log_density", None)
+    code = getattr(log_density, "__code__", None)
+    return code is not None and distribution in names(code)
 
 
 def _finish(model: Any, mode: Mode, theta: torch.Tensor, iterations: int) -> PointEstimate:

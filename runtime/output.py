@@ -149,3 +149,32 @@ def read_netcdf(path: str | Path) -> Any:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"'{path}' is not a NetCDF file written by 'bgmc fit' ({first})") \
             from None
+
+
+def draws_csv(idata: Any) -> str:
+    """The posterior draws as a CSV table, as CmdStan users read them: one row per draw,
+    columns `chain` and `draw` (from 1), `lp__` when the fit has it, then one column per
+    element of each variable (`theta[1]`, `Sigma[1,2]`, 1-based, last index fastest)."""
+    import io  # noqa: PLC0415
+    post = idata.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    columns: dict[str, np.ndarray] = {
+        "chain": np.repeat(np.arange(1, chains + 1), draws),
+        "draw": np.tile(np.arange(1, draws + 1), chains)}
+    stats = getattr(idata, "sample_stats", None)
+    if stats is not None and "lp" in stats:
+        columns["lp__"] = np.asarray(stats["lp"]).reshape(-1)
+    for name, var in post.data_vars.items():
+        values = np.asarray(var).reshape(chains * draws, -1)
+        shape = var.shape[2:]
+        for k, index in enumerate(np.ndindex(*shape) if shape else [()]):
+            label = f"{name}[{','.join(str(i + 1) for i in index)}]" if shape else str(name)
+            columns[label] = values[:, k]
+    out = io.StringIO()
+    out.write(",".join(columns) + "\n")
+    table = np.column_stack([np.asarray(v, dtype=float) for v in columns.values()])
+    integer = [k in ("chain", "draw") for k in columns]
+    for row in table:
+        out.write(",".join(str(int(x)) if whole else repr(float(x))
+                           for x, whole in zip(row, integer, strict=True)) + "\n")
+    return out.getvalue()

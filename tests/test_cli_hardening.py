@@ -203,7 +203,7 @@ def test_outputs_that_would_replace_an_input_or_have_the_wrong_format(
     user_error(code, err, f"-o '{data}' would replace --data")
     assert data.read_text() == before and not out
     code, out, err = run([*NUTS, "-o", str(tmp_path / "fit.json")], capsys)
-    user_error(code, err, "--method nuts writes posterior draws as NetCDF; name the file .nc")
+    user_error(code, err, "--method nuts writes posterior draws: name the file .nc")
     assert not out
     code, out, err = run([*SBC, "-n", "2", "-o", str(tmp_path / "ranks.txt")], capsys)
     user_error(code, err, "-o", "name the file .png, .svg or .pdf")

@@ -147,3 +147,23 @@ def test_a_model_without_a_conjugate_posterior_says_why(
     assert "closed-form posterior: none (the latents enter the likelihood through " \
            "computed nodes (theta)" in out
     assert "theta: deterministic" in out and "mu: latent, continuous on real" in out
+
+
+def test_names_with_underscores_print_as_the_model_writes_them() -> None:
+    """sympy would print log_lam as log with the subscript lam, in text and in LaTeX."""
+    src = ("model Rate\ndata N: int\ndata y: int<lower=0>[N]\nlog_lam ~ Normal(0, 1)\n"
+           "for i in 1..N:\n    y[i] ~ Poisson(log_rate=log_lam)\n")
+    program = compile_string(src, "rate.bgm")
+    text = program.explain()
+    assert "p(log_lam, y) = Normal(log_lam | 0, 1)" in text and "logₗₐₘ" not in text
+    assert "log_rate = log_lam" in text
+    assert r"\mathit{log\_lam}" in program.joint_latex() and "log_{lam}" not in \
+        program.joint_latex()
+
+
+def test_a_chain_is_summed_along_its_chain_not_per_plate_element() -> None:
+    hmm = compile_file(ROOT / "examples" / "hidden_markov.bgm").explain()
+    mixture = compile_file(ROOT / "examples" / "gaussian_mixture.bgm").explain()
+    assert "z: summed out of the likelihood exactly (the forward algorithm along its chain)" \
+        in hmm and "per element of its plate" not in hmm
+    assert "(logsumexp over its values, per element of its plate)" in mixture

@@ -279,7 +279,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--dtype", choices=["float64", "float32"],
                      help="default: float64 on the CPU, float32 on a GPU")
     fit.add_argument("-o", "--output", type=output_file,
-                     help="write the result: JSON for mle/map, NetCDF (.nc) for the others")
+                     help="write the result: .json for mle/map; .nc (NetCDF) or .csv "
+                          "(draws) for the others")
     _summary_args(fit)
     fit.set_defaults(run=cmd_fit)
 
@@ -458,12 +459,17 @@ def _check_outputs(args: argparse.Namespace) -> None:
     suffix = Path(output).suffix.lower()
     if args.command == "fit":
         point = args.method in POINT_METHODS
-        if point and suffix == ".nc":
+        if point and suffix != ".json":
             raise OutputError(f"-o '{output}': --method {args.method} writes point "
                               "estimates as JSON; name the file .json")
-        if not point and suffix == ".json":
+        if not point and suffix not in (".nc", ".csv"):
             raise OutputError(f"-o '{output}': --method {args.method} writes posterior "
-                              "draws as NetCDF; name the file .nc")
+                              "draws: name the file .nc (NetCDF, ArviZ) or .csv (a table of "
+                              "draws)")
+    if args.command == "sample" and suffix not in (".json", ".npz"):
+        raise OutputError(f"-o '{output}': draws are written as .json or .npz")
+    if args.command == "predict" and suffix != ".json":
+        raise OutputError(f"-o '{output}': the prediction is written as .json")
     if args.command == "sbc" and suffix not in PLOT_FORMATS:
         raise OutputError(f"-o '{output}': the rank histograms are a plot; name the file "
                           f"{', '.join(PLOT_FORMATS[:-1])} or {PLOT_FORMATS[-1]}")
@@ -641,16 +647,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
               f"{result['values'][0]}..{result['values'][-1]}:")
         _print_prediction(args.query, result)
     else:
-        print(f"{args.query}: posterior predictive from {result['draws']} draws: mean "
-              f"{_short(result['mean'])}")
+        print(f"{args.query}: {_drawn_from(args.fit, result['draws'])}")
+        _print_intervals(args.query, result)
     if args.output:
         write_atomic(args.output, json.dumps(result) + "\n")
     return EXIT_OK
 
 
-def _short(value: Any) -> str:
-    text = json.dumps(value)
-    return text if len(text) < 100 else text[:96] + " ..."
+def _drawn_from(fit: str, draws: int) -> str:
+    """What the draws average over: posterior draws of a .nc fit, or one point estimate."""
+    if fit.endswith(".nc"):
+        return f"posterior predictive from {draws} posterior draws"
+    return f"predictive at the point estimate of {fit} ({draws} draws; the parameters' " \
+        "uncertainty is not included: fit by NUTS for it)"
+
+
+def _print_intervals(name: str, result: dict[str, Any]) -> None:
+    """Mean, sd and the 5%-95% interval per element (the first 20; -o writes all)."""
+    import numpy as np  # noqa: PLC0415
+    mean = np.atleast_1d(np.asarray(result["mean"], dtype=float))
+    sd = np.atleast_1d(np.asarray(result["sd"] if result["sd"] is not None else
+                                  np.full(mean.shape, np.nan), dtype=float))
+    q05 = np.atleast_1d(np.asarray(result["q05"], dtype=float))
+    q95 = np.atleast_1d(np.asarray(result["q95"], dtype=float))
+    scalar = np.ndim(result["mean"]) == 0
+    print(f"{'':>12} {'mean':>10} {'sd':>10} {'5%':>10} {'95%':>10}")
+    for i, index in enumerate(np.ndindex(mean.shape)):
+        if i == 20:
+            print(f"  ... {mean.size - 20} more (-o writes them all)")
+            break
+        label = name if scalar else f"{name}[{', '.join(str(j + 1) for j in index)}]"
+        print(f"{label:>12} {mean[index]:10.4g} {sd[index]:10.4g} {q05[index]:10.4g} "
+              f"{q95[index]:10.4g}")
 
 
 def _print_prediction(name: str, result: dict[str, Any]) -> None:
@@ -711,7 +739,7 @@ def _forecast(args: argparse.Namespace, program: Any, given: dict[str, Any]) -> 
     out = program.forecast(args.data, given, args.forecast, seed=args.seed, device=args.device)
     for name, draws in out.items():
         start = program.series_length(args.data, name)
-        print(f"{name}: forecast from {draws.shape[0]} posterior draws")
+        print(f"{name}: forecast, {_drawn_from(args.fit, draws.shape[0])}")
         print(f"{'':>10} {'mean':>10} {'sd':>10} {'5%':>10} {'95%':>10}")
         q05, q95 = np.quantile(draws, 0.05, axis=0), np.quantile(draws, 0.95, axis=0)
         sd = draws.std(0, ddof=1) if len(draws) > 1 else np.full(draws.shape[1], np.nan)

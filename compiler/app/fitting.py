@@ -177,10 +177,17 @@ class Fit:
         return summarize(self.idata, var_names, hdi_prob)
 
     def save(self, path: str) -> None:
-        """Write the fit whole or not at all: JSON for point estimates, else NetCDF."""
+        """Write the fit whole or not at all: JSON for point estimates; draws as NetCDF
+        (.nc, everything) or CSV (.csv, the draws as CmdStan writes them)."""
+        from runtime.files import write_atomic  # noqa: PLC0415
         if self.estimate is not None:
-            from runtime.files import write_atomic  # noqa: PLC0415
             write_atomic(path, json.dumps(self.point_report(), indent=1) + "\n")
+        elif path.lower().endswith(".csv"):
+            from runtime.output import draws_csv  # noqa: PLC0415
+            if "posterior" not in self.idata.groups():
+                raise ModelError(f"'{path}': a {self.method} fit of nets alone has no draws "
+                                 "for a table; name the file .nc")
+            write_atomic(path, draws_csv(self.idata))
         else:
             from runtime.output import write_netcdf  # noqa: PLC0415
             write_netcdf(self.idata, path)

@@ -38,10 +38,8 @@ class Program:
 
     def joint_latex(self) -> str:
         """The factorised joint density in LaTeX (compiler/teaching/explain.py)."""
-        import sympy as sp  # noqa: PLC0415
-
-        from compiler.teaching.explain import joint  # noqa: PLC0415
-        return sp.latex(joint(self.compiled.model), order="none")
+        from compiler.teaching.explain import joint, latex  # noqa: PLC0415
+        return latex(joint(self.compiled.model))
 
     def explain(self, latex: bool = False) -> str:
         from compiler.teaching.explain import explain  # noqa: PLC0415

@@ -22,6 +22,7 @@ from compiler.passes.nets import INVERTIBLE, SUPPORTED
 from compiler.tables.distributions import DISTRIBUTIONS
 from compiler.tables.functions import FUNCTIONS
 from compiler.tables.names import ACTIVATIONS, NET_KINDS, did_you_mean, reserved_reason
+from compiler.tables.synonyms import known_distribution, known_function
 from compiler.walk import calls, free_names, target_exprs, type_exprs
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Diagnostic, Note
@@ -274,7 +275,7 @@ def _check_callee(call: Any, is_dist_position: bool, names: set[str], b: _Builde
                     f"(z ~ {func}(...)) and use it; for a log-density term, use 'factor'")
         return
     if is_dist_position and func not in DISTRIBUTIONS:
-        hint = did_you_mean(func, set(DISTRIBUTIONS))
+        hint = _suggest(known_distribution(func)) or did_you_mean(func, set(DISTRIBUTIONS))
         b.error(f"unknown distribution '{func}'", call.func.span,
                 hint or "distributions are capitalised: Normal, Gamma, Bernoulli, ...")
         return
@@ -283,8 +284,20 @@ def _check_callee(call: Any, is_dist_position: bool, names: set[str], b: _Builde
     if func in names:
         _check_variable_call(call, b)
         return
-    b.error(f"unknown function '{func}'", call.func.span,
-            did_you_mean(func, set(FUNCTIONS) | set(DISTRIBUTIONS)))
+    nets = [v.name for v in b.variables.values() if v.role == "net"]
+    message = f"unknown function '{func}'"
+    if nets:
+        message += f"; the model's {'nets are' if len(nets) > 1 else 'net is'} " + \
+            ", ".join(nets)
+    b.error(message, call.func.span,
+            _suggest(known_function(func)) or
+            did_you_mean(func, set(FUNCTIONS) | set(DISTRIBUTIONS) | set(nets)) or
+            _suggest(known_distribution(func)))
+
+
+def _suggest(name: str | None) -> str | None:
+    """The hint for a name another language gives a known distribution or function."""
+    return f"did you mean '{name}'?" if name else None
 
 
 def _check_variable_call(call: n.Call, b: _Builder) -> None:

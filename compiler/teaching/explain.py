@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sympy as sp
+from sympy.printing.latex import LatexPrinter
+from sympy.printing.pretty.pretty import PrettyPrinter
 from sympy.printing.pretty.stringpict import prettyForm
 
 from compiler.ir import GraphicalModel, Loop, Statement
@@ -282,10 +284,11 @@ def inference_plan(model: GraphicalModel) -> list[str]:
             continue
         if v.name in enumerated:
             e = enumerated[v.name]
-            how = "forward algorithm over the chain" if e.chain else \
-                "logsumexp over its values"
-            lines.append(f"{v.name}: summed out of the likelihood exactly ({how}"
-                         f"{', per element of its plate' if e.plate else ''}); its "
+            # a chain is one sequence, summed by the forward algorithm along it; an
+            # independent discrete latent is summed out separately at each plate element
+            how = "the forward algorithm along its chain" if e.chain else \
+                "logsumexp over its values" + (", per element of its plate" if e.plate else "")
+            lines.append(f"{v.name}: summed out of the likelihood exactly ({how}); its "
                          "posterior is recovered after the fit")
         else:
             lines.append(f"{v.name}: sampled or optimised on the unconstrained scale, "
@@ -440,8 +443,32 @@ def explain(model: GraphicalModel, latex: bool = False) -> str:
     return "\n".join(out) + "\n"
 
 
-def _show(e: sp.Expr, latex: bool) -> str:
-    if latex:
-        return "  " + sp.latex(e, order="none")
-    text = sp.pretty(e, use_unicode=True, wrap_line=False, order="none")
+class _Pretty(PrettyPrinter):
+    """sympy's pretty printer, but a name with an underscore is printed as the model
+    writes it: sympy reads `log_lam` as log with the subscript lam."""
+
+    def _print_Symbol(self, e: sp.Symbol, bold_name: bool = False) -> prettyForm:
+        if "_" in e.name:
+            return prettyForm(e.name)
+        return super()._print_Symbol(e, bold_name)
+
+
+class _Latex(LatexPrinter):
+    """sympy's LaTeX printer with the same rule for names with an underscore."""
+
+    def _print_Symbol(self, expr: sp.Symbol, style: str = "plain") -> str:
+        if "_" in expr.name:
+            return r"\mathit{" + expr.name.replace("_", r"\_") + "}"
+        return str(super()._print_Symbol(expr, style))
+
+
+def latex(e: sp.Expr) -> str:
+    """LaTeX of an expression of the model, its names as the model writes them."""
+    return str(_Latex({"order": "none"}).doprint(e))
+
+
+def _show(e: sp.Expr, latex_output: bool) -> str:
+    if latex_output:
+        return "  " + latex(e)
+    text = _Pretty({"use_unicode": True, "wrap_line": False, "order": "none"}).doprint(e)
     return "\n".join("  " + line.rstrip() for line in text.splitlines())
