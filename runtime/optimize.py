@@ -24,6 +24,7 @@ rate. Only a start point that fails is an error, which says where.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Any
@@ -109,10 +110,21 @@ def find_start(model: Any, mode: Mode, generator: torch.Generator, radius: float
                      f"(non-finite: {bad_terms(model, theta, mode)}); try --init 0.5")
 
 
+Tick = Callable[[float], None]  # called with the objective at each evaluation
+
+
+def _no_tick(loss: float) -> None:
+    return None
+
+
 def optimize(model: Any, method: str = "map", seed: int = 1, init: torch.Tensor | None = None,
              radius: float = 2.0, restarts: int = 1, optimizer: str = "lbfgs",
-             max_iter: int = 2000, lr: float = 0.05) -> PointEstimate:
-    """Maximise the MLE or MAP objective; the best of `restarts` random starts."""
+             max_iter: int = 2000, lr: float = 0.05,
+             progress: Tick | None = None) -> PointEstimate:
+    """Maximise the MLE or MAP objective; the best of `restarts` random starts.
+    `progress` is called with the objective (the negative log density) at every
+    evaluation, so a long fit shows it is moving."""
+    tick = progress or _no_tick
     if method not in ("mle", "map"):
         raise ModelError(f"unknown optimisation method '{method}'")
     _check_identified(model, method)
@@ -125,11 +137,12 @@ def optimize(model: Any, method: str = "map", seed: int = 1, init: torch.Tensor 
             best = _finish(model, mode, start, 0)
             break
         if optimizer == "lbfgs":
-            result = _lbfgs(model, mode, start, max_iter, lr)
+            result = _lbfgs(model, mode, start, max_iter, lr, tick)
             if not result.converged:
-                result = _polish(model, mode, result, max_iter, steps=min(1000, max_iter))
+                result = _polish(model, mode, result, max_iter, steps=min(1000, max_iter),
+                                 tick=tick)
         else:
-            result = _adam(model, mode, start, max_iter, lr)
+            result = _adam(model, mode, start, max_iter, lr, tick)
         result.method = method
         if best is None or result.objective > best.objective:
             best = result
@@ -146,7 +159,8 @@ def _objective(model: Any, mode: Mode, theta: torch.Tensor) -> torch.Tensor:
     return -lp
 
 
-def _lbfgs(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float) -> PointEstimate:
+def _lbfgs(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float,
+           tick: Tick = _no_tick) -> PointEstimate:
     theta = start.clone().requires_grad_(True)
     opt = torch.optim.LBFGS([theta], lr=1.0, max_iter=max_iter, history_size=20,
                             tolerance_grad=1e-10, tolerance_change=1e-14,
@@ -155,6 +169,7 @@ def _lbfgs(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float
     def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = _objective(model, mode, theta)
+        tick(float(loss.detach()))
         if torch.isfinite(loss):
             loss.backward()
         else:
@@ -173,13 +188,16 @@ def _lbfgs(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float
                 theta.copy_(good)
             break
         good = theta.detach().clone()
+        if iterations >= max_iter:  # --iter bounds the whole run, not each of its steps
+            break
         if not math.isfinite(loss) or abs(previous - loss) <= 1e-12 * (1 + abs(loss)):
             break
         previous = loss
     return _finish(model, mode, theta.detach(), iterations)
 
 
-def _adam(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float) -> PointEstimate:
+def _adam(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float,
+          tick: Tick = _no_tick) -> PointEstimate:
     """Adam; a step onto an infeasible point is rejected (back to the last point, with
     half the learning rate)."""
     theta = start.clone().requires_grad_(True)
@@ -189,6 +207,7 @@ def _adam(model: Any, mode: Mode, start: torch.Tensor, max_iter: int, lr: float)
     for _ in range(max_iter):
         opt.zero_grad()
         loss = _objective(model, mode, theta)
+        tick(float(loss.detach()))
         if not torch.isfinite(loss):
             rejected += 1
             if rejected > 30:
@@ -216,7 +235,7 @@ def _last_finite(model: Any, mode: Mode, theta: torch.Tensor, last: torch.Tensor
 
 
 def _polish(model: Any, mode: Mode, result: PointEstimate, max_iter: int,
-            steps: int = 1000, lr: float = 0.01) -> PointEstimate:
+            steps: int = 1000, lr: float = 0.01, tick: Tick = _no_tick) -> PointEstimate:
     """Adam with a cosine-decaying learning rate from where L-BFGS stopped, then L-BFGS
     from Adam's best point; the best of the three points is returned."""
     theta = result.theta.clone().requires_grad_(True)
@@ -225,6 +244,7 @@ def _polish(model: Any, mode: Mode, result: PointEstimate, max_iter: int,
     for k in range(steps):
         opt.zero_grad()
         loss = _objective(model, mode, theta)
+        tick(float(loss.detach()))
         if not torch.isfinite(loss):
             break
         if float(loss.detach()) < best:
@@ -234,7 +254,7 @@ def _polish(model: Any, mode: Mode, result: PointEstimate, max_iter: int,
             group["lr"] = lr * (1e-6 + 0.5 * (1 + math.cos(math.pi * k / steps)))
         opt.step()
     try:
-        again = _lbfgs(model, mode, best_theta, max_iter, lr)
+        again = _lbfgs(model, mode, best_theta, max_iter, lr, tick)
     except ModelError:  # L-BFGS left the finite region: keep what we had
         again = result
     found = max((result, again), key=lambda r: r.objective)

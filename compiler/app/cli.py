@@ -246,8 +246,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--refresh", type=positive_int, default=20, metavar="N",
                      help="update the progress bar every N iterations")
     point = fit.add_argument_group("mle, map")
-    point.add_argument("--optimizer", choices=["lbfgs", "adam"], default="lbfgs",
-                       help="the optimiser of mle and map")
+    point.add_argument("--optimizer", choices=["lbfgs", "adam"], default=None,
+                       help="the optimiser of mle and map (default: adam for a model with "
+                            "nets, else lbfgs)")
     point.add_argument("--restarts", type=positive_int, default=1,
                        help="best of N random starts")
     fit.add_argument("--init", type=init_value, default="2",

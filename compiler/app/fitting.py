@@ -27,7 +27,7 @@ METHODS = ("mle", "map", "nuts", "advi", "svi", "exact", "adversarial")
 POINT_METHODS = ("mle", "map")
 CHOICES: dict[str, tuple[Any, ...]] = {
     "method": METHODS, "metric": ("diag", "dense"), "family": ("meanfield", "fullrank"),
-    "optimizer": ("lbfgs", "adam"), "gan_loss": ("ns", "wgan-gp"),
+    "optimizer": (None, "lbfgs", "adam"), "gan_loss": ("ns", "wgan-gp"),
     "dtype": (None, "float64", "float32")}
 # Counts that size arrays or loops are bounded so that a typo (2000000000 chains) is
 # refused at once instead of running for hours; the CLI's flag types use the same bounds.
@@ -58,8 +58,9 @@ class FitSettings:
     step_size: float = 1.0  # the initial step size, before adaptation
     # advi
     family: str = "meanfield"
-    # mle, map
-    optimizer: str = "lbfgs"
+    # mle, map: L-BFGS, or Adam (the default for a model with nets: L-BFGS on a net's
+    # many weights runs long without converging)
+    optimizer: str | None = None
     restarts: int = 1
     max_iter: int = 2000  # mle/map iterations; svi and adversarial steps
     lr: float | None = None  # Adam's learning rate (default 0.05; svi 1e-3; gan 2e-4)
@@ -249,9 +250,15 @@ def _start(init: float | str | Mapping[str, Any], model: Any) -> tuple[Any, floa
 
 def _point(name: str, model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
     from runtime.optimize import optimize  # noqa: PLC0415
-    result = optimize(model, method=s.method, seed=s.seed, init=init, radius=radius,
-                      restarts=s.restarts, optimizer=s.optimizer, max_iter=s.max_iter,
-                      lr=s.lr or 0.05)
+    optimizer = s.optimizer or ("adam" if model.net_names else "lbfgs")
+    bar = progress(s.progress, None, unit="evaluations", refresh=s.refresh)
+    try:
+        result = optimize(model, method=s.method, seed=s.seed, init=init, radius=radius,
+                          restarts=s.restarts, optimizer=optimizer, max_iter=s.max_iter,
+                          lr=s.lr or 0.05, progress=bar.optimizing if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
     label = "log likelihood" if result.method == "mle" else "log joint density"
     report = [f"{result.method.upper()} of {name}: {label} {result.objective:.6g} "
               f"({result.iterations} iterations, gradient norm {result.grad_norm:.2g})"]

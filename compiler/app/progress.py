@@ -13,7 +13,7 @@ from typing import Any
 class Progress:
     """Use as a context manager, so the bar is closed when the work fails too."""
 
-    def __init__(self, total: int, done: int = 0, unit: str = "it", file: Any = None,
+    def __init__(self, total: int | None, done: int = 0, unit: str = "it", file: Any = None,
                  always: bool = False, refresh: int = 1):
         """`file` defaults to stderr; `always` shows the bar off a terminal too (tests);
         the bar moves every `refresh` steps (and at the end), as CmdStan's refresh."""
@@ -51,6 +51,17 @@ class Progress:
                              refresh=False)
         self._advance(done)
 
+    def optimizing(self, objective: float) -> None:
+        """An optimiser's callback (mle, map): one more evaluation of the objective; the
+        bar counts evaluations (their number is not known in advance) and shows the log
+        density reached."""
+        done = self.bar.n + 1
+        if done % self.refresh == 0:
+            self.bar.set_postfix_str(f"log density {-objective:.6g}", refresh=False)
+            self.bar.update(done - self.bar.n)
+        else:
+            self.bar.n = done  # counted; drawn at the next refresh
+
     def count(self, done: int, total: int) -> None:
         """A loop of independent pieces of work (SBC's replications)."""
         self._advance(done)
@@ -59,7 +70,7 @@ class Progress:
         self.bar.close()
 
 
-def progress(enabled: bool, total: int, done: int = 0, unit: str = "it",
+def progress(enabled: bool, total: int | None, done: int = 0, unit: str = "it",
              refresh: int = 1) -> Progress | None:
     """A Progress, or None when the user turned it off (--no-progress)."""
     return Progress(total, done, unit, refresh=refresh) if enabled else None
