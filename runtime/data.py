@@ -100,7 +100,8 @@ def unused_names(raw: Mapping[str, Any], specs: Iterable[DataSpec]) -> list[str]
 
 
 def load_data(source: str | os.PathLike[str] | Mapping[str, Any], specs: Sequence[DataSpec],
-              optional: Iterable[str] = ()) -> dict[str, Any]:
+              optional: Iterable[str] = (),
+              inferred_sizes: dict[str, str] | None = None) -> dict[str, Any]:
     """Read `source` and return every declared data variable, checked and converted.
 
     Int scalars come back as `int`, real scalars as `float`, arrays as C-contiguous
@@ -116,6 +117,8 @@ def load_data(source: str | os.PathLike[str] | Mapping[str, Any], specs: Sequenc
     raw, _ = encoded(raw)  # texts given as characters of an alphabet (runtime/text.py)
     may_skip = frozenset(optional)
     inferred = _infer_sizes(raw, specs, label)
+    if inferred_sizes is not None:  # said to the user: a size they did not give
+        inferred_sizes.update({k: f"{v}, from {how}" for k, (v, how) in inferred.items()})
     data: dict[str, Any] = {}
     for spec in specs:
         if spec.name in raw:

@@ -189,7 +189,9 @@ class CompiledModel:
         self.device = resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
         optional = self.observed_names if simulate else ()
-        values = load_data(data, self.data_specs, optional=optional)
+        self.inferred_sizes: dict[str, str] = {}  # sizes the data left out: how they were found
+        values = load_data(data, self.data_specs, optional=optional,
+                           inferred_sizes=self.inferred_sizes)
         self.values = values  # as loaded and checked: a guide binds to the same values
         self.data = Data(values, self.device, self.dtype)
         self.simulate = simulate

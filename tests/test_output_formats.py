@@ -69,3 +69,15 @@ def test_predict_prints_sd_and_interval_at_a_point_estimate(tmp_path: Path,
     assert out[1].split() == ["mean", "sd", "5%", "95%"]
     label, mean, sd, low, high = out[2].split()
     assert label == "y[1]" and float(sd) > 0 and float(low) < float(mean) < float(high)
+
+
+def test_a_size_the_data_leaves_out_is_said(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "y.csv"
+    data.write_text("y\n1\n0\n1\n")
+    assert main(["fit", str(EXAMPLES / "coin.bgm"), "--data", str(data)]) == 0
+    err = capsys.readouterr().err
+    assert "note: 'N' is not in the data: N = 3, from the length of 'y' along dim 1" in err
+    assert main(["fit", str(EXAMPLES / "coin.bgm"), "--data",
+                 str(EXAMPLES / "coin.json")]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -588,6 +588,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       resume=args.resume, loss_plot=args.loss_plot, critic=args.critic,
                       gan_loss=args.gan_loss, progress=not args.no_progress,
                       thin=args.thin, step_size=args.step_size, refresh=args.refresh)
+    for note in fit.notes:
+        print(f"note: {note}", file=sys.stderr)
     for line in fit.report:
         print(line)
     for warning in fit.warnings:

@@ -11,6 +11,7 @@ gives. A `Fit` carries the result and the lines `bgmc fit` prints about it.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -129,6 +130,7 @@ class Fit:
     report: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
     summarised: bool = False
+    notes: tuple[str, ...] = ()  # what bgm decided for the user (a size the data left out)
 
     def _point(self) -> Any:
         if self.estimate is None:
@@ -203,6 +205,14 @@ def fit(program: Program, data: Any, settings: FitSettings, output: str | None =
     will be written, so that SVI's checkpoint and loss plot default beside it; `notify`
     hears what happens during the fit (a resumed checkpoint)."""
     model = program.bind(data, settings.device, dtype=settings.dtype)
+    notes = tuple(f"'{name}' is not in the data: {name} = {how}"
+                  for name, how in getattr(model, "inferred_sizes", {}).items())
+    return dataclasses.replace(_fit_bound(program, model, settings, output, notify),
+                               notes=notes)
+
+
+def _fit_bound(program: Program, model: Any, settings: FitSettings, output: str | None,
+               notify: Notify | None) -> Fit:
     kind = type(model)
     implicit = getattr(kind, "implicit_names", ())
     if settings.method == "adversarial" or implicit:
