@@ -47,6 +47,7 @@ class NutsSettings:
     init_step_size: float = 1.0
     seed: int = 1
     thin: int = 1  # keep every thin-th of the `draws` iterations after warmup
+    save_warmup: bool = False  # keep the warmup iterations too (thinned alike)
 
 
 @dataclass
@@ -56,7 +57,10 @@ class NutsResult:
     stats: dict[str, torch.Tensor]  # each [chains, draws]
     step_size: torch.Tensor  # [chains]
     metric: torch.Tensor  # [chains, dim] or [chains, dim, dim]
+    # the warmup iterations, when NutsSettings.save_warmup: draws, log density, stats
     warmup_draws: torch.Tensor | None = None
+    warmup_log_density: torch.Tensor | None = None
+    warmup_stats: dict[str, torch.Tensor] | None = None
 
 
 # ---- the metric -------------------------------------------------------------------------
@@ -470,6 +474,8 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
     window: list[torch.Tensor] = []
     draws, lps = [], []
     stats: dict[str, list[torch.Tensor]] = {}
+    warm_draws, warm_lps = [], []
+    warm_stats: dict[str, list[torch.Tensor]] = {}
     total = settings.warmup + settings.draws
     divergences = torch.zeros(c, dtype=torch.long)
     for i in range(total):
@@ -477,6 +483,11 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
         q, lp, g, st = transition(potential, metric, step, q, lp, g, generator,
                                   settings.max_treedepth)
         if warm:
+            if settings.save_warmup and i % settings.thin == 0:
+                warm_draws.append(q)
+                warm_lps.append(lp)
+                for k, v in st.items():
+                    warm_stats.setdefault(k, []).append(v)
             step = adapter.update(st["accept_stat"])
             if ends and init_buffer <= i < ends[-1]:
                 window.append(q)
@@ -500,4 +511,8 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
         draws=torch.stack(draws, 1) if draws else torch.empty(c, 0, d),
         log_density=torch.stack(lps, 1) if lps else torch.empty(c, 0),
         stats={k: torch.stack(v, 1) for k, v in stats.items()},
-        step_size=step, metric=metric.inverse)
+        step_size=step, metric=metric.inverse,
+        warmup_draws=torch.stack(warm_draws, 1) if warm_draws else None,
+        warmup_log_density=torch.stack(warm_lps, 1) if warm_lps else None,
+        warmup_stats={k: torch.stack(v, 1) for k, v in warm_stats.items()}
+        if warm_stats else None)

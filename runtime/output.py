@@ -65,6 +65,18 @@ def build_inference_data(evaluation: Evaluation, sample_stats: Mapping[str, np.n
     return idata
 
 
+def add_warmup(idata: Any, evaluation: Evaluation,
+               sample_stats: Mapping[str, np.ndarray]) -> None:
+    """The warmup iterations (`--save-warmup`) as ArviZ's groups warmup_posterior and
+    warmup_sample_stats, named and indexed as the posterior."""
+    az = arviz()
+    post = evaluation.posterior
+    dims, coords = _one_based(post, 2)
+    idata.add_groups({
+        "warmup_posterior": az.dict_to_dataset(post, dims=dims, coords=coords),
+        "warmup_sample_stats": az.dict_to_dataset(dict(sample_stats))})
+
+
 def _discrete_dataset(discrete: DiscretePosterior) -> Any:
     """The group discrete_posterior: per latent z its draws `z`, `z_marginal` (over a
     `z_value` dim labelled with the states' values) and `z_mode`."""

@@ -9,8 +9,9 @@ import torch
 from runtime import advi, nuts
 from runtime.accumulate import Mode
 from runtime.errors import ModelError
-from runtime.evaluate import inference_data
+from runtime.evaluate import evaluate, inference_data
 from runtime.optimize import find_start
+from runtime.output import add_warmup
 
 # Random starting points drawn per chain, of which the one with the highest log density is
 # kept. Stan keeps the first finite one; but a start in a region where the density is finite
@@ -66,22 +67,34 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
     began = time.perf_counter()
     result = nuts.sample(model.log_prob, q0, settings, progress)
     seconds = time.perf_counter() - began
-    stats = {
-        "lp": result.log_density,
-        "acceptance_rate": result.stats["accept_stat"],
-        "step_size": result.stats["step_size"],
-        "tree_depth": result.stats["tree_depth"],
-        "n_steps": result.stats["n_leapfrog"],
-        "diverging": result.stats["diverging"],
-        "energy": result.stats["energy"],
-        "reached_max_treedepth": result.stats["tree_depth"] >= settings.max_treedepth,
-    }
+    stats = _nuts_stats(result.log_density, result.stats, settings.max_treedepth)
     attrs = {"model": model.name, "method": "nuts", "seed": settings.seed,
              "chains": settings.chains, "warmup": settings.warmup,
              "adapt_delta": settings.adapt_delta, "max_treedepth": settings.max_treedepth,
              "metric": settings.metric, "thin": settings.thin,
-             "sampling_seconds": round(seconds, 3)}
-    return inference_data(model, result.draws, stats, attrs)
+             "save_warmup": settings.save_warmup, "sampling_seconds": round(seconds, 3)}
+    idata = inference_data(model, result.draws, stats, attrs)
+    if result.warmup_draws is not None and result.warmup_stats is not None:
+        assert result.warmup_log_density is not None
+        warm = evaluate(model, result.warmup_draws, settings.seed, pointwise_ll=False)
+        add_warmup(idata, warm, {k: v.cpu().numpy() for k, v in _nuts_stats(
+            result.warmup_log_density, result.warmup_stats, settings.max_treedepth).items()})
+    return idata
+
+
+def _nuts_stats(lp: torch.Tensor, st: dict[str, torch.Tensor],
+                max_treedepth: int) -> dict[str, torch.Tensor]:
+    """The sampler's statistics under ArviZ's names."""
+    return {
+        "lp": lp,
+        "acceptance_rate": st["accept_stat"],
+        "step_size": st["step_size"],
+        "tree_depth": st["tree_depth"],
+        "n_steps": st["n_leapfrog"],
+        "diverging": st["diverging"],
+        "energy": st["energy"],
+        "reached_max_treedepth": st["tree_depth"] >= max_treedepth,
+    }
 
 
 def run_advi(model: Any, settings: advi.AdviSettings, radius: float = 2.0,

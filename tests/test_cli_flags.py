@@ -55,3 +55,19 @@ def test_bad_values_are_refused_by_flag(flag: str, value: str,
     with pytest.raises(SystemExit) as info:
         main(["fit", "m.bgm", "--data", "d.json", flag, value])
     assert info.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_save_warmup_keeps_the_warmup_draws_in_their_own_groups(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "fit.nc"
+    assert main(["fit", str(EXAMPLES / "coin.bgm"), "--data", str(EXAMPLES / "coin.json"),
+                 "--method", "nuts", "--chains", "2", "--warmup", "40", "--draws", "20",
+                 "--thin", "2", "--save-warmup", "--no-progress", "-o", str(out)]) == 0
+    idata = read_netcdf(out)
+    assert idata.warmup_posterior.sizes["draw"] == 20 and idata.posterior.sizes["draw"] == 10
+    assert "lp" in idata.warmup_sample_stats and idata.attrs["save_warmup"] == "True"
+    theta = idata.warmup_posterior["theta"].values
+    assert ((theta > 0) & (theta < 1)).all()  # constrained, as the posterior
+    capsys.readouterr()
+    assert main(["summary", str(out)]) == 0  # the summary reads the posterior alone
+    assert capsys.readouterr().out.splitlines()[1].startswith("theta")

@@ -240,6 +240,9 @@ def _parser() -> argparse.ArgumentParser:
                       help="the mass matrix adapted in warmup")
     nuts.add_argument("--step-size", type=positive_float, default=1.0,
                       help="the initial step size, before adaptation")
+    nuts.add_argument("--save-warmup", action="store_true",
+                      help="keep the warmup draws too, in the groups warmup_posterior and "
+                           "warmup_sample_stats of the .nc file")
     fit.add_argument("--family", choices=["meanfield", "fullrank"], default="meanfield",
                      help="ADVI's Gaussian family")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -587,7 +590,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, loss_plot=args.loss_plot, critic=args.critic,
                       gan_loss=args.gan_loss, progress=not args.no_progress,
-                      thin=args.thin, step_size=args.step_size, refresh=args.refresh)
+                      thin=args.thin, step_size=args.step_size, refresh=args.refresh,
+                      save_warmup=args.save_warmup)
     for note in fit.notes:
         print(f"note: {note}", file=sys.stderr)
     for line in fit.report:

@@ -57,6 +57,7 @@ class FitSettings:
     metric: str = "diag"
     thin: int = 1  # keep every thin-th draw (draws counts iterations, as in CmdStan)
     step_size: float = 1.0  # the initial step size, before adaptation
+    save_warmup: bool = False  # keep the warmup draws (groups warmup_posterior, ...)
     # advi
     family: str = "meanfield"
     # mle, map: L-BFGS, or Adam (the default for a model with nets: L-BFGS on a net's
@@ -306,7 +307,7 @@ def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
         settings = NutsSettings(chains=s.chains, warmup=s.warmup, draws=s.draws,
                                 adapt_delta=s.adapt_delta, max_treedepth=s.max_treedepth,
                                 metric=s.metric, seed=s.seed, thin=s.thin,
-                                init_step_size=s.step_size)
+                                init_step_size=s.step_size, save_warmup=s.save_warmup)
         bar = progress(s.progress, s.warmup + s.draws, refresh=s.refresh)
         try:
             idata = posterior.run_nuts(model, settings, radius, init,
