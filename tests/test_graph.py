@@ -222,3 +222,16 @@ def test_a_generator_variable_does_not_put_a_covariate_in_a_plate() -> None:
     d = build(compile_string(src, "cov.bgm").compiled.model)
     assert d.nodes["x"].plates == frozenset() and d.nodes["y"].plates == {"i = 1..N"}
     assert ("x", "y") in d.edges
+
+
+def test_labels_are_legible_at_the_default_size() -> None:
+    """A PNG at 150 dpi is half as large again as the layout (labels of 14 layout pixels
+    became ~7 pt text before); SVG labels are 14-15 px."""
+    import struct  # noqa: PLC0415
+    diagram = build(compile_file(ROOT / "examples" / "eight_schools_noncentered.bgm")
+                    .compiled.model)
+    width, height = struct.unpack(">II", render.png(diagram)[16:24])
+    assert width == pytest.approx(diagram.width * render.SCALE * 1.5, abs=2)
+    text = render.svg(diagram)
+    assert 'font-size="15"' in text
+    assert 'font-size="14">j = 1..J' in text

@@ -88,7 +88,7 @@ def svg(d: Diagram) -> str:
                    f'<rect x="{x0:.1f}" y="{y0:.1f}" width="{x1 - x0:.1f}" '
                    f'height="{y1 - y0:.1f}" fill="none" stroke="black" stroke-width="1.2"/>'
                    f'<text x="{x1 - 6:.1f}" y="{y1 - 6:.1f}" text-anchor="end" '
-                   f'font-size="12">{escape(p.label)}</text></g>')
+                   f'font-size="14">{escape(p.label)}</text></g>')
     for e in edges(d):
         pts = [(x * s, y * s) for x, y in e.points]
         if len(pts) == 2:
@@ -119,30 +119,32 @@ def _svg_node(node: Node) -> str:
         shape = (f'<rect x="{x - half:.1f}" y="{y - half:.1f}" width="{2 * half:.1f}" '
                  f'height="{2 * half:.1f}" fill="{fill}" stroke="black" stroke-width="1.2"/>')
         text = (f'<text x="{x:.1f}" y="{y + half + 14:.1f}" text-anchor="middle" '
-                f'font-size="12">{label}</text>')
+                f'font-size="14">{label}</text>')
         return head + shape + text + "</g>"
     fill = SHADE if node.role == "observed" else "white"
     dash = ' stroke-dasharray="4 3"' if node.role == "deterministic" else ""
     return (head + f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{RADIUS * s:.1f}" fill="{fill}" '
             f'stroke="black" stroke-width="1.2"{dash}/>'
             f'<text x="{x:.1f}" y="{y + 4.5:.1f}" text-anchor="middle" '
-            f'font-size="{13 if len(node.key) < 5 else 10}">{label}</text></g>')
+            f'font-size="{15 if len(node.key) < 5 else 12}">{label}</text></g>')
 
 
 # ---- PNG (matplotlib) ---------------------------------------------------------------
-def png(d: Diagram, dpi: int = 100) -> bytes:
+def png(d: Diagram, dpi: int = 150) -> bytes:
+    """The diagram at 100 layout pixels per inch, rendered at `dpi` (150: half as large
+    again as the SVG, so labels read well in a slide or a notebook)."""
     import matplotlib  # noqa: PLC0415
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from matplotlib import patches  # noqa: PLC0415
     from matplotlib.path import Path as MPath  # noqa: PLC0415
-    inch = SCALE / dpi
+    inch = SCALE / 100
     fig = plt.figure(figsize=(d.width * inch, d.height * inch), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_xlim(0, d.width)
     ax.set_ylim(d.height, 0)
     ax.axis("off")
-    size = 13 * 72 / dpi * inch * 1.25
+    size = 14 * 72 / 100  # points: 14 layout pixels, as the SVG's labels
     for p in d.plates:
         x0, y0, x1, y1 = p.box
         ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, lw=1.2))
