@@ -12,6 +12,7 @@ from compiler.codegen.enumeration import is_discrete_latent, write_enumeration
 from compiler.codegen.exprs import Scope, Unsupported
 from compiler.codegen.flows import flow_of_base, write_flow_inverse
 from compiler.passes.supports import Support
+from compiler.sizes import shape_text
 from dsl.printer import format_simple
 
 
@@ -38,16 +39,21 @@ def write_constrain(ctx: ModuleContext, name: str) -> None:
                           "continuous distribution", t if t is not None else first.node)
     py = ctx.names[name]
     if v.role == "param":  # a point estimate: never a Jacobian (rule 23)
-        ctx.out.comment(f"{ctx.where(v.span)}  {name}: {s.describe()}, a point "
+        dims = shape_text(v.shape) if v.shape else ""
+        ctx.out.comment(f"{ctx.where(v.span)}  {name}{dims}: {s.describe()}, a point "
                         "parameter (no prior, no Jacobian)")
         scope, jacobian = Scope(()), ", jacobian=False"
     else:
         first = ctx.model.defining(name)[0]
-        ctx.out.comment(f"{ctx.where(first.span)}  {name}: {s.describe()}")
+        dims = shape_text(v.shape) if v.shape else ""
+        ctx.out.comment(f"{ctx.where(first.span)}  {name}{dims}: {s.describe()}")
         scope, jacobian = ctx.scope(first), ""
     if s.kind == "real":
         ctx.out.line(f"{py} = u__[{name!r}]")
         return
+    if not jacobian:
+        ctx.out.comment("mapped into its support; acc__.constrain adds the log-Jacobian of "
+                        "the map to the density")
     transform = _transform_code(ctx, s, scope)
     ctx.out.line(f"{py} = acc__.constrain({name!r}, u__[{name!r}], {transform}{jacobian})")
 

@@ -2,8 +2,11 @@
 CodeGenerator does), so generated modules are formatted the same way every time."""
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+WIDTH = 100  # the generated module's line width, as the project's own code
 
 
 class Emitter:
@@ -20,11 +23,17 @@ class Emitter:
 
     def comment(self, text: str) -> None:
         """Comment lines; text from the user (a file name) cannot end the comment early or
-        hold characters the module's UTF-8 cannot (control characters, lone surrogates)."""
+        hold characters the module's UTF-8 cannot (control characters, lone surrogates).
+        A comment longer than the line width (100) continues on indented lines."""
+        width = max(40, WIDTH - 4 * self._depth - 2)
         for part in text.splitlines() or [""]:
             safe = "".join(c if c.isprintable() and not "\ud800" <= c <= "\udfff"
                            else ascii(c)[1:-1] for c in part)
-            self.line(f"# {safe}".rstrip())
+            pieces = textwrap.wrap(safe, width, subsequent_indent="    ",
+                                   break_long_words=False, break_on_hyphens=False,
+                                   drop_whitespace=True) if len(safe) > width else [safe]
+            for piece in pieces or [""]:
+                self.line(f"# {piece}".rstrip())
 
     def blank(self) -> None:
         if self._lines and self._lines[-1] != "":

@@ -94,10 +94,10 @@ def _int_bounds(ctx: ModuleContext, stmt: Statement) -> tuple[str, str]:
 def enumerated_term(group: Any, stmt: Statement, code: str, ndims: int) -> str:
     """The accumulator call for a term with `ndims` trailing dims (loops, elements)."""
     if not group.chain:
-        return f"acc__.enum_term({group.name!r}, {code}, {ndims - group.keep})"
+        return f"acc__.enum_term({group.name!r}, {code}, ndims={ndims - group.keep})"
     start, timed = next((a, b) for i, a, b in group.steps if i == stmt.id)
-    return (f"acc__.chain_term({group.name!r}, {code}, {ndims - 1 if timed else ndims}, "
-            f"{start}, {timed})")
+    return (f"acc__.chain_term({group.name!r}, {code}, ndims={ndims - 1 if timed else ndims}, "
+            f"start={start}, timed={timed})")
 
 
 def check_plate_dims(value: Value, scope: Scope, group: Any, stmt: Statement) -> None:

@@ -443,7 +443,8 @@ class ExprCompiler:
         rest = base.rank - len(forms)
         # an index with batch dims of its own (a discrete latent) broadcasts against the base
         take = "rt.take_batched" if any(g.batched for g in indices) else "rt.take"
-        code = f"{take}({base.code}, {base.rank}, ({', '.join(parts)},), {len(loops) + extra})"
+        code = (f"{take}({base.code}, rank={base.rank}, items=({', '.join(parts)},), "
+                f"gathered={len(loops) + extra})")
         return Value(code, loops, extra + kept + rest, base.integer)
 
     # ---- calls

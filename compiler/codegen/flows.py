@@ -38,7 +38,7 @@ def write_flow_inverse(ctx: ModuleContext, flow: Any) -> None:
     base = ctx.names[flow.base]
     o.line(f"{base}, {base}__ladj = rt.realnvp_inverse(u__[{flow.net!r}], "
            f"{ctx.exprs().flow_shape(sig)}, {ctx.names[flow.data]})")
-    o.line(f"acc__.likelihood({flow.data!r}, {base}__ladj, {len(v.shape) - 1})")  # type: ignore[arg-type]
+    o.line(f"acc__.likelihood({flow.data!r}, {base}__ladj, ndims={len(v.shape) - 1})")  # type: ignore[arg-type]
 
 
 def implicit_model_message(flow: Any) -> str:

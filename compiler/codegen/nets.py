@@ -90,8 +90,7 @@ def write_windows(ctx: ModuleContext) -> None:
     o = ctx.out
     o.blank()
     with o.indent("def windows(self, data__):"):
-        o.line('"""The prefixes of each causal factor and their context windows; a '
-               'minibatch draws windows."""')
+        o.line('"""Each causal factor\'s prefixes and context windows (minibatches draw them)."""')
         ctx.unpack_sizes()
         with o.indent("return {"):
             for row in rows:

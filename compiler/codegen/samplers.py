@@ -26,19 +26,16 @@ def write_sampler(ctx: ModuleContext, prior: bool, guide: bool = False) -> None:
     params = ctx.model.of_role("param", "net")
     if guide:
         header = "def sample_guide(self, data__, given__, shape__, acc__):"
-        doc = ('"""Reparameterised draws of the latents from the guide at its nets and '
-               'params (given__), batch shape shape__; adds log q of each draw to acc__."""')
+        doc = '"""Draws of the latents from the guide at given__ (shape__); log q into acc__."""'
     elif prior and params:
         header = "def sample_prior(self, data__, shape__, given__=None):"
-        doc = ('"""Ancestral draws of every variable from the prior, batch shape '
-               'shape__, at the point parameters and nets given__ (a fit)."""')
+        doc = '"""Ancestral draws from the prior (batch shape__) at the fitted given__."""'
     elif prior:
         header = "def sample_prior(self, data__, shape__):"
-        doc = '"""Ancestral draws of every variable from the prior, batch shape shape__."""'
+        doc = '"""Ancestral draws of every variable from the prior (batch shape__)."""'
     else:
         header = "def sample_predictive(self, data__, given__, shape__):"
-        doc = ('"""Draws of the observed variables given latent draws (batch shape '
-               'shape__): the posterior predictive."""')
+        doc = '"""The posterior predictive: observed variables given latent draws given__."""'
     try:
         units = [u for u in plan(ctx.model, sampling=True, constrain=False,
                                  predictive=not prior)

@@ -61,7 +61,7 @@ def _write_statement(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scop
                 check_plate_dims(value, scope, group, stmt)
                 o.line(enumerated_term(group, stmt, code, len(value.loops) + value.rank))
             else:
-                o.line(f"acc__.factor({code}, {len(value.loops) + value.rank})")
+                o.line(f"acc__.factor({code}, ndims={len(value.loops) + value.rank})")
         return
     if stmt.kind == "assign":
         if mode == "logp" and flow_data_scored(ctx.model, stmt):  # the data itself: nothing to do
@@ -105,7 +105,7 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
         if term is not None:  # the base density at f^-1(x): the likelihood of x
             kind = "likelihood"
         o.line(f"acc__.{kind}({term or stmt.target!r}, {dist_code}.log_prob({code}), "
-               f"{ndims})")
+               f"ndims={ndims})")
         return
     shape = draw_shape(ctx, stmt, scope, ex)
     if ctx.drawing_guide:

@@ -57,20 +57,22 @@ class AR2(rt.CompiledModel):
         # ar2.bgm:10  alpha: real
         alpha = u__['alpha']
         # ar2.bgm:10  alpha ~ Normal(0, 10)
-        acc__.prior('alpha', dist.Normal(data__.tensor(0.0), 10.0).log_prob(alpha), 0)
-        # ar2.bgm:11  beta: real
+        acc__.prior('alpha', dist.Normal(data__.tensor(0.0), 10.0).log_prob(alpha), ndims=0)
+        # ar2.bgm:11  beta[2]: real
         beta = u__['beta']
         # ar2.bgm:11  beta: real[2] ~ Normal(0, 1)
-        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 1.0).log_prob(beta), 1)
+        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 1.0).log_prob(beta), ndims=1)
         # ar2.bgm:12  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # ar2.bgm:12  sigma ~ HalfNormal(1)
-        acc__.prior('sigma', dist.HalfNormal(data__.tensor(1.0)).log_prob(sigma), 0)
-        # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t - 2], sigma)
-        acc__.likelihood('y', dist.Normal(alpha[..., None] + beta[..., 0][..., None] * y[..., 1:T - 1] + beta[..., 1][..., None] * y[..., :T - 2], sigma[..., None]).log_prob(y[..., 2:]), 1)
+        acc__.prior('sigma', dist.HalfNormal(data__.tensor(1.0)).log_prob(sigma), ndims=0)
+        # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t - 2],
+        #     sigma)
+        acc__.likelihood('y', dist.Normal(alpha[..., None] + beta[..., 0][..., None] * y[..., 1:T - 1] + beta[..., 1][..., None] * y[..., :T - 2], sigma[..., None]).log_prob(y[..., 2:]), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         T = data__['T']
         y = data__.get('y')
         draws__ = {}
@@ -86,14 +88,15 @@ class AR2(rt.CompiledModel):
         draws__['sigma'] = sigma
         # ar2.bgm:13  for t in 3..T: step by step (y read earlier iterations)
         for t in range(3, T + 1):
-            # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t - 2], sigma)
+            # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t -
+            #     2], sigma)
             y__steps[t] = rt.draw(dist.Normal(alpha + beta[..., 0] * y__steps[t - 1] + beta[..., 1] * y__steps[t - 2], sigma), shape__ + (), 'ar2.bgm:14')
         y = y__steps.stack(0)
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         T = data__['T']
         y = data__.get('y')
         draws__ = {}
@@ -103,7 +106,8 @@ class AR2(rt.CompiledModel):
         y__steps = rt.Steps('y', T, given=y)
         # ar2.bgm:13  for t in 3..T: step by step (y read earlier iterations)
         for t in range(3, T + 1):
-            # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t - 2], sigma)
+            # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t -
+            #     2], sigma)
             y__steps[t] = rt.draw(dist.Normal(alpha + beta[..., 0] * y__steps[t - 1] + beta[..., 1] * y__steps[t - 2], sigma), shape__ + (), 'ar2.bgm:14')
         y = y__steps.stack(0)
         draws__['y'] = y

@@ -68,19 +68,20 @@ class ARMA11(rt.CompiledModel):
         # model.bgm:8  mu: real
         mu = u__['mu']
         # model.bgm:8  mu ~ Normal(0, 10)
-        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 10.0).log_prob(mu), 0)
+        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 10.0).log_prob(mu), ndims=0)
         # model.bgm:9  phi: real
         phi = u__['phi']
         # model.bgm:9  phi ~ Normal(0, 2)
-        acc__.prior('phi', dist.Normal(data__.tensor(0.0), 2.0).log_prob(phi), 0)
+        acc__.prior('phi', dist.Normal(data__.tensor(0.0), 2.0).log_prob(phi), ndims=0)
         # model.bgm:10  theta: real
         theta = u__['theta']
         # model.bgm:10  theta ~ Normal(0, 2)
-        acc__.prior('theta', dist.Normal(data__.tensor(0.0), 2.0).log_prob(theta), 0)
+        acc__.prior('theta', dist.Normal(data__.tensor(0.0), 2.0).log_prob(theta), ndims=0)
         # model.bgm:11  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:11  sigma ~ HalfCauchy(2.5)
-        acc__.prior('sigma', dist.HalfCauchy(data__.tensor(2.5)).log_prob(sigma), 0)
+        acc__.prior('sigma', dist.HalfCauchy(data__.tensor(2.5)).log_prob(sigma), ndims=0)
         # model.bgm:12  nu[1] = mu + phi * mu
         nu__steps[1] = mu + phi * mu
         # model.bgm:13  err[1] = y[1] - nu[1]
@@ -96,12 +97,12 @@ class ARMA11(rt.CompiledModel):
         err = err__steps.stack(0)
         acc__.deterministic('err', err)
         # model.bgm:18  for t in 1..T: y[t] ~ Normal(nu[t], sigma)
-        acc__.likelihood('y', dist.Normal(nu, sigma[..., None]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(nu, sigma[..., None]).log_prob(y), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         raise rt.ModelError('ancestral sampling of this model is not supported yet: these statements depend on each other in a way bgmc cannot order yet')
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         raise rt.ModelError('ancestral sampling of this model is not supported yet: these statements depend on each other in a way bgmc cannot order yet')

@@ -61,24 +61,28 @@ class ChangePoint(rt.CompiledModel):
         T = data__['T']
         y = data__['y']
         # change_point.bgm:9  early: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         early = acc__.constrain('early', u__['early'], rt.lower_bound(0.0))
         # change_point.bgm:9  early ~ Gamma(2, 1)
-        acc__.prior('early', dist.Gamma(data__.tensor(2.0), 1.0).log_prob(early), 0)
+        acc__.prior('early', dist.Gamma(data__.tensor(2.0), 1.0).log_prob(early), ndims=0)
         # change_point.bgm:10  late: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         late = acc__.constrain('late', u__['late'], rt.lower_bound(0.0))
         # change_point.bgm:10  late ~ Gamma(2, 1)
-        acc__.prior('late', dist.Gamma(data__.tensor(2.0), 1.0).log_prob(late), 0)
-        # change_point.bgm:11  s: discrete, summed out: each value 1..int(T) in a new leading dimension
+        acc__.prior('late', dist.Gamma(data__.tensor(2.0), 1.0).log_prob(late), ndims=0)
+        # change_point.bgm:11  s: discrete, summed out: each value 1..int(T) in a new leading
+        #     dimension
         s = acc__.enumerate('s', data__.iota(1, int(T)), ())
         # change_point.bgm:11  s ~ DiscreteUniform(1, T)
-        acc__.enum_term('s', dist.DiscreteUniform(1.0, data__.real(T)).log_prob(s), 0)
+        acc__.enum_term('s', dist.DiscreteUniform(1.0, data__.real(T)).log_prob(s), ndims=0)
         # change_point.bgm:13  for t in 1..T: y[t] ~ Poisson(early * (t < s) + late * (t >= s))
-        acc__.enum_term('s', dist.Poisson(early[..., None] * data__.real(data__.iota(1, T) < s[..., None]) + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])).log_prob(data__.real(y)), 1)
-        # change_point.bgm:11  sum out s: log sum_k p(s = k) p(y | s = k), a logsumexp over the leading dimension
+        acc__.enum_term('s', dist.Poisson(early[..., None] * data__.real(data__.iota(1, T) < s[..., None]) + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])).log_prob(data__.real(y)), ndims=1)
+        # change_point.bgm:11  sum out s: log sum_k p(s = k) p(y | s = k), a logsumexp over the
+        #     leading dimension
         acc__.sum_out('s', 0, ('y',))
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         T = data__['T']
         y = data__.get('y')
         draws__ = {}
@@ -97,7 +101,7 @@ class ChangePoint(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         T = data__['T']
         y = data__.get('y')
         draws__ = {}

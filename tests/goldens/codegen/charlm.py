@@ -46,7 +46,7 @@ class CharLM(rt.CompiledModel):
         )
 
     def windows(self, data__):
-        """The prefixes of each causal factor and their context windows; a minibatch draws windows."""
+        """Each causal factor's prefixes and context windows (minibatches draw them)."""
         V = data__['V']
         T = data__['T']
         return {
@@ -65,14 +65,15 @@ class CharLM(rt.CompiledModel):
         V = data__['V']
         T = data__['T']
         text = data__['text']
-        # charlm.bgm:13  net lm = Transformer(vocab=V, dim=64, layers=2, heads=4, context=64): the weights of the net, point parameters (no prior, no Jacobian)
+        # charlm.bgm:13  net lm = Transformer(vocab=V, dim=64, layers=2, heads=4, context=64): the
+        #     weights of the net, point parameters (no prior, no Jacobian)
         lm = u__['lm']
         # charlm.bgm:15  for t in 2..T: text[t] ~ Categorical(logits=lm(text[1..t - 1]))
         sel__ = acc__.select(1, T - 1, 64)
-        acc__.likelihood('text', dist.Categorical(logits=rt.causal(lm, rt.seqnet('transformer', V, 64, 2, 4, 64), text[0:T - 1], 1, T - 1, sel__)).log_prob(rt.pick(text[..., 1:], sel__, 0)), 1)
+        acc__.likelihood('text', dist.Categorical(logits=rt.causal(lm, rt.seqnet('transformer', V, 64, 2, 4, 64), text[0:T - 1], 1, T - 1, sel__)).log_prob(rt.pick(text[..., 1:], sel__, 0)), ndims=1)
 
     def sample_prior(self, data__, shape__, given__=None):
-        """Ancestral draws of every variable from the prior, batch shape shape__, at the point parameters and nets given__ (a fit)."""
+        """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError("cannot draw from the prior: lm is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'charlm.bgm:13')
         V = data__['V']
@@ -91,7 +92,7 @@ class CharLM(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         V = data__['V']
         T = data__['T']
         text = data__.get('text')

@@ -60,14 +60,15 @@ class Coin(rt.CompiledModel):
         N = data__['N']
         y = data__['y']
         # coin.bgm:9  theta: (0.0, 1.0)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         theta = acc__.constrain('theta', u__['theta'], rt.interval(0.0, 1.0))
         # coin.bgm:9  theta ~ Beta(2, 2)
-        acc__.prior('theta', dist.Beta(data__.tensor(2.0), 2.0).log_prob(theta), 0)
+        acc__.prior('theta', dist.Beta(data__.tensor(2.0), 2.0).log_prob(theta), ndims=0)
         # coin.bgm:11  for i in 1..N: y[i] ~ Bernoulli(theta)
-        acc__.likelihood('y', dist.Bernoulli(theta[..., None]).log_prob(data__.real(y)), 1)
+        acc__.likelihood('y', dist.Bernoulli(theta[..., None]).log_prob(data__.real(y)), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         y = data__.get('y')
         draws__ = {}
@@ -80,7 +81,7 @@ class Coin(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         y = data__.get('y')
         draws__ = {}

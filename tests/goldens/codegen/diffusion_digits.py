@@ -54,32 +54,37 @@ class DiffusionDigits(rt.CompiledModel):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']
         x = data__['x']
-        # diffusion_digits.bgm:13  net eps = MLP(64 + 32, 256, 256, 256, 64, act=silu): the weights of the net, point parameters (no prior, no Jacobian)
+        # diffusion_digits.bgm:13  net eps = MLP(64 + 32, 256, 256, 256, 64, act=silu): the weights
+        #     of the net, point parameters (no prior, no Jacobian)
         eps = u__['eps']
-        # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="linear")
-        # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo objective, for --method svi)
-        acc__.likelihood('x', rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)).log_prob(x), 1)
+        # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200,
+        #     schedule="linear")
+        # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo
+        #     objective, for --method svi)
+        acc__.likelihood('x', rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)).log_prob(x), ndims=1)
 
     def sample_prior(self, data__, shape__, given__=None):
-        """Ancestral draws of every variable from the prior, batch shape shape__, at the point parameters and nets given__ (a fit)."""
+        """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError("cannot draw from the prior: eps is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'diffusion_digits.bgm:13')
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         eps = given__['eps']
-        # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="linear")
+        # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200,
+        #     schedule="linear")
         x = rt.draw(rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)), shape__ + (N, 64), 'diffusion_digits.bgm:15')
         draws__['x'] = x
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         eps = given__['eps']
-        # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="linear")
+        # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200,
+        #     schedule="linear")
         x = rt.draw(rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)), shape__ + (N, 64), 'diffusion_digits.bgm:15')
         draws__['x'] = x
         return draws__

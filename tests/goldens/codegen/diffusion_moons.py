@@ -54,14 +54,16 @@ class DiffusionMoons(rt.CompiledModel):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']
         x = data__['x']
-        # diffusion_moons.bgm:13  net eps = MLP(2 + 16, 128, 128, 128, 2, act=silu): the weights of the net, point parameters (no prior, no Jacobian)
+        # diffusion_moons.bgm:13  net eps = MLP(2 + 16, 128, 128, 128, 2, act=silu): the weights of
+        #     the net, point parameters (no prior, no Jacobian)
         eps = u__['eps']
         # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
-        # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo objective, for --method svi)
-        acc__.likelihood('x', rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine').log_prob(x), 1)
+        # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo
+        #     objective, for --method svi)
+        acc__.likelihood('x', rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine').log_prob(x), ndims=1)
 
     def sample_prior(self, data__, shape__, given__=None):
-        """Ancestral draws of every variable from the prior, batch shape shape__, at the point parameters and nets given__ (a fit)."""
+        """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError("cannot draw from the prior: eps is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'diffusion_moons.bgm:13')
         N = data__['N']
@@ -74,7 +76,7 @@ class DiffusionMoons(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         x = data__.get('x')
         draws__ = {}

@@ -68,19 +68,20 @@ class LogearnHeight(rt.CompiledModel):
         earn = data__['earn']
         height = data__['height']
         log_earn = data__['log_earn']
-        # model.bgm:9  beta: real
+        # model.bgm:9  beta[2]: real
         beta = u__['beta']
         # model.bgm:9  beta: real[2] ~ Flat()
-        acc__.prior('beta', dist.Flat().log_prob(beta), 1)
+        acc__.prior('beta', dist.Flat().log_prob(beta), ndims=1)
         # model.bgm:10  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:10  sigma ~ HalfFlat()
-        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), 0)
+        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
         # model.bgm:13  for n in 1..N: log_earn[n] ~ Normal(beta[1] + beta[2] * height[n], sigma)
-        acc__.likelihood('log_earn', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]).log_prob(log_earn), 1)
+        acc__.likelihood('log_earn', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]).log_prob(log_earn), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         earn = data__['earn']
         height = data__['height']
@@ -98,7 +99,7 @@ class LogearnHeight(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         earn = data__['earn']
         height = data__['height']

@@ -64,23 +64,24 @@ class EightSchoolsNoncentered(rt.CompiledModel):
         # model.bgm:9  mu: real
         mu = u__['mu']
         # model.bgm:9  mu ~ Normal(0, 5)
-        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 5.0).log_prob(mu), 0)
+        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 5.0).log_prob(mu), ndims=0)
         # model.bgm:10  tau: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         tau = acc__.constrain('tau', u__['tau'], rt.lower_bound(0.0))
         # model.bgm:10  tau ~ HalfCauchy(5)
-        acc__.prior('tau', dist.HalfCauchy(data__.tensor(5.0)).log_prob(tau), 0)
-        # model.bgm:12  theta_trans: real
+        acc__.prior('tau', dist.HalfCauchy(data__.tensor(5.0)).log_prob(tau), ndims=0)
+        # model.bgm:12  theta_trans[J]: real
         theta_trans = u__['theta_trans']
         # model.bgm:12  for j in 1..J: theta_trans[j] ~ Normal(0, 1)
-        acc__.prior('theta_trans', dist.Normal(data__.tensor(0.0), 1.0).log_prob(theta_trans), 1)
+        acc__.prior('theta_trans', dist.Normal(data__.tensor(0.0), 1.0).log_prob(theta_trans), ndims=1)
         # model.bgm:13  for j in 1..J: theta[j] = mu + tau * theta_trans[j]
         theta = mu[..., None] + tau[..., None] * theta_trans
         acc__.deterministic('theta', theta)
         # model.bgm:14  for j in 1..J: y[j] ~ Normal(theta[j], sigma[j])
-        acc__.likelihood('y', dist.Normal(theta, sigma).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(theta, sigma).log_prob(y), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         J = data__['J']
         y = data__.get('y')
         sigma = data__['sigma']
@@ -103,7 +104,7 @@ class EightSchoolsNoncentered(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         J = data__['J']
         y = data__.get('y')
         sigma = data__['sigma']

@@ -62,20 +62,21 @@ class EightSchools(rt.CompiledModel):
         # eight_schools_centered.bgm:11  mu: real
         mu = u__['mu']
         # eight_schools_centered.bgm:11  mu ~ Normal(0, 5)
-        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 5.0).log_prob(mu), 0)
+        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 5.0).log_prob(mu), ndims=0)
         # eight_schools_centered.bgm:12  tau: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         tau = acc__.constrain('tau', u__['tau'], rt.lower_bound(0.0))
         # eight_schools_centered.bgm:12  tau ~ HalfCauchy(5)
-        acc__.prior('tau', dist.HalfCauchy(data__.tensor(5.0)).log_prob(tau), 0)
-        # eight_schools_centered.bgm:14  theta: real
+        acc__.prior('tau', dist.HalfCauchy(data__.tensor(5.0)).log_prob(tau), ndims=0)
+        # eight_schools_centered.bgm:14  theta[J]: real
         theta = u__['theta']
         # eight_schools_centered.bgm:14  for j in 1..J: theta[j] ~ Normal(mu, tau)
-        acc__.prior('theta', dist.Normal(mu[..., None], tau[..., None]).log_prob(theta), 1)
+        acc__.prior('theta', dist.Normal(mu[..., None], tau[..., None]).log_prob(theta), ndims=1)
         # eight_schools_centered.bgm:15  for j in 1..J: y[j] ~ Normal(theta[j], sigma[j])
-        acc__.likelihood('y', dist.Normal(theta, sigma).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(theta, sigma).log_prob(y), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         J = data__['J']
         y = data__.get('y')
         sigma = data__['sigma']
@@ -95,7 +96,7 @@ class EightSchools(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         J = data__['J']
         y = data__.get('y')
         sigma = data__['sigma']

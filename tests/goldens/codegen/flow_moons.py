@@ -55,17 +55,18 @@ class Flow2D(rt.CompiledModel):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']
         x = data__['x']
-        # flow_moons.bgm:12  net f = RealNVP(dim=2, layers=6): the weights of the net, point parameters (no prior, no Jacobian)
+        # flow_moons.bgm:12  net f = RealNVP(dim=2, layers=6): the weights of the net, point
+        #     parameters (no prior, no Jacobian)
         f = u__['f']
         # flow_moons.bgm:15  x[i] = f(u[i]): a flow, so u = f^-1(x) (change of variables)
         u, u__ladj = rt.realnvp_inverse(u__['f'], (2, 6, 64), x)
-        acc__.likelihood('x', u__ladj, 1)
+        acc__.likelihood('x', u__ladj, ndims=1)
         # flow_moons.bgm:14  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
-        acc__.likelihood('x', dist.Normal(data__.tensor(0.0), 1.0).log_prob(u), 2)
+        acc__.likelihood('x', dist.Normal(data__.tensor(0.0), 1.0).log_prob(u), ndims=2)
         # flow_moons.bgm:15  for i in 1..N: x[i] = f(u[i])
 
     def sample_prior(self, data__, shape__, given__=None):
-        """Ancestral draws of every variable from the prior, batch shape shape__, at the point parameters and nets given__ (a fit)."""
+        """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError("cannot draw from the prior: f is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'flow_moons.bgm:12')
         N = data__['N']
@@ -81,7 +82,7 @@ class Flow2D(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         x = data__.get('x')
         draws__ = {}

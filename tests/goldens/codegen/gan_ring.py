@@ -68,7 +68,7 @@ class GANRing(rt.CompiledModel):
         raise rt.ModelError("'x' = G(z) with G not invertible is an implicit model: it has no likelihood, so it cannot be fitted by mle, map, nuts, advi or svi; train it against a critic net declared in the file with 'bgmc fit --method adversarial --critic NET'", 'gan_ring.bgm:15')
 
     def sample_prior(self, data__, shape__, given__=None):
-        """Ancestral draws of every variable from the prior, batch shape shape__, at the point parameters and nets given__ (a fit)."""
+        """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError("cannot draw from the prior: G, D are point parameters ('param'), which have no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'gan_ring.bgm:11')
         N = data__['N']
@@ -85,7 +85,7 @@ class GANRing(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         x = data__.get('x')
         draws__ = {}

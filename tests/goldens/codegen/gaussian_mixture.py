@@ -65,29 +65,33 @@ class GaussianMixture(rt.CompiledModel):
         N = data__['N']
         K = data__['K']
         x = data__['x']
-        # gaussian_mixture.bgm:11  w: simplex
+        # gaussian_mixture.bgm:11  w[K]: simplex
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         w = acc__.constrain('w', u__['w'], rt.simplex())
         # gaussian_mixture.bgm:11  w ~ Dirichlet(ones(K))
-        acc__.prior('w', dist.Dirichlet(data__.ones((K,))).log_prob(w), 0)
-        # gaussian_mixture.bgm:13  mu: real
+        acc__.prior('w', dist.Dirichlet(data__.ones((K,))).log_prob(w), ndims=0)
+        # gaussian_mixture.bgm:13  mu[K]: real
         mu = u__['mu']
         # gaussian_mixture.bgm:13  for k in 1..K: mu[k] ~ Normal(0, 10)
-        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 10.0).log_prob(mu), 1)
-        # gaussian_mixture.bgm:14  s: (0.0, inf)
+        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 10.0).log_prob(mu), ndims=1)
+        # gaussian_mixture.bgm:14  s[K]: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         s = acc__.constrain('s', u__['s'], rt.lower_bound(0.0))
         # gaussian_mixture.bgm:14  for k in 1..K: s[k] ~ HalfNormal(5)
-        acc__.prior('s', dist.HalfNormal(data__.tensor(5.0)).log_prob(s), 1)
-        # gaussian_mixture.bgm:16  z: discrete, summed out: each value 1..w.shape[-1] per element of 'for i' in a new leading dimension
+        acc__.prior('s', dist.HalfNormal(data__.tensor(5.0)).log_prob(s), ndims=1)
+        # gaussian_mixture.bgm:16  z: discrete, summed out: each value 1..w.shape[-1] per element of
+        #     'for i' in a new leading dimension
         z = acc__.enumerate('z', data__.iota(1, w.shape[-1]), (N,))
         # gaussian_mixture.bgm:16  for i in 1..N: z[i] ~ Categorical(w)
-        acc__.enum_term('z', dist.Categorical(w[..., None, :]).log_prob(z), 0)
+        acc__.enum_term('z', dist.Categorical(w[..., None, :]).log_prob(z), ndims=0)
         # gaussian_mixture.bgm:17  for i in 1..N: x[i] ~ Normal(mu[z[i]], s[z[i]])
-        acc__.enum_term('z', dist.Normal(rt.take_batched(mu, 1, (rt.index(z),), 1), rt.take_batched(s, 1, (rt.index(z),), 1)).log_prob(x), 0)
-        # gaussian_mixture.bgm:16  sum out z: for each i, log sum_k p(z[i] = k) p(x | z[i] = k), a logsumexp over the leading dimension
+        acc__.enum_term('z', dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1)).log_prob(x), ndims=0)
+        # gaussian_mixture.bgm:16  sum out z: for each i, log sum_k p(z[i] = k) p(x | z[i] = k), a
+        #     logsumexp over the leading dimension
         acc__.sum_out('z', 1, ('x',))
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         K = data__['K']
         x = data__.get('x')
@@ -105,12 +109,12 @@ class GaussianMixture(rt.CompiledModel):
         z = rt.draw(dist.Categorical(w[..., None, :]), shape__ + (N,), 'gaussian_mixture.bgm:16')
         draws__['z'] = z
         # gaussian_mixture.bgm:17  for i in 1..N: x[i] ~ Normal(mu[z[i]], s[z[i]])
-        x = rt.draw(dist.Normal(rt.take_batched(mu, 1, (rt.index(z),), 1), rt.take_batched(s, 1, (rt.index(z),), 1)), shape__ + (N,), 'gaussian_mixture.bgm:17')
+        x = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1)), shape__ + (N,), 'gaussian_mixture.bgm:17')
         draws__['x'] = x
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         K = data__['K']
         x = data__.get('x')
@@ -122,6 +126,6 @@ class GaussianMixture(rt.CompiledModel):
         z = rt.draw(dist.Categorical(w[..., None, :]), shape__ + (N,), 'gaussian_mixture.bgm:16')
         draws__['z'] = z
         # gaussian_mixture.bgm:17  for i in 1..N: x[i] ~ Normal(mu[z[i]], s[z[i]])
-        x = rt.draw(dist.Normal(rt.take_batched(mu, 1, (rt.index(z),), 1), rt.take_batched(s, 1, (rt.index(z),), 1)), shape__ + (N,), 'gaussian_mixture.bgm:17')
+        x = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1)), shape__ + (N,), 'gaussian_mixture.bgm:17')
         draws__['x'] = x
         return draws__

@@ -63,25 +63,29 @@ class GPRegr(rt.CompiledModel):
         x = data__['x']
         y = data__['y']
         # model.bgm:9  rho: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         rho = acc__.constrain('rho', u__['rho'], rt.lower_bound(0.0))
         # model.bgm:9  rho ~ Gamma(25, 4)
-        acc__.prior('rho', dist.Gamma(data__.tensor(25.0), 4.0).log_prob(rho), 0)
+        acc__.prior('rho', dist.Gamma(data__.tensor(25.0), 4.0).log_prob(rho), ndims=0)
         # model.bgm:10  alpha: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         alpha = acc__.constrain('alpha', u__['alpha'], rt.lower_bound(0.0))
         # model.bgm:10  alpha ~ HalfNormal(2)
-        acc__.prior('alpha', dist.HalfNormal(data__.tensor(2.0)).log_prob(alpha), 0)
+        acc__.prior('alpha', dist.HalfNormal(data__.tensor(2.0)).log_prob(alpha), ndims=0)
         # model.bgm:11  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:11  sigma ~ HalfNormal(1)
-        acc__.prior('sigma', dist.HalfNormal(data__.tensor(1.0)).log_prob(sigma), 0)
-        # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2 * rho^2)) + (i == j) * sigma
+        acc__.prior('sigma', dist.HalfNormal(data__.tensor(1.0)).log_prob(sigma), ndims=0)
+        # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2
+        #     * rho^2)) + (i == j) * sigma
         K = (alpha ** 2.0)[..., None, None] * torch.exp(-((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[..., None, None]
         acc__.deterministic('K', K)
         # model.bgm:15  y ~ MultivariateNormal(zeros(N), K)
-        acc__.likelihood('y', dist.MultivariateNormal(data__.zeros((N,)), K).log_prob(y), 0)
+        acc__.likelihood('y', dist.MultivariateNormal(data__.zeros((N,)), K).log_prob(y), ndims=0)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         x = data__['x']
         y = data__.get('y')
@@ -95,7 +99,8 @@ class GPRegr(rt.CompiledModel):
         # model.bgm:11  sigma ~ HalfNormal(1)
         sigma = rt.draw(dist.HalfNormal(data__.tensor(1.0)), shape__ + (), 'model.bgm:11')
         draws__['sigma'] = sigma
-        # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2 * rho^2)) + (i == j) * sigma
+        # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2
+        #     * rho^2)) + (i == j) * sigma
         K = (alpha ** 2.0)[..., None, None] * torch.exp(-((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[..., None, None]
         draws__['K'] = K
         # model.bgm:15  y ~ MultivariateNormal(zeros(N), K)
@@ -104,7 +109,7 @@ class GPRegr(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         x = data__['x']
         y = data__.get('y')
@@ -112,7 +117,8 @@ class GPRegr(rt.CompiledModel):
         rho = given__['rho']
         alpha = given__['alpha']
         sigma = given__['sigma']
-        # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2 * rho^2)) + (i == j) * sigma
+        # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2
+        #     * rho^2)) + (i == j) * sigma
         K = (alpha ** 2.0)[..., None, None] * torch.exp(-((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[..., None, None]
         draws__['K'] = K
         # model.bgm:15  y ~ MultivariateNormal(zeros(N), K)

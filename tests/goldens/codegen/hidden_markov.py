@@ -66,32 +66,37 @@ class HiddenMarkov(rt.CompiledModel):
         T = data__['T']
         K = data__['K']
         y = data__['y']
-        # hidden_markov.bgm:10  A: simplex
+        # hidden_markov.bgm:10  A[K, K]: simplex
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         A = acc__.constrain('A', u__['A'], rt.simplex())
         # hidden_markov.bgm:10  for k in 1..K: A[k] ~ Dirichlet(ones(K))
-        acc__.prior('A', dist.Dirichlet(data__.ones((K,))[..., None, :]).log_prob(A), 1)
-        # hidden_markov.bgm:11  mu: real
+        acc__.prior('A', dist.Dirichlet(data__.ones((K,))[..., None, :]).log_prob(A), ndims=1)
+        # hidden_markov.bgm:11  mu[K]: real
         mu = u__['mu']
         # hidden_markov.bgm:11  for k in 1..K: mu[k] ~ Normal(0, 10)
-        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 10.0).log_prob(mu), 1)
+        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 10.0).log_prob(mu), ndims=1)
         # hidden_markov.bgm:12  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # hidden_markov.bgm:12  sigma ~ HalfNormal(5)
-        acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), 0)
-        # hidden_markov.bgm:13  z: discrete, summed out: each value 1..(data__.ones((K,)) / data__.real(K)[..., None]).shape[-1] in a new leading dimension
-        # z[t] reads z[t - 1]: z[t] varies along the first dimension, z[t - 1] along the second (z__prev)
+        acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), ndims=0)
+        # hidden_markov.bgm:13  z: discrete, summed out: each value 1..(data__.ones((K,)) /
+        #     data__.real(K)[..., None]).shape[-1] in a new leading dimension
+        # z[t] reads z[t - 1]: z[t] varies along the first dimension, z[t - 1] along the second
+        #     (z__prev)
         z, z__prev = acc__.enumerate_chain('z', data__.iota(1, (data__.ones((K,)) / data__.real(K)[..., None]).shape[-1]), (T,))
         # hidden_markov.bgm:13  z[1] ~ Categorical(ones(K) / K)
-        acc__.chain_term('z', dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]).log_prob(z[..., 0]), 0, 0, False)
+        acc__.chain_term('z', dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]).log_prob(z[..., 0]), ndims=0, start=0, timed=False)
         # hidden_markov.bgm:15  for t in 2..T: z[t] ~ Categorical(A[z[t - 1]])
-        acc__.chain_term('z', dist.Categorical(rt.take_batched(A, 2, (rt.index(z__prev[..., :T - 1]),), 1)).log_prob(z[..., 1:]), 0, 1, True)
+        acc__.chain_term('z', dist.Categorical(rt.take_batched(A, rank=2, items=(rt.index(z__prev[..., :T - 1]),), gathered=1)).log_prob(z[..., 1:]), ndims=0, start=1, timed=True)
         # hidden_markov.bgm:17  for t in 1..T: y[t] ~ Normal(mu[z[t]], sigma)
-        acc__.chain_term('z', dist.Normal(rt.take_batched(mu, 1, (rt.index(z),), 1), sigma[..., None]).log_prob(y), 0, 0, True)
-        # hidden_markov.bgm:13  sum out the chain z: log sum over all paths, the forward algorithm as a parallel reduction over steps
+        acc__.chain_term('z', dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]).log_prob(y), ndims=0, start=0, timed=True)
+        # hidden_markov.bgm:13  sum out the chain z: log sum over all paths, the forward algorithm
+        #     as a parallel reduction over steps
         acc__.sum_out_chain('z')
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         T = data__['T']
         K = data__['K']
         y = data__.get('y')
@@ -111,16 +116,16 @@ class HiddenMarkov(rt.CompiledModel):
         # hidden_markov.bgm:14  for t in 2..T: step by step (z read earlier iterations)
         for t in range(2, T + 1):
             # hidden_markov.bgm:15  for t in 2..T: z[t] ~ Categorical(A[z[t - 1]])
-            z__steps[t] = rt.draw(dist.Categorical(rt.take_batched(A, 2, (rt.index(z__steps[t - 1]),), 0)), shape__ + (), 'hidden_markov.bgm:15')
+            z__steps[t] = rt.draw(dist.Categorical(rt.take_batched(A, rank=2, items=(rt.index(z__steps[t - 1]),), gathered=0)), shape__ + (), 'hidden_markov.bgm:15')
         z = z__steps.stack(0)
         draws__['z'] = z
         # hidden_markov.bgm:17  for t in 1..T: y[t] ~ Normal(mu[z[t]], sigma)
-        y = rt.draw(dist.Normal(rt.take_batched(mu, 1, (rt.index(z),), 1), sigma[..., None]), shape__ + (T,), 'hidden_markov.bgm:17')
+        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]), shape__ + (T,), 'hidden_markov.bgm:17')
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         T = data__['T']
         K = data__['K']
         y = data__.get('y')
@@ -134,10 +139,10 @@ class HiddenMarkov(rt.CompiledModel):
         # hidden_markov.bgm:14  for t in 2..T: step by step (z read earlier iterations)
         for t in range(2, T + 1):
             # hidden_markov.bgm:15  for t in 2..T: z[t] ~ Categorical(A[z[t - 1]])
-            z__steps[t] = rt.draw(dist.Categorical(rt.take_batched(A, 2, (rt.index(z__steps[t - 1]),), 0)), shape__ + (), 'hidden_markov.bgm:15')
+            z__steps[t] = rt.draw(dist.Categorical(rt.take_batched(A, rank=2, items=(rt.index(z__steps[t - 1]),), gathered=0)), shape__ + (), 'hidden_markov.bgm:15')
         z = z__steps.stack(0)
         draws__['z'] = z
         # hidden_markov.bgm:17  for t in 1..T: y[t] ~ Normal(mu[z[t]], sigma)
-        y = rt.draw(dist.Normal(rt.take_batched(mu, 1, (rt.index(z),), 1), sigma[..., None]), shape__ + (T,), 'hidden_markov.bgm:17')
+        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]), shape__ + (T,), 'hidden_markov.bgm:17')
         draws__['y'] = y
         return draws__

@@ -57,19 +57,20 @@ class KidscoreMomiq(rt.CompiledModel):
         N = data__['N']
         kid_score = data__['kid_score']
         mom_iq = data__['mom_iq']
-        # model.bgm:10  beta: real
+        # model.bgm:10  beta[2]: real
         beta = u__['beta']
         # model.bgm:10  beta: real[2] ~ Flat()
-        acc__.prior('beta', dist.Flat().log_prob(beta), 1)
+        acc__.prior('beta', dist.Flat().log_prob(beta), ndims=1)
         # model.bgm:11  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:11  sigma ~ HalfCauchy(2.5)
-        acc__.prior('sigma', dist.HalfCauchy(data__.tensor(2.5)).log_prob(sigma), 0)
+        acc__.prior('sigma', dist.HalfCauchy(data__.tensor(2.5)).log_prob(sigma), ndims=0)
         # model.bgm:13  for n in 1..N: kid_score[n] ~ Normal(beta[1] + beta[2] * mom_iq[n], sigma)
-        acc__.likelihood('kid_score', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]).log_prob(kid_score), 1)
+        acc__.likelihood('kid_score', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]).log_prob(kid_score), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         kid_score = data__.get('kid_score')
         mom_iq = data__['mom_iq']
@@ -86,7 +87,7 @@ class KidscoreMomiq(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         kid_score = data__.get('kid_score')
         mom_iq = data__['mom_iq']

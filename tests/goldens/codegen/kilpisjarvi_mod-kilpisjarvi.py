@@ -74,20 +74,21 @@ class Kilpisjarvi(rt.CompiledModel):
         # model.bgm:14  alpha: real
         alpha = u__['alpha']
         # model.bgm:14  alpha ~ Normal(pmualpha, psalpha)
-        acc__.prior('alpha', dist.Normal(data__.tensor(pmualpha), psalpha).log_prob(alpha), 0)
+        acc__.prior('alpha', dist.Normal(data__.tensor(pmualpha), psalpha).log_prob(alpha), ndims=0)
         # model.bgm:15  beta: real
         beta = u__['beta']
         # model.bgm:15  beta ~ Normal(pmubeta, psbeta)
-        acc__.prior('beta', dist.Normal(data__.tensor(pmubeta), psbeta).log_prob(beta), 0)
+        acc__.prior('beta', dist.Normal(data__.tensor(pmubeta), psbeta).log_prob(beta), ndims=0)
         # model.bgm:16  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:16  sigma ~ HalfFlat()
-        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), 0)
+        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
         # model.bgm:18  for n in 1..N: y[n] ~ Normal(alpha + beta * x[n], sigma)
-        acc__.likelihood('y', dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]).log_prob(y), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         x = data__['x']
         y = data__.get('y')
@@ -111,7 +112,7 @@ class Kilpisjarvi(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         x = data__['x']
         y = data__.get('y')

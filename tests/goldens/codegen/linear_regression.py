@@ -62,20 +62,21 @@ class LinearRegression(rt.CompiledModel):
         # linear_regression.bgm:12  alpha: real
         alpha = u__['alpha']
         # linear_regression.bgm:12  alpha ~ Normal(0, 10)
-        acc__.prior('alpha', dist.Normal(data__.tensor(0.0), 10.0).log_prob(alpha), 0)
-        # linear_regression.bgm:13  beta: real
+        acc__.prior('alpha', dist.Normal(data__.tensor(0.0), 10.0).log_prob(alpha), ndims=0)
+        # linear_regression.bgm:13  beta[D]: real
         beta = u__['beta']
         # linear_regression.bgm:13  beta: real[D] ~ Normal(0, 10)
-        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 10.0).log_prob(beta), 1)
+        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 10.0).log_prob(beta), ndims=1)
         # linear_regression.bgm:14  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # linear_regression.bgm:14  sigma ~ HalfNormal(5)
-        acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), 0)
+        acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), ndims=0)
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        acc__.likelihood('y', dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]).log_prob(y), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
@@ -96,7 +97,7 @@ class LinearRegression(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         X = data__['X']

@@ -78,16 +78,16 @@ class LogisticRegression(rt.CompiledModel):
         # logistic_regression.bgm:14  alpha: real
         alpha = u__['alpha']
         # logistic_regression.bgm:14  alpha ~ Flat()
-        acc__.prior('alpha', dist.Flat().log_prob(alpha), 0)
-        # logistic_regression.bgm:15  w: real
+        acc__.prior('alpha', dist.Flat().log_prob(alpha), ndims=0)
+        # logistic_regression.bgm:15  w[D]: real
         w = u__['w']
         # logistic_regression.bgm:15  w: real[D] ~ Normal(0, s)
-        acc__.prior('w', dist.Normal(data__.tensor(0.0), s).log_prob(w), 1)
+        acc__.prior('w', dist.Normal(data__.tensor(0.0), s).log_prob(w), ndims=1)
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
-        acc__.likelihood('y', dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)).log_prob(data__.real(y)), 1)
+        acc__.likelihood('y', dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)).log_prob(data__.real(y)), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
@@ -106,7 +106,7 @@ class LogisticRegression(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         X = data__['X']

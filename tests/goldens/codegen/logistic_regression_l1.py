@@ -73,16 +73,16 @@ class LogisticRegressionL1(rt.CompiledModel):
         # logistic_regression_l1.bgm:12  alpha: real
         alpha = u__['alpha']
         # logistic_regression_l1.bgm:12  alpha ~ Flat()
-        acc__.prior('alpha', dist.Flat().log_prob(alpha), 0)
-        # logistic_regression_l1.bgm:13  w: real
+        acc__.prior('alpha', dist.Flat().log_prob(alpha), ndims=0)
+        # logistic_regression_l1.bgm:13  w[D]: real
         w = u__['w']
         # logistic_regression_l1.bgm:13  w: real[D] ~ Laplace(0, b)
-        acc__.prior('w', dist.Laplace(data__.tensor(0.0), b).log_prob(w), 1)
+        acc__.prior('w', dist.Laplace(data__.tensor(0.0), b).log_prob(w), ndims=1)
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        acc__.likelihood('y', dist.Bernoulli(logits=w @ X.mT + alpha[..., None]).log_prob(data__.real(y)), 1)
+        acc__.likelihood('y', dist.Bernoulli(logits=w @ X.mT + alpha[..., None]).log_prob(data__.real(y)), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
@@ -101,7 +101,7 @@ class LogisticRegressionL1(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         X = data__['X']

@@ -58,29 +58,34 @@ class LowDimGaussMix(rt.CompiledModel):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         N = data__['N']
         y = data__['y']
-        # model.bgm:8  mu: ordered
+        # model.bgm:8  mu[2]: ordered
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         mu = acc__.constrain('mu', u__['mu'], rt.ordered())
         # model.bgm:8  mu: ordered[2] ~ Normal(0, 2)
-        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 2.0).log_prob(mu), 1)
-        # model.bgm:9  sigma: (0, inf)
+        acc__.prior('mu', dist.Normal(data__.tensor(0.0), 2.0).log_prob(mu), ndims=1)
+        # model.bgm:9  sigma[2]: (0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0))
         # model.bgm:9  sigma: real<lower=0>[2] ~ Normal(0, 2)
-        acc__.prior('sigma', dist.Normal(data__.tensor(0.0), 2.0).log_prob(sigma), 1)
+        acc__.prior('sigma', dist.Normal(data__.tensor(0.0), 2.0).log_prob(sigma), ndims=1)
         # model.bgm:10  theta: (0.0, 1.0)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         theta = acc__.constrain('theta', u__['theta'], rt.interval(0.0, 1.0))
         # model.bgm:10  theta ~ Beta(5, 5)
-        acc__.prior('theta', dist.Beta(data__.tensor(5.0), 5.0).log_prob(theta), 0)
-        # model.bgm:12  z: discrete, summed out: each value 0..1 per element of 'for n' in a new leading dimension
+        acc__.prior('theta', dist.Beta(data__.tensor(5.0), 5.0).log_prob(theta), ndims=0)
+        # model.bgm:12  z: discrete, summed out: each value 0..1 per element of 'for n' in a new
+        #     leading dimension
         z = acc__.enumerate('z', data__.iota(0, 1), (N,))
         # model.bgm:12  for n in 1..N: z[n] ~ Bernoulli(theta)
-        acc__.enum_term('z', dist.Bernoulli(theta[..., None]).log_prob(data__.real(z)), 0)
+        acc__.enum_term('z', dist.Bernoulli(theta[..., None]).log_prob(data__.real(z)), ndims=0)
         # model.bgm:13  for n in 1..N: y[n] ~ Normal(mu[2 - z[n]], sigma[2 - z[n]])
-        acc__.enum_term('z', dist.Normal(rt.take_batched(mu, 1, (rt.index(2 - z),), 1), rt.take_batched(sigma, 1, (rt.index(2 - z),), 1)).log_prob(y), 0)
-        # model.bgm:12  sum out z: for each n, log sum_k p(z[n] = k) p(y | z[n] = k), a logsumexp over the leading dimension
+        acc__.enum_term('z', dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1), rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1)).log_prob(y), ndims=0)
+        # model.bgm:12  sum out z: for each n, log sum_k p(z[n] = k) p(y | z[n] = k), a logsumexp
+        #     over the leading dimension
         acc__.sum_out('z', 1, ('y',))
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         y = data__.get('y')
         draws__ = {}
@@ -97,12 +102,12 @@ class LowDimGaussMix(rt.CompiledModel):
         z = rt.draw(dist.Bernoulli(theta[..., None]), shape__ + (N,), 'model.bgm:12')
         draws__['z'] = z
         # model.bgm:13  for n in 1..N: y[n] ~ Normal(mu[2 - z[n]], sigma[2 - z[n]])
-        y = rt.draw(dist.Normal(rt.take_batched(mu, 1, (rt.index(2 - z),), 1), rt.take_batched(sigma, 1, (rt.index(2 - z),), 1)), shape__ + (N,), 'model.bgm:13')
+        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1), rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1)), shape__ + (N,), 'model.bgm:13')
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         y = data__.get('y')
         draws__ = {}
@@ -113,6 +118,6 @@ class LowDimGaussMix(rt.CompiledModel):
         z = rt.draw(dist.Bernoulli(theta[..., None]), shape__ + (N,), 'model.bgm:12')
         draws__['z'] = z
         # model.bgm:13  for n in 1..N: y[n] ~ Normal(mu[2 - z[n]], sigma[2 - z[n]])
-        y = rt.draw(dist.Normal(rt.take_batched(mu, 1, (rt.index(2 - z),), 1), rt.take_batched(sigma, 1, (rt.index(2 - z),), 1)), shape__ + (N,), 'model.bgm:13')
+        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1), rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1)), shape__ + (N,), 'model.bgm:13')
         draws__['y'] = y
         return draws__

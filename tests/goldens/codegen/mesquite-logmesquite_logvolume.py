@@ -68,7 +68,8 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         # model.bgm:14  for n in 1..N: log_weight[n] = log(weight[n])
         log_weight = torch.log(weight)
         data__['log_weight'] = log_weight
-        # model.bgm:15  for n in 1..N: log_canopy_volume[n] = log(diam1[n] * diam2[n] * canopy_height[n])
+        # model.bgm:15  for n in 1..N: log_canopy_volume[n] = log(diam1[n] * diam2[n] *
+        #     canopy_height[n])
         log_canopy_volume = torch.log(diam1 * diam2 * canopy_height)
         data__['log_canopy_volume'] = log_canopy_volume
 
@@ -81,19 +82,21 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         canopy_height = data__['canopy_height']
         log_weight = data__['log_weight']
         log_canopy_volume = data__['log_canopy_volume']
-        # model.bgm:11  beta: real
+        # model.bgm:11  beta[2]: real
         beta = u__['beta']
         # model.bgm:11  beta: real[2] ~ Flat()
-        acc__.prior('beta', dist.Flat().log_prob(beta), 1)
+        acc__.prior('beta', dist.Flat().log_prob(beta), ndims=1)
         # model.bgm:12  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:12  sigma ~ HalfFlat()
-        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), 0)
-        # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] * log_canopy_volume[n], sigma)
-        acc__.likelihood('log_weight', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]).log_prob(log_weight), 1)
+        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
+        # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] *
+        #     log_canopy_volume[n], sigma)
+        acc__.likelihood('log_weight', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]).log_prob(log_weight), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         weight = data__['weight']
         diam1 = data__['diam1']
@@ -108,13 +111,14 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         # model.bgm:12  sigma ~ HalfFlat()
         sigma = rt.draw(dist.HalfFlat(), shape__ + (), 'model.bgm:12')
         draws__['sigma'] = sigma
-        # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] * log_canopy_volume[n], sigma)
+        # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] *
+        #     log_canopy_volume[n], sigma)
         log_weight = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]), shape__ + (N,), 'model.bgm:16')
         draws__['log_weight'] = log_weight
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         weight = data__['weight']
         diam1 = data__['diam1']
@@ -125,7 +129,8 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         draws__ = {}
         beta = given__['beta']
         sigma = given__['sigma']
-        # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] * log_canopy_volume[n], sigma)
+        # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] *
+        #     log_canopy_volume[n], sigma)
         log_weight = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]), shape__ + (N,), 'model.bgm:16')
         draws__['log_weight'] = log_weight
         return draws__

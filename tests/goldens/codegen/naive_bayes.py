@@ -82,21 +82,23 @@ class NaiveBayes(rt.CompiledModel):
         C = data__['C']
         x = data__['x']
         y = data__['y']
-        # naive_bayes.bgm:15  prior: simplex
+        # naive_bayes.bgm:15  prior[C]: simplex
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         prior = acc__.constrain('prior', u__['prior'], rt.simplex())
         # naive_bayes.bgm:15  prior ~ Dirichlet(ones(C))
-        acc__.prior('prior', dist.Dirichlet(data__.ones((C,))).log_prob(prior), 0)
-        # naive_bayes.bgm:18  q: (0.0, 1.0)
+        acc__.prior('prior', dist.Dirichlet(data__.ones((C,))).log_prob(prior), ndims=0)
+        # naive_bayes.bgm:18  q[C, D]: (0.0, 1.0)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         q = acc__.constrain('q', u__['q'], rt.interval(0.0, 1.0))
         # naive_bayes.bgm:18  for c in 1..C: for d in 1..D: q[c, d] ~ Beta(2, 2)
-        acc__.prior('q', dist.Beta(data__.tensor(2.0), 2.0).log_prob(q), 2)
+        acc__.prior('q', dist.Beta(data__.tensor(2.0), 2.0).log_prob(q), ndims=2)
         # naive_bayes.bgm:20  for i in 1..N: y[i] ~ Categorical(prior)
-        acc__.likelihood('y', dist.Categorical(prior[..., None, :]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Categorical(prior[..., None, :]).log_prob(y), ndims=1)
         # naive_bayes.bgm:22  for i in 1..N: for d in 1..D: x[i, d] ~ Bernoulli(q[y[i], d])
-        acc__.likelihood('x', dist.Bernoulli(rt.take_batched(q, 2, (rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), 2)).log_prob(data__.real(x)), 2)
+        acc__.likelihood('x', dist.Bernoulli(rt.take_batched(q, rank=2, items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), gathered=2)).log_prob(data__.real(x)), ndims=2)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         C = data__['C']
@@ -113,12 +115,12 @@ class NaiveBayes(rt.CompiledModel):
         y = rt.draw(dist.Categorical(prior[..., None, :]), shape__ + (N,), 'naive_bayes.bgm:20')
         draws__['y'] = y
         # naive_bayes.bgm:22  for i in 1..N: for d in 1..D: x[i, d] ~ Bernoulli(q[y[i], d])
-        x = rt.draw(dist.Bernoulli(rt.take_batched(q, 2, (rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), 2)), shape__ + (N, D), 'naive_bayes.bgm:22')
+        x = rt.draw(dist.Bernoulli(rt.take_batched(q, rank=2, items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), gathered=2)), shape__ + (N, D), 'naive_bayes.bgm:22')
         draws__['x'] = x
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         C = data__['C']
@@ -131,6 +133,6 @@ class NaiveBayes(rt.CompiledModel):
         y = rt.draw(dist.Categorical(prior[..., None, :]), shape__ + (N,), 'naive_bayes.bgm:20')
         draws__['y'] = y
         # naive_bayes.bgm:22  for i in 1..N: for d in 1..D: x[i, d] ~ Bernoulli(q[y[i], d])
-        x = rt.draw(dist.Bernoulli(rt.take_batched(q, 2, (rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), 2)), shape__ + (N, D), 'naive_bayes.bgm:22')
+        x = rt.draw(dist.Bernoulli(rt.take_batched(q, rank=2, items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), gathered=2)), shape__ + (N, D), 'naive_bayes.bgm:22')
         draws__['x'] = x
         return draws__

@@ -99,19 +99,21 @@ class NES(rt.CompiledModel):
         age30_44 = data__['age30_44']
         age45_64 = data__['age45_64']
         age65up = data__['age65up']
-        # model.bgm:14  beta: real
+        # model.bgm:14  beta[9]: real
         beta = u__['beta']
         # model.bgm:14  beta: real[9] ~ Flat()
-        acc__.prior('beta', dist.Flat().log_prob(beta), 1)
+        acc__.prior('beta', dist.Flat().log_prob(beta), ndims=1)
         # model.bgm:15  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:15  sigma ~ HalfFlat()
-        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), 0)
-        # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] + beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
-        acc__.likelihood('partyid7', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]).log_prob(partyid7), 1)
+        acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
+        # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] +
+        #     beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
+        acc__.likelihood('partyid7', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]).log_prob(partyid7), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         partyid7 = data__.get('partyid7')
         real_ideo = data__['real_ideo']
@@ -130,13 +132,14 @@ class NES(rt.CompiledModel):
         # model.bgm:15  sigma ~ HalfFlat()
         sigma = rt.draw(dist.HalfFlat(), shape__ + (), 'model.bgm:15')
         draws__['sigma'] = sigma
-        # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] + beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
+        # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] +
+        #     beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
         partyid7 = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]), shape__ + (N,), 'model.bgm:20')
         draws__['partyid7'] = partyid7
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         partyid7 = data__.get('partyid7')
         real_ideo = data__['real_ideo']
@@ -151,7 +154,8 @@ class NES(rt.CompiledModel):
         draws__ = {}
         beta = given__['beta']
         sigma = given__['sigma']
-        # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] + beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
+        # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] +
+        #     beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
         partyid7 = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]), shape__ + (N,), 'model.bgm:20')
         draws__['partyid7'] = partyid7
         return draws__

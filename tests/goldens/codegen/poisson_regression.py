@@ -79,7 +79,8 @@ class PoissonRegression(rt.CompiledModel):
         exposure = data__['exposure']
         y = data__['y']
         log_exposure = data__['log_exposure']
-        # poisson_regression.bgm:17  y[i] ~ Poisson(log_rate=log_exposure[i] + alpha + dot(X[i], beta))
+        # poisson_regression.bgm:17  y[i] ~ Poisson(log_rate=log_exposure[i] + alpha + dot(X[i],
+        #     beta))
         rt.check_support('y', y, 0.0, None, integer=True, where='poisson_regression.bgm:17')
 
     def log_density(self, data__, u__, acc__):
@@ -93,16 +94,17 @@ class PoissonRegression(rt.CompiledModel):
         # poisson_regression.bgm:13  alpha: real
         alpha = u__['alpha']
         # poisson_regression.bgm:13  alpha ~ Normal(0, 5)
-        acc__.prior('alpha', dist.Normal(data__.tensor(0.0), 5.0).log_prob(alpha), 0)
-        # poisson_regression.bgm:14  beta: real
+        acc__.prior('alpha', dist.Normal(data__.tensor(0.0), 5.0).log_prob(alpha), ndims=0)
+        # poisson_regression.bgm:14  beta[D]: real
         beta = u__['beta']
         # poisson_regression.bgm:14  beta: real[D] ~ Normal(0, 1)
-        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 1.0).log_prob(beta), 1)
-        # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha + dot(X[i], beta))
-        acc__.likelihood('y', dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)).log_prob(data__.real(y)), 1)
+        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 1.0).log_prob(beta), ndims=1)
+        # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
+        #     + dot(X[i], beta))
+        acc__.likelihood('y', dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)).log_prob(data__.real(y)), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
@@ -116,13 +118,14 @@ class PoissonRegression(rt.CompiledModel):
         # poisson_regression.bgm:14  beta: real[D] ~ Normal(0, 1)
         beta = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (D,), 'poisson_regression.bgm:14')
         draws__['beta'] = beta
-        # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha + dot(X[i], beta))
+        # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
+        #     + dot(X[i], beta))
         y = rt.draw(dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)), shape__ + (N,), 'poisson_regression.bgm:17')
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
@@ -132,7 +135,8 @@ class PoissonRegression(rt.CompiledModel):
         draws__ = {}
         alpha = given__['alpha']
         beta = given__['beta']
-        # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha + dot(X[i], beta))
+        # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
+        #     + dot(X[i], beta))
         y = rt.draw(dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)), shape__ + (N,), 'poisson_regression.bgm:17')
         draws__['y'] = y
         return draws__

@@ -57,19 +57,20 @@ class BLR(rt.CompiledModel):
         D = data__['D']
         X = data__['X']
         y = data__['y']
-        # model.bgm:9  beta: real
+        # model.bgm:9  beta[D]: real
         beta = u__['beta']
         # model.bgm:9  beta: real[D] ~ Normal(0, 10)
-        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 10.0).log_prob(beta), 1)
+        acc__.prior('beta', dist.Normal(data__.tensor(0.0), 10.0).log_prob(beta), ndims=1)
         # model.bgm:10  sigma: (0.0, inf)
+        # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # model.bgm:10  sigma ~ HalfNormal(10)
-        acc__.prior('sigma', dist.HalfNormal(data__.tensor(10.0)).log_prob(sigma), 0)
+        acc__.prior('sigma', dist.HalfNormal(data__.tensor(10.0)).log_prob(sigma), ndims=0)
         # model.bgm:11  y ~ Normal(X @ beta, sigma)
-        acc__.likelihood('y', dist.Normal(beta @ X.mT, sigma[..., None]).log_prob(y), 1)
+        acc__.likelihood('y', dist.Normal(beta @ X.mT, sigma[..., None]).log_prob(y), ndims=1)
 
     def sample_prior(self, data__, shape__):
-        """Ancestral draws of every variable from the prior, batch shape shape__."""
+        """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
@@ -87,7 +88,7 @@ class BLR(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         X = data__['X']

@@ -71,17 +71,18 @@ class VAE(rt.CompiledModel):
         N = data__['N']
         D = data__['D']
         x = data__['x']
-        # vae.bgm:14  net dec = MLP(L, 128, D, act=relu): the weights of the net, point parameters (no prior, no Jacobian)
+        # vae.bgm:14  net dec = MLP(L, 128, D, act=relu): the weights of the net, point parameters
+        #     (no prior, no Jacobian)
         dec = u__['dec']
-        # vae.bgm:18  z: real
+        # vae.bgm:18  z[N, 2]: real
         z = u__['z']
         # vae.bgm:18  for i in 1..N: z[i]: real[L] ~ Normal(0, 1)
-        acc__.prior('z', dist.Normal(data__.tensor(0.0), 1.0).log_prob(z), 2)
+        acc__.prior('z', dist.Normal(data__.tensor(0.0), 1.0).log_prob(z), ndims=2)
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
-        acc__.likelihood('x', dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)).log_prob(data__.real(x)), 2)
+        acc__.likelihood('x', dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)).log_prob(data__.real(x)), ndims=2)
 
     def sample_prior(self, data__, shape__, given__=None):
-        """Ancestral draws of every variable from the prior, batch shape shape__, at the point parameters and nets given__ (a fit)."""
+        """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError("cannot draw from the prior: dec is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'vae.bgm:14')
         N = data__['N']
@@ -98,7 +99,7 @@ class VAE(rt.CompiledModel):
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
-        """Draws of the observed variables given latent draws (batch shape shape__): the posterior predictive."""
+        """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
         x = data__.get('x')
@@ -158,18 +159,20 @@ class VAEGuide(rt.CompiledModel):
         N = data__['N']
         D = data__['D']
         x = data__['x']
-        # vae.bgm:15  net enc = MLP(D, 128, 2 * L, act=relu): the weights of the net, point parameters (no prior, no Jacobian)
+        # vae.bgm:15  net enc = MLP(D, 128, 2 * L, act=relu): the weights of the net, point
+        #     parameters (no prior, no Jacobian)
         enc = u__['enc']
         # vae.bgm:23  for i in 1..N: h[i] = enc(x[i])
         h = rt.mlp(enc, (D, 128, 4,), 'relu', data__.real(x), 1)
         acc__.deterministic('h', h)
-        # vae.bgm:24  z: real
+        # vae.bgm:24  z[N, 2]: real
         z = u__['z']
-        # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 * L]))
-        acc__.prior('z', dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])).log_prob(z), 2)
+        # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 *
+        #     L]))
+        acc__.prior('z', dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])).log_prob(z), ndims=2)
 
     def sample_guide(self, data__, given__, shape__, acc__):
-        """Reparameterised draws of the latents from the guide at its nets and params (given__), batch shape shape__; adds log q of each draw to acc__."""
+        """Draws of the latents from the guide at given__ (shape__); log q into acc__."""
         N = data__['N']
         D = data__['D']
         x = data__['x']
@@ -177,7 +180,8 @@ class VAEGuide(rt.CompiledModel):
         enc = given__['enc']
         # vae.bgm:23  for i in 1..N: h[i] = enc(x[i])
         h = rt.mlp(enc, (D, 128, 4,), 'relu', data__.real(x), 1)
-        # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 * L]))
+        # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 *
+        #     L]))
         z = rt.rdraw(dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])), shape__ + (N, 2), 'vae.bgm:24', acc__, 'z')
         draws__['z'] = z
         return draws__
