@@ -18,7 +18,7 @@ COIN = ("data N: int\ndata y: int<lower=0, upper=1>[N]\ntheta ~ Beta(2, 2)\n"
 @pytest.fixture(scope="module")
 def ip() -> Iterator[Any]:
     shell = start_ipython()
-    shell.run_line_magic("load_ext", "compiler.app.notebook")
+    shell.run_line_magic("load_ext", "compiler.notebook")  # the name notebooks use
     yield shell
 
 
