@@ -41,6 +41,8 @@ def test_csv_draws_are_the_netcdf_draws_one_row_per_draw(tmp_path: Path,
     (["fit", *SCHOOLS, "--method", "nuts"], "fit.txt"),
     (["fit", *SCHOOLS, "--method", "map"], "fit.csv"),
     (["sample", *SCHOOLS], "draws.csv"),
+    (["fit", str(EXAMPLES / "gan_ring.bgm"), "--data", str(EXAMPLES / "gan_ring.json"),
+      "--method", "adversarial", "--critic", "D"], "nets.csv"),
 ])
 def test_an_extension_bgm_does_not_write_is_refused(command: list[str], name: str,
                                                     tmp_path: Path,

@@ -466,6 +466,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
         if point and suffix != ".json":
             raise OutputError(f"-o '{output}': --method {args.method} writes point "
                               "estimates as JSON; name the file .json")
+        if args.method == "adversarial" and suffix == ".csv":
+            raise OutputError(f"-o '{output}': --method adversarial trains nets, which have "
+                              "no draws for a table; name the file .nc")
         if not point and suffix not in (".nc", ".csv"):
             raise OutputError(f"-o '{output}': --method {args.method} writes posterior "
                               "draws: name the file .nc (NetCDF, ArviZ) or .csv (a table of "
