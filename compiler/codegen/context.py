@@ -74,4 +74,4 @@ class ModuleContext:
         for v in self.model.of_role("data", "observed", "transformed_data"):
             get = f".get({v.name!r})" if self.sampling and v.role != "data" else \
                 f"[{v.name!r}]"
-            self.out.line(f"{self.names[v.name]} = data__{get}")
+            self.out.binding(self.names[v.name], f"{self.names[v.name]} = data__{get}")

@@ -2,9 +2,12 @@
 CodeGenerator does), so generated modules are formatted the same way every time."""
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from compiler.codegen.linebreak import break_line
 
 WIDTH = 100  # the generated module's line width, as the project's own code
 
@@ -13,9 +16,21 @@ class Emitter:
     def __init__(self) -> None:
         self._lines: list[str] = []
         self._depth = 0
+        self._optional: dict[int, str] = {}  # line index -> the local it assigns
+
+    def binding(self, name: str, text: str) -> None:
+        """A line that only assigns the local `name` (data unpacked at a function's top):
+        left out of the module when nothing after it in its block reads `name`."""
+        self._optional[len(self._lines)] = name
+        self.line(text)
 
     def line(self, text: str = "") -> None:
-        self._lines.append(("    " * self._depth + text).rstrip() if text else "")
+        """One statement; longer than the line width, it is broken inside its brackets."""
+        if not text:
+            self._lines.append("")
+            return
+        self._lines.extend(line.rstrip() for line in
+                           break_line(text.rstrip(), "    " * self._depth, WIDTH))
 
     def lines(self, texts: list[str]) -> None:
         for t in texts:
@@ -50,9 +65,27 @@ class Emitter:
             self._depth -= 1
 
     def text(self) -> str:
-        while self._lines and self._lines[-1] == "":
-            self._lines.pop()
-        return "\n".join(self._lines) + "\n"
+        lines = [line for i, line in enumerate(self._lines) if self._is_read(i)]
+        while lines and lines[-1] == "":
+            lines.pop()
+        return "\n".join(lines) + "\n"
+
+    def _is_read(self, index: int) -> bool:
+        """Whether the local an optional line assigns is read later in its block (a word
+        outside comments and quotes; a false match only keeps a line)."""
+        name = self._optional.get(index)
+        if name is None:
+            return True
+        line = self._lines[index]
+        depth = len(line) - len(line.lstrip())
+        word = re.compile(rf"(?<![\w.'\"]){re.escape(name)}(?![\w'\"])")
+        for later in self._lines[index + 1:]:
+            stripped = later.lstrip()
+            if stripped and len(later) - len(stripped) < depth:
+                return False
+            if not stripped.startswith("#") and word.search(later):
+                return True
+        return False
 
 
 def tuple_code(items: list[str]) -> str:

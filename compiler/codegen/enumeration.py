@@ -13,6 +13,8 @@ from compiler.codegen.exprs import Scope, Unsupported, Value
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.passes.supports import Support
+from compiler.sizes import dim_text
+from dsl.printer import format_expr
 
 
 def is_discrete_latent(model: GraphicalModel, name: str) -> bool:
@@ -52,8 +54,9 @@ def write_enumeration(ctx: ModuleContext, name: str) -> None:
     lo, hi = _int_bounds(ctx, stmt)
     per = f" per element of 'for {', '.join(p.var for p in group.plate)}'" \
         if group.plate and not group.chain else ""
+    lo_text, hi_text = _bound_texts(ctx, stmt)
     ctx.out.comment(f"{ctx.where(stmt.span)}  {name}: discrete, summed out: each value "
-                    f"{lo}..{hi}{per} in a new leading dimension")
+                    f"{lo_text}..{hi_text}{per} in a new leading dimension")
     v = ctx.model.variables[name]
     py = ctx.names[name]
     if group.chain:
@@ -65,6 +68,25 @@ def write_enumeration(ctx: ModuleContext, name: str) -> None:
         return
     ctx.out.line(f"{py} = acc__.enumerate({name!r}, data__.iota({lo}, {hi}), "
                  f"{ctx.shape_code(v.shape)})")
+
+
+def _bound_texts(ctx: ModuleContext, stmt: Statement) -> tuple[str, str]:
+    """The lowest and highest value of a discrete latent as the model writes them (`K`,
+    `length(p)`), for the comment a student reads; `_int_bounds` is the code."""
+    s: Support = ctx.model.supports[stmt.target]
+    binding = ctx.model.bindings[stmt.id]
+    args = {p.name: a for p, a in zip(binding.params, binding.args, strict=True)}
+
+    def text(b: Any) -> str:
+        if isinstance(b, (int, float)):
+            return str(int(b))
+        if isinstance(b, str):  # "len:p": the length of the argument p
+            arg = args.get(b[4:], next(iter(args.values())))
+            typed = ctx.model.types.get(id(arg))
+            return dim_text(typed.shape[-1]) if typed is not None and typed.shape \
+                else f"length({format_expr(arg)})"
+        return format_expr(b)
+    return text(s.lower), text(s.upper)
 
 
 def _int_bounds(ctx: ModuleContext, stmt: Statement) -> tuple[str, str]:

@@ -13,6 +13,7 @@ from compiler.indexing import classify, element_range, left_index_diagnostic
 from compiler.ir import GraphicalModel, Statement
 from compiler.sizes import Size, int_env
 from dsl.diagnostics import BgmError, Diagnostic, Note
+from dsl.printer import format_expr
 
 
 def check_targets(model: GraphicalModel) -> None:
@@ -34,6 +35,7 @@ def check_targets(model: GraphicalModel) -> None:
                     f"write {stmt.target}[{loop.var}] (each iteration defines its own "
                     "element)"))
     errors += _overlaps(model, ints)
+    errors += _gaps(model, ints)
     if errors:
         raise BgmError(errors, model.source)
 
@@ -53,6 +55,73 @@ def _overlaps(model: GraphicalModel, ints: dict[str, Any]) -> list[Diagnostic]:
                     "every element is defined by exactly one statement (rule 10)",
                     (Note("first defined here", first.node.target.span),)))
     return errors
+
+
+def _gaps(model: GraphicalModel, ints: dict[str, Any]) -> list[Diagnostic]:
+    """Rule 10, the other half: an element of a latent or `=` node that no statement
+    defines would silently be a flat, improper unknown (`beta[L] ~ Normal(0, 1)` with
+    L = 2 defines beta[2] only, yet beta is 1..2). Reported where the statement just
+    above the gap provably leaves it (the element before its first index)."""
+    errors = []
+    for v in model.variables.values():
+        if v.role not in ("latent", "deterministic"):
+            continue
+        boxes = [(_box(model.statements[i], model, ints), model.statements[i])
+                 for i in v.defs]
+        for box, stmt in boxes:
+            gap = next(((p, r[0].constant - 1) for p, r in enumerate(box)
+                        if r is not None and (r[0].constant or 0) > 1
+                        and not any(_may_hold(other, box, p, r[0].constant - 1)
+                                    for other, s in boxes if s is not stmt)), None)
+            if gap is None:
+                continue
+            p, missing = gap
+            items = stmt.node.target.items
+            where = ", ".join(str(missing) if q == p else _fixed(box[q])
+                              for q in range(len(items)))
+            errors.append(Diagnostic(
+                f"{v.name}[{where}] is defined by no statement", stmt.node.target.span,
+                _gap_hint(v.name, stmt, p, len(items))))
+            break
+    return errors
+
+
+def _fixed(r: tuple[Size, Size] | None) -> str:
+    """A position's index when one constant, else an ellipsis."""
+    if r is not None and r[0].constant is not None and r[0].constant == r[1].constant:
+        return str(r[0].constant)
+    return "…"
+
+
+def _gap_hint(name: str, stmt: Statement, p: int, rank: int) -> str:
+    """`beta[L] ~ …` most often means 'beta has L elements'; say how to write that."""
+    item = format_expr(stmt.node.target.items[p])
+    if rank == 1 and not stmt.loops:
+        return (f"{name}[{item}] defines the single element {item}; to define all of "
+                f"{name}, write 'for i in 1..{item}: {name}[i] ~ …' or "
+                f"'{name}: real[{item}] ~ …' (every element is defined exactly once, "
+                "rule 10)")
+    return "every element of a latent is defined exactly once (rule 10)"
+
+
+def _may_hold(other: _Box, box: _Box, p: int, element: int) -> bool:
+    """Could the statement with box `other` define the element at `element` in position
+    p (and inside `box` elsewhere)? False only when the ranges provably exclude it."""
+    if p < len(other) and other[p] is not None:
+        lo, hi = other[p]  # type: ignore[misc]
+        at = Size.const(element)
+        if (at - hi).constant is not None and (at - hi).constant > 0:  # type: ignore[operator]
+            return False
+        if (lo - at).constant is not None and (lo - at).constant > 0:  # type: ignore[operator]
+            return False
+    for q in range(min(len(box), len(other))):
+        a, b = box[q], other[q]
+        if q == p or a is None or b is None:
+            continue
+        apart = ((b[0] - a[1]).constant, (a[0] - b[1]).constant)
+        if any(g is not None and g > 0 for g in apart):
+            return False
+    return True
 
 
 _Box = list[tuple[Size, Size] | None]

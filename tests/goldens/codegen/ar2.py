@@ -69,7 +69,16 @@ class AR2(rt.CompiledModel):
         acc__.prior('sigma', dist.HalfNormal(data__.tensor(1.0)).log_prob(sigma), ndims=0)
         # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t - 2],
         #     sigma)
-        acc__.likelihood('y', dist.Normal(alpha[..., None] + beta[..., 0][..., None] * y[..., 1:T - 1] + beta[..., 1][..., None] * y[..., :T - 2], sigma[..., None]).log_prob(y[..., 2:]), ndims=1)
+        acc__.likelihood(
+            'y',
+            dist.Normal(
+                alpha[..., None]
+                + beta[..., 0][..., None] * y[..., 1:T - 1]
+                + beta[..., 1][..., None] * y[..., :T - 2],
+                sigma[..., None],
+            ).log_prob(y[..., 2:]),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -90,7 +99,13 @@ class AR2(rt.CompiledModel):
         for t in range(3, T + 1):
             # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t -
             #     2], sigma)
-            y__steps[t] = rt.draw(dist.Normal(alpha + beta[..., 0] * y__steps[t - 1] + beta[..., 1] * y__steps[t - 2], sigma), shape__ + (), 'ar2.bgm:14')
+            y__steps[t] = rt.draw(
+                dist.Normal(
+                    alpha + beta[..., 0] * y__steps[t - 1] + beta[..., 1] * y__steps[t - 2], sigma
+                ),
+                shape__ + (),
+                'ar2.bgm:14',
+            )
         y = y__steps.stack(0)
         draws__['y'] = y
         return draws__
@@ -108,7 +123,13 @@ class AR2(rt.CompiledModel):
         for t in range(3, T + 1):
             # ar2.bgm:14  for t in 3..T: y[t] ~ Normal(alpha + beta[1] * y[t - 1] + beta[2] * y[t -
             #     2], sigma)
-            y__steps[t] = rt.draw(dist.Normal(alpha + beta[..., 0] * y__steps[t - 1] + beta[..., 1] * y__steps[t - 2], sigma), shape__ + (), 'ar2.bgm:14')
+            y__steps[t] = rt.draw(
+                dist.Normal(
+                    alpha + beta[..., 0] * y__steps[t - 1] + beta[..., 1] * y__steps[t - 2], sigma
+                ),
+                shape__ + (),
+                'ar2.bgm:14',
+            )
         y = y__steps.stack(0)
         draws__['y'] = y
         return draws__

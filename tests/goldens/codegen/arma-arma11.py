@@ -101,8 +101,14 @@ class ARMA11(rt.CompiledModel):
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
-        raise rt.ModelError('ancestral sampling of this model is not supported yet: these statements depend on each other in a way bgmc cannot order yet')
+        raise rt.ModelError(
+            'ancestral sampling of this model is not supported yet: these statements depend on each '
+            'other in a way bgmc cannot order yet'
+        )
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
-        raise rt.ModelError('ancestral sampling of this model is not supported yet: these statements depend on each other in a way bgmc cannot order yet')
+        raise rt.ModelError(
+            'ancestral sampling of this model is not supported yet: these statements depend on each '
+            'other in a way bgmc cannot order yet'
+        )

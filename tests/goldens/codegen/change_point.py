@@ -51,7 +51,6 @@ class ChangePoint(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        T = data__['T']
         y = data__['y']
         # change_point.bgm:13  y[t] ~ Poisson(early * (t < s) + late * (t >= s))
         rt.check_support('y', y, 0.0, None, integer=True, where='change_point.bgm:13')
@@ -70,13 +69,19 @@ class ChangePoint(rt.CompiledModel):
         late = acc__.constrain('late', u__['late'], rt.lower_bound(0.0))
         # change_point.bgm:10  late ~ Gamma(2, 1)
         acc__.prior('late', dist.Gamma(data__.tensor(2.0), 1.0).log_prob(late), ndims=0)
-        # change_point.bgm:11  s: discrete, summed out: each value 1..int(T) in a new leading
-        #     dimension
+        # change_point.bgm:11  s: discrete, summed out: each value 1..T in a new leading dimension
         s = acc__.enumerate('s', data__.iota(1, int(T)), ())
         # change_point.bgm:11  s ~ DiscreteUniform(1, T)
         acc__.enum_term('s', dist.DiscreteUniform(1.0, data__.real(T)).log_prob(s), ndims=0)
         # change_point.bgm:13  for t in 1..T: y[t] ~ Poisson(early * (t < s) + late * (t >= s))
-        acc__.enum_term('s', dist.Poisson(early[..., None] * data__.real(data__.iota(1, T) < s[..., None]) + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])).log_prob(data__.real(y)), ndims=1)
+        acc__.enum_term(
+            's',
+            dist.Poisson(
+                early[..., None] * data__.real(data__.iota(1, T) < s[..., None])
+                + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])
+            ).log_prob(data__.real(y)),
+            ndims=1,
+        )
         # change_point.bgm:11  sum out s: log sum_k p(s = k) p(y | s = k), a logsumexp over the
         #     leading dimension
         acc__.sum_out('s', 0, ('y',))
@@ -96,7 +101,14 @@ class ChangePoint(rt.CompiledModel):
         s = rt.draw(dist.DiscreteUniform(1.0, data__.real(T)), shape__ + (), 'change_point.bgm:11')
         draws__['s'] = s
         # change_point.bgm:13  for t in 1..T: y[t] ~ Poisson(early * (t < s) + late * (t >= s))
-        y = rt.draw(dist.Poisson(early[..., None] * data__.real(data__.iota(1, T) < s[..., None]) + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])), shape__ + (T,), 'change_point.bgm:13')
+        y = rt.draw(
+            dist.Poisson(
+                early[..., None] * data__.real(data__.iota(1, T) < s[..., None])
+                + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])
+            ),
+            shape__ + (T,),
+            'change_point.bgm:13',
+        )
         draws__['y'] = y
         return draws__
 
@@ -111,6 +123,13 @@ class ChangePoint(rt.CompiledModel):
         s = rt.draw(dist.DiscreteUniform(1.0, data__.real(T)), shape__ + (), 'change_point.bgm:11')
         draws__['s'] = s
         # change_point.bgm:13  for t in 1..T: y[t] ~ Poisson(early * (t < s) + late * (t >= s))
-        y = rt.draw(dist.Poisson(early[..., None] * data__.real(data__.iota(1, T) < s[..., None]) + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])), shape__ + (T,), 'change_point.bgm:13')
+        y = rt.draw(
+            dist.Poisson(
+                early[..., None] * data__.real(data__.iota(1, T) < s[..., None])
+                + late[..., None] * data__.real(data__.iota(1, T) >= s[..., None])
+            ),
+            shape__ + (T,),
+            'change_point.bgm:13',
+        )
         draws__['y'] = y
         return draws__

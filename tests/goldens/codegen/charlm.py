@@ -70,12 +70,26 @@ class CharLM(rt.CompiledModel):
         lm = u__['lm']
         # charlm.bgm:15  for t in 2..T: text[t] ~ Categorical(logits=lm(text[1..t - 1]))
         sel__ = acc__.select(1, T - 1, 64)
-        acc__.likelihood('text', dist.Categorical(logits=rt.causal(lm, rt.seqnet('transformer', V, 64, 2, 4, 64), text[0:T - 1], 1, T - 1, sel__)).log_prob(rt.pick(text[..., 1:], sel__, 0)), ndims=1)
+        acc__.likelihood(
+            'text',
+            dist.Categorical(
+                logits=rt.causal(
+                    lm, rt.seqnet('transformer', V, 64, 2, 4, 64), text[0:T - 1], 1, T - 1, sel__
+                )
+            ).log_prob(rt.pick(text[..., 1:], sel__, 0)),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
-            raise rt.ModelError("cannot draw from the prior: lm is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'charlm.bgm:13')
+            raise rt.ModelError(
+                "cannot draw from the prior: lm is a point parameter ('param'), which has no "
+                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
+                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
+                "('~') instead of 'param'",
+                'charlm.bgm:13',
+            )
         V = data__['V']
         T = data__['T']
         text = data__.get('text')
@@ -86,7 +100,13 @@ class CharLM(rt.CompiledModel):
         lm__inc = rt.Incremental(lm, rt.seqnet('transformer', V, 64, 2, 4, 64), shape__)
         for t in range(2, T + 1):
             # charlm.bgm:15  for t in 2..T: text[t] ~ Categorical(logits=lm(text[1..t - 1]))
-            text__steps[t] = rt.draw_token(dist.Categorical(logits=lm__inc.logits(text__steps, 1, t - 1)), shape__ + (), 'charlm.bgm:15', 'text', t)
+            text__steps[t] = rt.draw_token(
+                dist.Categorical(logits=lm__inc.logits(text__steps, 1, t - 1)),
+                shape__ + (),
+                'charlm.bgm:15',
+                'text',
+                t,
+            )
         text = text__steps.stack(0)
         draws__['text'] = text
         return draws__
@@ -103,7 +123,13 @@ class CharLM(rt.CompiledModel):
         lm__inc = rt.Incremental(lm, rt.seqnet('transformer', V, 64, 2, 4, 64), shape__)
         for t in range(2, T + 1):
             # charlm.bgm:15  for t in 2..T: text[t] ~ Categorical(logits=lm(text[1..t - 1]))
-            text__steps[t] = rt.draw_token(dist.Categorical(logits=lm__inc.logits(text__steps, 1, t - 1)), shape__ + (), 'charlm.bgm:15', 'text', t)
+            text__steps[t] = rt.draw_token(
+                dist.Categorical(logits=lm__inc.logits(text__steps, 1, t - 1)),
+                shape__ + (),
+                'charlm.bgm:15',
+                'text',
+                t,
+            )
         text = text__steps.stack(0)
         draws__['text'] = text
         return draws__

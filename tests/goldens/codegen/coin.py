@@ -50,14 +50,12 @@ class Coin(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        N = data__['N']
         y = data__['y']
         # coin.bgm:11  y[i] ~ Bernoulli(theta)
         rt.check_support('y', y, 0.0, 1.0, integer=True, where='coin.bgm:11')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         y = data__['y']
         # coin.bgm:9  theta: (0.0, 1.0)
         # mapped into its support; acc__.constrain adds the log-Jacobian of the map to the density

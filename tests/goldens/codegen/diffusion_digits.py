@@ -34,7 +34,9 @@ class DiffusionDigits(rt.CompiledModel):
 
     data_specs = (
         rt.DataSpec('N', 'int', where='diffusion_digits.bgm:11'),
-        rt.DataSpec('x', 'real', dims=('N', 64), lower=-1.0, upper=1.0, where='diffusion_digits.bgm:12'),
+        rt.DataSpec(
+            'x', 'real', dims=('N', 64), lower=-1.0, upper=1.0, where='diffusion_digits.bgm:12'
+        ),
     )
 
     def latent_specs(self, data__):
@@ -42,7 +44,12 @@ class DiffusionDigits(rt.CompiledModel):
         N = data__['N']
         return (
             # nets: their weights, one flat vector each (point parameters)
-            rt.Latent('eps', (rt.mlp_size((96, 256, 256, 256, 64)),), 'net', init_scale=rt.mlp_init_scale((96, 256, 256, 256, 64))),
+            rt.Latent(
+                'eps',
+                (rt.mlp_size((96, 256, 256, 256, 64)),),
+                'net',
+                init_scale=rt.mlp_init_scale((96, 256, 256, 256, 64)),
+            ),
         )
 
     def check_sizes(self, data__):
@@ -52,7 +59,6 @@ class DiffusionDigits(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         x = data__['x']
         # diffusion_digits.bgm:13  net eps = MLP(64 + 32, 256, 256, 256, 64, act=silu): the weights
         #     of the net, point parameters (no prior, no Jacobian)
@@ -61,19 +67,35 @@ class DiffusionDigits(rt.CompiledModel):
         #     schedule="linear")
         # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo
         #     objective, for --method svi)
-        acc__.likelihood('x', rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)).log_prob(x), ndims=1)
+        acc__.likelihood(
+            'x',
+            rt.Diffusion(
+                eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)
+            ).log_prob(x),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
-            raise rt.ModelError("cannot draw from the prior: eps is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'diffusion_digits.bgm:13')
+            raise rt.ModelError(
+                "cannot draw from the prior: eps is a point parameter ('param'), which has no "
+                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
+                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
+                "('~') instead of 'param'",
+                'diffusion_digits.bgm:13',
+            )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         eps = given__['eps']
         # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200,
         #     schedule="linear")
-        x = rt.draw(rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)), shape__ + (N, 64), 'diffusion_digits.bgm:15')
+        x = rt.draw(
+            rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)),
+            shape__ + (N, 64),
+            'diffusion_digits.bgm:15',
+        )
         draws__['x'] = x
         return draws__
 
@@ -85,6 +107,10 @@ class DiffusionDigits(rt.CompiledModel):
         eps = given__['eps']
         # diffusion_digits.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200,
         #     schedule="linear")
-        x = rt.draw(rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)), shape__ + (N, 64), 'diffusion_digits.bgm:15')
+        x = rt.draw(
+            rt.Diffusion(eps, (96, 256, 256, 256, 64), 'silu', 200, 'linear', clip=(-1, 1)),
+            shape__ + (N, 64),
+            'diffusion_digits.bgm:15',
+        )
         draws__['x'] = x
         return draws__

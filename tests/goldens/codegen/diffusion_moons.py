@@ -42,7 +42,12 @@ class DiffusionMoons(rt.CompiledModel):
         N = data__['N']
         return (
             # nets: their weights, one flat vector each (point parameters)
-            rt.Latent('eps', (rt.mlp_size((18, 128, 128, 128, 2)),), 'net', init_scale=rt.mlp_init_scale((18, 128, 128, 128, 2))),
+            rt.Latent(
+                'eps',
+                (rt.mlp_size((18, 128, 128, 128, 2)),),
+                'net',
+                init_scale=rt.mlp_init_scale((18, 128, 128, 128, 2)),
+            ),
         )
 
     def check_sizes(self, data__):
@@ -52,7 +57,6 @@ class DiffusionMoons(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         x = data__['x']
         # diffusion_moons.bgm:13  net eps = MLP(2 + 16, 128, 128, 128, 2, act=silu): the weights of
         #     the net, point parameters (no prior, no Jacobian)
@@ -60,18 +64,32 @@ class DiffusionMoons(rt.CompiledModel):
         # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
         # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo
         #     objective, for --method svi)
-        acc__.likelihood('x', rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine').log_prob(x), ndims=1)
+        acc__.likelihood(
+            'x',
+            rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine').log_prob(x),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
-            raise rt.ModelError("cannot draw from the prior: eps is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'diffusion_moons.bgm:13')
+            raise rt.ModelError(
+                "cannot draw from the prior: eps is a point parameter ('param'), which has no "
+                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
+                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
+                "('~') instead of 'param'",
+                'diffusion_moons.bgm:13',
+            )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         eps = given__['eps']
         # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
-        x = rt.draw(rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine'), shape__ + (N, 2), 'diffusion_moons.bgm:15')
+        x = rt.draw(
+            rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine'),
+            shape__ + (N, 2),
+            'diffusion_moons.bgm:15',
+        )
         draws__['x'] = x
         return draws__
 
@@ -82,6 +100,10 @@ class DiffusionMoons(rt.CompiledModel):
         draws__ = {}
         eps = given__['eps']
         # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
-        x = rt.draw(rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine'), shape__ + (N, 2), 'diffusion_moons.bgm:15')
+        x = rt.draw(
+            rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine'),
+            shape__ + (N, 2),
+            'diffusion_moons.bgm:15',
+        )
         draws__['x'] = x
         return draws__

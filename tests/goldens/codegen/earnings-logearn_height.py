@@ -64,8 +64,6 @@ class LogearnHeight(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        earn = data__['earn']
         height = data__['height']
         log_earn = data__['log_earn']
         # model.bgm:9  beta[2]: real
@@ -78,12 +76,17 @@ class LogearnHeight(rt.CompiledModel):
         # model.bgm:10  sigma ~ HalfFlat()
         acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
         # model.bgm:13  for n in 1..N: log_earn[n] ~ Normal(beta[1] + beta[2] * height[n], sigma)
-        acc__.likelihood('log_earn', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]).log_prob(log_earn), ndims=1)
+        acc__.likelihood(
+            'log_earn',
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]
+            ).log_prob(log_earn),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
-        earn = data__['earn']
         height = data__['height']
         log_earn = data__.get('log_earn')
         draws__ = {}
@@ -94,20 +97,31 @@ class LogearnHeight(rt.CompiledModel):
         sigma = rt.draw(dist.HalfFlat(), shape__ + (), 'model.bgm:10')
         draws__['sigma'] = sigma
         # model.bgm:13  for n in 1..N: log_earn[n] ~ Normal(beta[1] + beta[2] * height[n], sigma)
-        log_earn = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]), shape__ + (N,), 'model.bgm:13')
+        log_earn = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]
+            ),
+            shape__ + (N,),
+            'model.bgm:13',
+        )
         draws__['log_earn'] = log_earn
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        earn = data__['earn']
         height = data__['height']
         log_earn = data__.get('log_earn')
         draws__ = {}
         beta = given__['beta']
         sigma = given__['sigma']
         # model.bgm:13  for n in 1..N: log_earn[n] ~ Normal(beta[1] + beta[2] * height[n], sigma)
-        log_earn = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]), shape__ + (N,), 'model.bgm:13')
+        log_earn = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * height, sigma[..., None]
+            ),
+            shape__ + (N,),
+            'model.bgm:13',
+        )
         draws__['log_earn'] = log_earn
         return draws__

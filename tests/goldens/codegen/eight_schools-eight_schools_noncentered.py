@@ -58,7 +58,6 @@ class EightSchoolsNoncentered(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        J = data__['J']
         y = data__['y']
         sigma = data__['sigma']
         # model.bgm:9  mu: real
@@ -73,7 +72,9 @@ class EightSchoolsNoncentered(rt.CompiledModel):
         # model.bgm:12  theta_trans[J]: real
         theta_trans = u__['theta_trans']
         # model.bgm:12  for j in 1..J: theta_trans[j] ~ Normal(0, 1)
-        acc__.prior('theta_trans', dist.Normal(data__.tensor(0.0), 1.0).log_prob(theta_trans), ndims=1)
+        acc__.prior(
+            'theta_trans', dist.Normal(data__.tensor(0.0), 1.0).log_prob(theta_trans), ndims=1
+        )
         # model.bgm:13  for j in 1..J: theta[j] = mu + tau * theta_trans[j]
         theta = mu[..., None] + tau[..., None] * theta_trans
         acc__.deterministic('theta', theta)

@@ -56,7 +56,6 @@ class EightSchools(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        J = data__['J']
         y = data__['y']
         sigma = data__['sigma']
         # eight_schools_centered.bgm:11  mu: real
@@ -82,13 +81,21 @@ class EightSchools(rt.CompiledModel):
         sigma = data__['sigma']
         draws__ = {}
         # eight_schools_centered.bgm:11  mu ~ Normal(0, 5)
-        mu = rt.draw(dist.Normal(data__.tensor(0.0), 5.0), shape__ + (), 'eight_schools_centered.bgm:11')
+        mu = rt.draw(
+            dist.Normal(data__.tensor(0.0), 5.0), shape__ + (), 'eight_schools_centered.bgm:11'
+        )
         draws__['mu'] = mu
         # eight_schools_centered.bgm:12  tau ~ HalfCauchy(5)
-        tau = rt.draw(dist.HalfCauchy(data__.tensor(5.0)), shape__ + (), 'eight_schools_centered.bgm:12')
+        tau = rt.draw(
+            dist.HalfCauchy(data__.tensor(5.0)), shape__ + (), 'eight_schools_centered.bgm:12'
+        )
         draws__['tau'] = tau
         # eight_schools_centered.bgm:14  for j in 1..J: theta[j] ~ Normal(mu, tau)
-        theta = rt.draw(dist.Normal(mu[..., None], tau[..., None]), shape__ + (J,), 'eight_schools_centered.bgm:14')
+        theta = rt.draw(
+            dist.Normal(mu[..., None], tau[..., None]),
+            shape__ + (J,),
+            'eight_schools_centered.bgm:14',
+        )
         draws__['theta'] = theta
         # eight_schools_centered.bgm:15  for j in 1..J: y[j] ~ Normal(theta[j], sigma[j])
         y = rt.draw(dist.Normal(theta, sigma), shape__ + (J,), 'eight_schools_centered.bgm:15')

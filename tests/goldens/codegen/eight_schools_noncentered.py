@@ -39,7 +39,9 @@ class EightSchools(rt.CompiledModel):
     data_specs = (
         rt.DataSpec('J', 'int', where='eight_schools_noncentered.bgm:5'),
         rt.DataSpec('y', 'real', dims=('J',), where='eight_schools_noncentered.bgm:6'),
-        rt.DataSpec('sigma', 'real', dims=('J',), lower=0.0, where='eight_schools_noncentered.bgm:7'),
+        rt.DataSpec(
+            'sigma', 'real', dims=('J',), lower=0.0, where='eight_schools_noncentered.bgm:7'
+        ),
     )
 
     def latent_specs(self, data__):
@@ -58,7 +60,6 @@ class EightSchools(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        J = data__['J']
         y = data__['y']
         sigma = data__['sigma']
         # eight_schools_noncentered.bgm:9  mu: real
@@ -87,13 +88,19 @@ class EightSchools(rt.CompiledModel):
         sigma = data__['sigma']
         draws__ = {}
         # eight_schools_noncentered.bgm:9  mu ~ Normal(0, 5)
-        mu = rt.draw(dist.Normal(data__.tensor(0.0), 5.0), shape__ + (), 'eight_schools_noncentered.bgm:9')
+        mu = rt.draw(
+            dist.Normal(data__.tensor(0.0), 5.0), shape__ + (), 'eight_schools_noncentered.bgm:9'
+        )
         draws__['mu'] = mu
         # eight_schools_noncentered.bgm:10  tau ~ HalfCauchy(5)
-        tau = rt.draw(dist.HalfCauchy(data__.tensor(5.0)), shape__ + (), 'eight_schools_noncentered.bgm:10')
+        tau = rt.draw(
+            dist.HalfCauchy(data__.tensor(5.0)), shape__ + (), 'eight_schools_noncentered.bgm:10'
+        )
         draws__['tau'] = tau
         # eight_schools_noncentered.bgm:12  for j in 1..J: eta[j] ~ Normal(0, 1)
-        eta = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (J,), 'eight_schools_noncentered.bgm:12')
+        eta = rt.draw(
+            dist.Normal(data__.tensor(0.0), 1.0), shape__ + (J,), 'eight_schools_noncentered.bgm:12'
+        )
         draws__['eta'] = eta
         # eight_schools_noncentered.bgm:13  for j in 1..J: theta[j] = mu + tau * eta[j]
         theta = mu[..., None] + tau[..., None] * eta

@@ -43,7 +43,12 @@ class Flow2D(rt.CompiledModel):
         N = data__['N']
         return (
             # nets: their weights, one flat vector each (point parameters)
-            rt.Latent('f', (rt.realnvp_size(*(2, 6, 64)),), 'net', init_scale=rt.realnvp_init_scale(*(2, 6, 64))),
+            rt.Latent(
+                'f',
+                (rt.realnvp_size(*(2, 6, 64)),),
+                'net',
+                init_scale=rt.realnvp_init_scale(*(2, 6, 64)),
+            ),
         )
 
     def check_sizes(self, data__):
@@ -53,7 +58,6 @@ class Flow2D(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         x = data__['x']
         # flow_moons.bgm:12  net f = RealNVP(dim=2, layers=6): the weights of the net, point
         #     parameters (no prior, no Jacobian)
@@ -68,7 +72,13 @@ class Flow2D(rt.CompiledModel):
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
-            raise rt.ModelError("cannot draw from the prior: f is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'flow_moons.bgm:12')
+            raise rt.ModelError(
+                "cannot draw from the prior: f is a point parameter ('param'), which has no prior; "
+                "draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', "
+                "FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead "
+                "of 'param'",
+                'flow_moons.bgm:12',
+            )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}

@@ -45,8 +45,18 @@ class GANRing(rt.CompiledModel):
         N = data__['N']
         return (
             # nets: their weights, one flat vector each (point parameters)
-            rt.Latent('G', (rt.mlp_size((2, 64, 64, 2)),), 'net', init_scale=rt.mlp_init_scale((2, 64, 64, 2))),
-            rt.Latent('D', (rt.mlp_size((2, 64, 64, 1)),), 'net', init_scale=rt.mlp_init_scale((2, 64, 64, 1))),
+            rt.Latent(
+                'G',
+                (rt.mlp_size((2, 64, 64, 2)),),
+                'net',
+                init_scale=rt.mlp_init_scale((2, 64, 64, 2)),
+            ),
+            rt.Latent(
+                'D',
+                (rt.mlp_size((2, 64, 64, 1)),),
+                'net',
+                init_scale=rt.mlp_init_scale((2, 64, 64, 1)),
+            ),
         )
 
     def call_net(self, data__, name__, w__, x__):
@@ -65,12 +75,23 @@ class GANRing(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        raise rt.ModelError("'x' = G(z) with G not invertible is an implicit model: it has no likelihood, so it cannot be fitted by mle, map, nuts, advi or svi; train it against a critic net declared in the file with 'bgmc fit --method adversarial --critic NET'", 'gan_ring.bgm:15')
+        raise rt.ModelError(
+            "'x' = G(z) with G not invertible is an implicit model: it has no likelihood, so it "
+            "cannot be fitted by mle, map, nuts, advi or svi; train it against a critic net "
+            "declared in the file with 'bgmc fit --method adversarial --critic NET'",
+            'gan_ring.bgm:15',
+        )
 
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
-            raise rt.ModelError("cannot draw from the prior: G, D are point parameters ('param'), which have no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'gan_ring.bgm:11')
+            raise rt.ModelError(
+                "cannot draw from the prior: G, D are point parameters ('param'), which have no "
+                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
+                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
+                "('~') instead of 'param'",
+                'gan_ring.bgm:11',
+            )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}

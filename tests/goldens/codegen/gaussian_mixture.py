@@ -79,13 +79,20 @@ class GaussianMixture(rt.CompiledModel):
         s = acc__.constrain('s', u__['s'], rt.lower_bound(0.0))
         # gaussian_mixture.bgm:14  for k in 1..K: s[k] ~ HalfNormal(5)
         acc__.prior('s', dist.HalfNormal(data__.tensor(5.0)).log_prob(s), ndims=1)
-        # gaussian_mixture.bgm:16  z: discrete, summed out: each value 1..w.shape[-1] per element of
-        #     'for i' in a new leading dimension
+        # gaussian_mixture.bgm:16  z: discrete, summed out: each value 1..K per element of 'for i'
+        #     in a new leading dimension
         z = acc__.enumerate('z', data__.iota(1, w.shape[-1]), (N,))
         # gaussian_mixture.bgm:16  for i in 1..N: z[i] ~ Categorical(w)
         acc__.enum_term('z', dist.Categorical(w[..., None, :]).log_prob(z), ndims=0)
         # gaussian_mixture.bgm:17  for i in 1..N: x[i] ~ Normal(mu[z[i]], s[z[i]])
-        acc__.enum_term('z', dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1)).log_prob(x), ndims=0)
+        acc__.enum_term(
+            'z',
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1),
+                rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1),
+            ).log_prob(x),
+            ndims=0,
+        )
         # gaussian_mixture.bgm:16  sum out z: for each i, log sum_k p(z[i] = k) p(x | z[i] = k), a
         #     logsumexp over the leading dimension
         acc__.sum_out('z', 1, ('x',))
@@ -100,7 +107,9 @@ class GaussianMixture(rt.CompiledModel):
         w = rt.draw(dist.Dirichlet(data__.ones((K,))), shape__ + (K,), 'gaussian_mixture.bgm:11')
         draws__['w'] = w
         # gaussian_mixture.bgm:13  for k in 1..K: mu[k] ~ Normal(0, 10)
-        mu = rt.draw(dist.Normal(data__.tensor(0.0), 10.0), shape__ + (K,), 'gaussian_mixture.bgm:13')
+        mu = rt.draw(
+            dist.Normal(data__.tensor(0.0), 10.0), shape__ + (K,), 'gaussian_mixture.bgm:13'
+        )
         draws__['mu'] = mu
         # gaussian_mixture.bgm:14  for k in 1..K: s[k] ~ HalfNormal(5)
         s = rt.draw(dist.HalfNormal(data__.tensor(5.0)), shape__ + (K,), 'gaussian_mixture.bgm:14')
@@ -109,14 +118,20 @@ class GaussianMixture(rt.CompiledModel):
         z = rt.draw(dist.Categorical(w[..., None, :]), shape__ + (N,), 'gaussian_mixture.bgm:16')
         draws__['z'] = z
         # gaussian_mixture.bgm:17  for i in 1..N: x[i] ~ Normal(mu[z[i]], s[z[i]])
-        x = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1)), shape__ + (N,), 'gaussian_mixture.bgm:17')
+        x = rt.draw(
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1),
+                rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1),
+            ),
+            shape__ + (N,),
+            'gaussian_mixture.bgm:17',
+        )
         draws__['x'] = x
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        K = data__['K']
         x = data__.get('x')
         draws__ = {}
         w = given__['w']
@@ -126,6 +141,13 @@ class GaussianMixture(rt.CompiledModel):
         z = rt.draw(dist.Categorical(w[..., None, :]), shape__ + (N,), 'gaussian_mixture.bgm:16')
         draws__['z'] = z
         # gaussian_mixture.bgm:17  for i in 1..N: x[i] ~ Normal(mu[z[i]], s[z[i]])
-        x = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1)), shape__ + (N,), 'gaussian_mixture.bgm:17')
+        x = rt.draw(
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1),
+                rt.take_batched(s, rank=1, items=(rt.index(z),), gathered=1),
+            ),
+            shape__ + (N,),
+            'gaussian_mixture.bgm:17',
+        )
         draws__['x'] = x
         return draws__

@@ -79,7 +79,15 @@ class GPRegr(rt.CompiledModel):
         acc__.prior('sigma', dist.HalfNormal(data__.tensor(1.0)).log_prob(sigma), ndims=0)
         # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2
         #     * rho^2)) + (i == j) * sigma
-        K = (alpha ** 2.0)[..., None, None] * torch.exp(-((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[..., None, None]
+        K = (
+            alpha ** 2.0
+        )[
+            ..., None, None
+        ] * torch.exp(
+            -((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]
+        ) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[
+            ..., None, None
+        ]
         acc__.deterministic('K', K)
         # model.bgm:15  y ~ MultivariateNormal(zeros(N), K)
         acc__.likelihood('y', dist.MultivariateNormal(data__.zeros((N,)), K).log_prob(y), ndims=0)
@@ -101,7 +109,15 @@ class GPRegr(rt.CompiledModel):
         draws__['sigma'] = sigma
         # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2
         #     * rho^2)) + (i == j) * sigma
-        K = (alpha ** 2.0)[..., None, None] * torch.exp(-((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[..., None, None]
+        K = (
+            alpha ** 2.0
+        )[
+            ..., None, None
+        ] * torch.exp(
+            -((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]
+        ) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[
+            ..., None, None
+        ]
         draws__['K'] = K
         # model.bgm:15  y ~ MultivariateNormal(zeros(N), K)
         y = rt.draw(dist.MultivariateNormal(data__.zeros((N,)), K), shape__ + (N,), 'model.bgm:15')
@@ -119,7 +135,15 @@ class GPRegr(rt.CompiledModel):
         sigma = given__['sigma']
         # model.bgm:14  for i in 1..N: for j in 1..N: K[i, j] = alpha^2 * exp(-(x[i] - x[j])^2 / (2
         #     * rho^2)) + (i == j) * sigma
-        K = (alpha ** 2.0)[..., None, None] * torch.exp(-((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[..., None, None]
+        K = (
+            alpha ** 2.0
+        )[
+            ..., None, None
+        ] * torch.exp(
+            -((x[..., :, None] - x[..., None, :]) ** 2.0) / (2 * rho ** 2.0)[..., None, None]
+        ) + data__.real(data__.iota(1, N)[..., :, None] == data__.iota(1, N)[..., None, :]) * sigma[
+            ..., None, None
+        ]
         draws__['K'] = K
         # model.bgm:15  y ~ MultivariateNormal(zeros(N), K)
         y = rt.draw(dist.MultivariateNormal(data__.zeros((N,)), K), shape__ + (N,), 'model.bgm:15')

@@ -80,17 +80,40 @@ class HiddenMarkov(rt.CompiledModel):
         sigma = acc__.constrain('sigma', u__['sigma'], rt.lower_bound(0.0))
         # hidden_markov.bgm:12  sigma ~ HalfNormal(5)
         acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), ndims=0)
-        # hidden_markov.bgm:13  z: discrete, summed out: each value 1..(data__.ones((K,)) /
-        #     data__.real(K)[..., None]).shape[-1] in a new leading dimension
+        # hidden_markov.bgm:13  z: discrete, summed out: each value 1..K in a new leading dimension
         # z[t] reads z[t - 1]: z[t] varies along the first dimension, z[t - 1] along the second
         #     (z__prev)
-        z, z__prev = acc__.enumerate_chain('z', data__.iota(1, (data__.ones((K,)) / data__.real(K)[..., None]).shape[-1]), (T,))
+        z, z__prev = acc__.enumerate_chain(
+            'z', data__.iota(1, (data__.ones((K,)) / data__.real(K)[..., None]).shape[-1]), (T,)
+        )
         # hidden_markov.bgm:13  z[1] ~ Categorical(ones(K) / K)
-        acc__.chain_term('z', dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]).log_prob(z[..., 0]), ndims=0, start=0, timed=False)
+        acc__.chain_term(
+            'z',
+            dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]).log_prob(z[..., 0]),
+            ndims=0,
+            start=0,
+            timed=False,
+        )
         # hidden_markov.bgm:15  for t in 2..T: z[t] ~ Categorical(A[z[t - 1]])
-        acc__.chain_term('z', dist.Categorical(rt.take_batched(A, rank=2, items=(rt.index(z__prev[..., :T - 1]),), gathered=1)).log_prob(z[..., 1:]), ndims=0, start=1, timed=True)
+        acc__.chain_term(
+            'z',
+            dist.Categorical(
+                rt.take_batched(A, rank=2, items=(rt.index(z__prev[..., :T - 1]),), gathered=1)
+            ).log_prob(z[..., 1:]),
+            ndims=0,
+            start=1,
+            timed=True,
+        )
         # hidden_markov.bgm:17  for t in 1..T: y[t] ~ Normal(mu[z[t]], sigma)
-        acc__.chain_term('z', dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]).log_prob(y), ndims=0, start=0, timed=True)
+        acc__.chain_term(
+            'z',
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]
+            ).log_prob(y),
+            ndims=0,
+            start=0,
+            timed=True,
+        )
         # hidden_markov.bgm:13  sum out the chain z: log sum over all paths, the forward algorithm
         #     as a parallel reduction over steps
         acc__.sum_out_chain('z')
@@ -103,7 +126,11 @@ class HiddenMarkov(rt.CompiledModel):
         draws__ = {}
         z__steps = rt.Steps('z', T)
         # hidden_markov.bgm:10  for k in 1..K: A[k] ~ Dirichlet(ones(K))
-        A = rt.draw(dist.Dirichlet(data__.ones((K,))[..., None, :]), shape__ + (K, K), 'hidden_markov.bgm:10')
+        A = rt.draw(
+            dist.Dirichlet(data__.ones((K,))[..., None, :]),
+            shape__ + (K, K),
+            'hidden_markov.bgm:10',
+        )
         draws__['A'] = A
         # hidden_markov.bgm:11  for k in 1..K: mu[k] ~ Normal(0, 10)
         mu = rt.draw(dist.Normal(data__.tensor(0.0), 10.0), shape__ + (K,), 'hidden_markov.bgm:11')
@@ -112,15 +139,31 @@ class HiddenMarkov(rt.CompiledModel):
         sigma = rt.draw(dist.HalfNormal(data__.tensor(5.0)), shape__ + (), 'hidden_markov.bgm:12')
         draws__['sigma'] = sigma
         # hidden_markov.bgm:13  z[1] ~ Categorical(ones(K) / K)
-        z__steps[1] = rt.draw(dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]), shape__ + (), 'hidden_markov.bgm:13')
+        z__steps[1] = rt.draw(
+            dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]),
+            shape__ + (),
+            'hidden_markov.bgm:13',
+        )
         # hidden_markov.bgm:14  for t in 2..T: step by step (z read earlier iterations)
         for t in range(2, T + 1):
             # hidden_markov.bgm:15  for t in 2..T: z[t] ~ Categorical(A[z[t - 1]])
-            z__steps[t] = rt.draw(dist.Categorical(rt.take_batched(A, rank=2, items=(rt.index(z__steps[t - 1]),), gathered=0)), shape__ + (), 'hidden_markov.bgm:15')
+            z__steps[t] = rt.draw(
+                dist.Categorical(
+                    rt.take_batched(A, rank=2, items=(rt.index(z__steps[t - 1]),), gathered=0)
+                ),
+                shape__ + (),
+                'hidden_markov.bgm:15',
+            )
         z = z__steps.stack(0)
         draws__['z'] = z
         # hidden_markov.bgm:17  for t in 1..T: y[t] ~ Normal(mu[z[t]], sigma)
-        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]), shape__ + (T,), 'hidden_markov.bgm:17')
+        y = rt.draw(
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]
+            ),
+            shape__ + (T,),
+            'hidden_markov.bgm:17',
+        )
         draws__['y'] = y
         return draws__
 
@@ -135,14 +178,30 @@ class HiddenMarkov(rt.CompiledModel):
         sigma = given__['sigma']
         z__steps = rt.Steps('z', T)
         # hidden_markov.bgm:13  z[1] ~ Categorical(ones(K) / K)
-        z__steps[1] = rt.draw(dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]), shape__ + (), 'hidden_markov.bgm:13')
+        z__steps[1] = rt.draw(
+            dist.Categorical(data__.ones((K,)) / data__.real(K)[..., None]),
+            shape__ + (),
+            'hidden_markov.bgm:13',
+        )
         # hidden_markov.bgm:14  for t in 2..T: step by step (z read earlier iterations)
         for t in range(2, T + 1):
             # hidden_markov.bgm:15  for t in 2..T: z[t] ~ Categorical(A[z[t - 1]])
-            z__steps[t] = rt.draw(dist.Categorical(rt.take_batched(A, rank=2, items=(rt.index(z__steps[t - 1]),), gathered=0)), shape__ + (), 'hidden_markov.bgm:15')
+            z__steps[t] = rt.draw(
+                dist.Categorical(
+                    rt.take_batched(A, rank=2, items=(rt.index(z__steps[t - 1]),), gathered=0)
+                ),
+                shape__ + (),
+                'hidden_markov.bgm:15',
+            )
         z = z__steps.stack(0)
         draws__['z'] = z
         # hidden_markov.bgm:17  for t in 1..T: y[t] ~ Normal(mu[z[t]], sigma)
-        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]), shape__ + (T,), 'hidden_markov.bgm:17')
+        y = rt.draw(
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(z),), gathered=1), sigma[..., None]
+            ),
+            shape__ + (T,),
+            'hidden_markov.bgm:17',
+        )
         draws__['y'] = y
         return draws__

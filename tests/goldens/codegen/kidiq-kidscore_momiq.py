@@ -54,7 +54,6 @@ class KidscoreMomiq(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         kid_score = data__['kid_score']
         mom_iq = data__['mom_iq']
         # model.bgm:10  beta[2]: real
@@ -67,7 +66,13 @@ class KidscoreMomiq(rt.CompiledModel):
         # model.bgm:11  sigma ~ HalfCauchy(2.5)
         acc__.prior('sigma', dist.HalfCauchy(data__.tensor(2.5)).log_prob(sigma), ndims=0)
         # model.bgm:13  for n in 1..N: kid_score[n] ~ Normal(beta[1] + beta[2] * mom_iq[n], sigma)
-        acc__.likelihood('kid_score', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]).log_prob(kid_score), ndims=1)
+        acc__.likelihood(
+            'kid_score',
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]
+            ).log_prob(kid_score),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -82,7 +87,13 @@ class KidscoreMomiq(rt.CompiledModel):
         sigma = rt.draw(dist.HalfCauchy(data__.tensor(2.5)), shape__ + (), 'model.bgm:11')
         draws__['sigma'] = sigma
         # model.bgm:13  for n in 1..N: kid_score[n] ~ Normal(beta[1] + beta[2] * mom_iq[n], sigma)
-        kid_score = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]), shape__ + (N,), 'model.bgm:13')
+        kid_score = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]
+            ),
+            shape__ + (N,),
+            'model.bgm:13',
+        )
         draws__['kid_score'] = kid_score
         return draws__
 
@@ -95,6 +106,12 @@ class KidscoreMomiq(rt.CompiledModel):
         beta = given__['beta']
         sigma = given__['sigma']
         # model.bgm:13  for n in 1..N: kid_score[n] ~ Normal(beta[1] + beta[2] * mom_iq[n], sigma)
-        kid_score = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]), shape__ + (N,), 'model.bgm:13')
+        kid_score = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * mom_iq, sigma[..., None]
+            ),
+            shape__ + (N,),
+            'model.bgm:13',
+        )
         draws__['kid_score'] = kid_score
         return draws__

@@ -64,7 +64,6 @@ class Kilpisjarvi(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         x = data__['x']
         y = data__['y']
         pmualpha = data__['pmualpha']
@@ -85,7 +84,11 @@ class Kilpisjarvi(rt.CompiledModel):
         # model.bgm:16  sigma ~ HalfFlat()
         acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
         # model.bgm:18  for n in 1..N: y[n] ~ Normal(alpha + beta * x[n], sigma)
-        acc__.likelihood('y', dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]).log_prob(y), ndims=1)
+        acc__.likelihood(
+            'y',
+            dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]).log_prob(y),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -107,7 +110,11 @@ class Kilpisjarvi(rt.CompiledModel):
         sigma = rt.draw(dist.HalfFlat(), shape__ + (), 'model.bgm:16')
         draws__['sigma'] = sigma
         # model.bgm:18  for n in 1..N: y[n] ~ Normal(alpha + beta * x[n], sigma)
-        y = rt.draw(dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]), shape__ + (N,), 'model.bgm:18')
+        y = rt.draw(
+            dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]),
+            shape__ + (N,),
+            'model.bgm:18',
+        )
         draws__['y'] = y
         return draws__
 
@@ -116,15 +123,15 @@ class Kilpisjarvi(rt.CompiledModel):
         N = data__['N']
         x = data__['x']
         y = data__.get('y')
-        pmualpha = data__['pmualpha']
-        psalpha = data__['psalpha']
-        pmubeta = data__['pmubeta']
-        psbeta = data__['psbeta']
         draws__ = {}
         alpha = given__['alpha']
         beta = given__['beta']
         sigma = given__['sigma']
         # model.bgm:18  for n in 1..N: y[n] ~ Normal(alpha + beta * x[n], sigma)
-        y = rt.draw(dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]), shape__ + (N,), 'model.bgm:18')
+        y = rt.draw(
+            dist.Normal(alpha[..., None] + beta[..., None] * x, sigma[..., None]),
+            shape__ + (N,),
+            'model.bgm:18',
+        )
         draws__['y'] = y
         return draws__

@@ -55,8 +55,6 @@ class LinearRegression(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__['y']
         # linear_regression.bgm:12  alpha: real
@@ -73,7 +71,9 @@ class LinearRegression(rt.CompiledModel):
         # linear_regression.bgm:14  sigma ~ HalfNormal(5)
         acc__.prior('sigma', dist.HalfNormal(data__.tensor(5.0)).log_prob(sigma), ndims=0)
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        acc__.likelihood('y', dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]).log_prob(y), ndims=1)
+        acc__.likelihood(
+            'y', dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]).log_prob(y), ndims=1
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -83,23 +83,32 @@ class LinearRegression(rt.CompiledModel):
         y = data__.get('y')
         draws__ = {}
         # linear_regression.bgm:12  alpha ~ Normal(0, 10)
-        alpha = rt.draw(dist.Normal(data__.tensor(0.0), 10.0), shape__ + (), 'linear_regression.bgm:12')
+        alpha = rt.draw(
+            dist.Normal(data__.tensor(0.0), 10.0), shape__ + (), 'linear_regression.bgm:12'
+        )
         draws__['alpha'] = alpha
         # linear_regression.bgm:13  beta: real[D] ~ Normal(0, 10)
-        beta = rt.draw(dist.Normal(data__.tensor(0.0), 10.0), shape__ + (D,), 'linear_regression.bgm:13')
+        beta = rt.draw(
+            dist.Normal(data__.tensor(0.0), 10.0), shape__ + (D,), 'linear_regression.bgm:13'
+        )
         draws__['beta'] = beta
         # linear_regression.bgm:14  sigma ~ HalfNormal(5)
-        sigma = rt.draw(dist.HalfNormal(data__.tensor(5.0)), shape__ + (), 'linear_regression.bgm:14')
+        sigma = rt.draw(
+            dist.HalfNormal(data__.tensor(5.0)), shape__ + (), 'linear_regression.bgm:14'
+        )
         draws__['sigma'] = sigma
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        y = rt.draw(dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]), shape__ + (N,), 'linear_regression.bgm:15')
+        y = rt.draw(
+            dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]),
+            shape__ + (N,),
+            'linear_regression.bgm:15',
+        )
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__.get('y')
         draws__ = {}
@@ -107,6 +116,10 @@ class LinearRegression(rt.CompiledModel):
         beta = given__['beta']
         sigma = given__['sigma']
         # linear_regression.bgm:15  y ~ Normal(X @ beta + alpha, sigma)
-        y = rt.draw(dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]), shape__ + (N,), 'linear_regression.bgm:15')
+        y = rt.draw(
+            dist.Normal(beta @ X.mT + alpha[..., None], sigma[..., None]),
+            shape__ + (N,),
+            'linear_regression.bgm:15',
+        )
         draws__['y'] = y
         return draws__

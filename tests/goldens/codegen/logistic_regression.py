@@ -40,7 +40,9 @@ class LogisticRegression(rt.CompiledModel):
         rt.DataSpec('N', 'int', where='logistic_regression.bgm:8'),
         rt.DataSpec('D', 'int', where='logistic_regression.bgm:9'),
         rt.DataSpec('X', 'real', dims=('N', 'D'), where='logistic_regression.bgm:10'),
-        rt.DataSpec('y', 'int', dims=('N',), lower=0.0, upper=1.0, where='logistic_regression.bgm:11'),
+        rt.DataSpec(
+            'y', 'int', dims=('N',), lower=0.0, upper=1.0, where='logistic_regression.bgm:11'
+        ),
         rt.DataSpec('s', 'real', lower=0.0, where='logistic_regression.bgm:12'),
     )
 
@@ -60,18 +62,12 @@ class LogisticRegression(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        N = data__['N']
-        D = data__['D']
-        X = data__['X']
         y = data__['y']
-        s = data__['s']
         # logistic_regression.bgm:17  y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
         rt.check_support('y', y, 0.0, 1.0, integer=True, where='logistic_regression.bgm:17')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__['y']
         s = data__['s']
@@ -84,7 +80,13 @@ class LogisticRegression(rt.CompiledModel):
         # logistic_regression.bgm:15  w: real[D] ~ Normal(0, s)
         acc__.prior('w', dist.Normal(data__.tensor(0.0), s).log_prob(w), ndims=1)
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
-        acc__.likelihood('y', dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)).log_prob(data__.real(y)), ndims=1)
+        acc__.likelihood(
+            'y',
+            dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)).log_prob(
+                data__.real(y)
+            ),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -98,24 +100,32 @@ class LogisticRegression(rt.CompiledModel):
         alpha = rt.draw(dist.Flat(), shape__ + (), 'logistic_regression.bgm:14')
         draws__['alpha'] = alpha
         # logistic_regression.bgm:15  w: real[D] ~ Normal(0, s)
-        w = rt.draw(dist.Normal(data__.tensor(0.0), s), shape__ + (D,), 'logistic_regression.bgm:15')
+        w = rt.draw(
+            dist.Normal(data__.tensor(0.0), s), shape__ + (D,), 'logistic_regression.bgm:15'
+        )
         draws__['w'] = w
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
-        y = rt.draw(dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)), shape__ + (N,), 'logistic_regression.bgm:17')
+        y = rt.draw(
+            dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)),
+            shape__ + (N,),
+            'logistic_regression.bgm:17',
+        )
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__.get('y')
-        s = data__['s']
         draws__ = {}
         alpha = given__['alpha']
         w = given__['w']
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
-        y = rt.draw(dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)), shape__ + (N,), 'logistic_regression.bgm:17')
+        y = rt.draw(
+            dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)),
+            shape__ + (N,),
+            'logistic_regression.bgm:17',
+        )
         draws__['y'] = y
         return draws__

@@ -40,7 +40,9 @@ class LogisticRegressionL1(rt.CompiledModel):
         rt.DataSpec('N', 'int', where='logistic_regression_l1.bgm:6'),
         rt.DataSpec('D', 'int', where='logistic_regression_l1.bgm:7'),
         rt.DataSpec('X', 'real', dims=('N', 'D'), where='logistic_regression_l1.bgm:8'),
-        rt.DataSpec('y', 'int', dims=('N',), lower=0.0, upper=1.0, where='logistic_regression_l1.bgm:9'),
+        rt.DataSpec(
+            'y', 'int', dims=('N',), lower=0.0, upper=1.0, where='logistic_regression_l1.bgm:9'
+        ),
         rt.DataSpec('b', 'real', lower=0.0, where='logistic_regression_l1.bgm:10'),
     )
 
@@ -55,18 +57,12 @@ class LogisticRegressionL1(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        N = data__['N']
-        D = data__['D']
-        X = data__['X']
         y = data__['y']
-        b = data__['b']
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
         rt.check_support('y', y, 0.0, 1.0, integer=True, where='logistic_regression_l1.bgm:14')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__['y']
         b = data__['b']
@@ -79,7 +75,11 @@ class LogisticRegressionL1(rt.CompiledModel):
         # logistic_regression_l1.bgm:13  w: real[D] ~ Laplace(0, b)
         acc__.prior('w', dist.Laplace(data__.tensor(0.0), b).log_prob(w), ndims=1)
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        acc__.likelihood('y', dist.Bernoulli(logits=w @ X.mT + alpha[..., None]).log_prob(data__.real(y)), ndims=1)
+        acc__.likelihood(
+            'y',
+            dist.Bernoulli(logits=w @ X.mT + alpha[..., None]).log_prob(data__.real(y)),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -93,24 +93,32 @@ class LogisticRegressionL1(rt.CompiledModel):
         alpha = rt.draw(dist.Flat(), shape__ + (), 'logistic_regression_l1.bgm:12')
         draws__['alpha'] = alpha
         # logistic_regression_l1.bgm:13  w: real[D] ~ Laplace(0, b)
-        w = rt.draw(dist.Laplace(data__.tensor(0.0), b), shape__ + (D,), 'logistic_regression_l1.bgm:13')
+        w = rt.draw(
+            dist.Laplace(data__.tensor(0.0), b), shape__ + (D,), 'logistic_regression_l1.bgm:13'
+        )
         draws__['w'] = w
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        y = rt.draw(dist.Bernoulli(logits=w @ X.mT + alpha[..., None]), shape__ + (N,), 'logistic_regression_l1.bgm:14')
+        y = rt.draw(
+            dist.Bernoulli(logits=w @ X.mT + alpha[..., None]),
+            shape__ + (N,),
+            'logistic_regression_l1.bgm:14',
+        )
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__.get('y')
-        b = data__['b']
         draws__ = {}
         alpha = given__['alpha']
         w = given__['w']
         # logistic_regression_l1.bgm:14  y ~ Bernoulli(logits=X @ w + alpha)
-        y = rt.draw(dist.Bernoulli(logits=w @ X.mT + alpha[..., None]), shape__ + (N,), 'logistic_regression_l1.bgm:14')
+        y = rt.draw(
+            dist.Bernoulli(logits=w @ X.mT + alpha[..., None]),
+            shape__ + (N,),
+            'logistic_regression_l1.bgm:14',
+        )
         draws__['y'] = y
         return draws__

@@ -79,7 +79,14 @@ class LowDimGaussMix(rt.CompiledModel):
         # model.bgm:12  for n in 1..N: z[n] ~ Bernoulli(theta)
         acc__.enum_term('z', dist.Bernoulli(theta[..., None]).log_prob(data__.real(z)), ndims=0)
         # model.bgm:13  for n in 1..N: y[n] ~ Normal(mu[2 - z[n]], sigma[2 - z[n]])
-        acc__.enum_term('z', dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1), rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1)).log_prob(y), ndims=0)
+        acc__.enum_term(
+            'z',
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1),
+                rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1),
+            ).log_prob(y),
+            ndims=0,
+        )
         # model.bgm:12  sum out z: for each n, log sum_k p(z[n] = k) p(y | z[n] = k), a logsumexp
         #     over the leading dimension
         acc__.sum_out('z', 1, ('y',))
@@ -90,10 +97,14 @@ class LowDimGaussMix(rt.CompiledModel):
         y = data__.get('y')
         draws__ = {}
         # model.bgm:8  mu: ordered[2] ~ Normal(0, 2)
-        mu = rt.draw(dist.Normal(data__.tensor(0.0), 2.0), shape__ + (2,), 'model.bgm:8', ordered=True)
+        mu = rt.draw(
+            dist.Normal(data__.tensor(0.0), 2.0), shape__ + (2,), 'model.bgm:8', ordered=True
+        )
         draws__['mu'] = mu
         # model.bgm:9  sigma: real<lower=0>[2] ~ Normal(0, 2)
-        sigma = rt.draw(dist.Normal(data__.tensor(0.0), 2.0), shape__ + (2,), 'model.bgm:9', lower=0, upper=None)
+        sigma = rt.draw(
+            dist.Normal(data__.tensor(0.0), 2.0), shape__ + (2,), 'model.bgm:9', lower=0, upper=None
+        )
         draws__['sigma'] = sigma
         # model.bgm:10  theta ~ Beta(5, 5)
         theta = rt.draw(dist.Beta(data__.tensor(5.0), 5.0), shape__ + (), 'model.bgm:10')
@@ -102,7 +113,14 @@ class LowDimGaussMix(rt.CompiledModel):
         z = rt.draw(dist.Bernoulli(theta[..., None]), shape__ + (N,), 'model.bgm:12')
         draws__['z'] = z
         # model.bgm:13  for n in 1..N: y[n] ~ Normal(mu[2 - z[n]], sigma[2 - z[n]])
-        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1), rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1)), shape__ + (N,), 'model.bgm:13')
+        y = rt.draw(
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1),
+                rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1),
+            ),
+            shape__ + (N,),
+            'model.bgm:13',
+        )
         draws__['y'] = y
         return draws__
 
@@ -118,6 +136,13 @@ class LowDimGaussMix(rt.CompiledModel):
         z = rt.draw(dist.Bernoulli(theta[..., None]), shape__ + (N,), 'model.bgm:12')
         draws__['z'] = z
         # model.bgm:13  for n in 1..N: y[n] ~ Normal(mu[2 - z[n]], sigma[2 - z[n]])
-        y = rt.draw(dist.Normal(rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1), rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1)), shape__ + (N,), 'model.bgm:13')
+        y = rt.draw(
+            dist.Normal(
+                rt.take_batched(mu, rank=1, items=(rt.index(2 - z),), gathered=1),
+                rt.take_batched(sigma, rank=1, items=(rt.index(2 - z),), gathered=1),
+            ),
+            shape__ + (N,),
+            'model.bgm:13',
+        )
         draws__['y'] = y
         return draws__

@@ -75,11 +75,6 @@ class LogmesquiteLogvolume(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        weight = data__['weight']
-        diam1 = data__['diam1']
-        diam2 = data__['diam2']
-        canopy_height = data__['canopy_height']
         log_weight = data__['log_weight']
         log_canopy_volume = data__['log_canopy_volume']
         # model.bgm:11  beta[2]: real
@@ -93,15 +88,18 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
         # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] *
         #     log_canopy_volume[n], sigma)
-        acc__.likelihood('log_weight', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]).log_prob(log_weight), ndims=1)
+        acc__.likelihood(
+            'log_weight',
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume,
+                sigma[..., None],
+            ).log_prob(log_weight),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
-        weight = data__['weight']
-        diam1 = data__['diam1']
-        diam2 = data__['diam2']
-        canopy_height = data__['canopy_height']
         log_weight = data__.get('log_weight')
         log_canopy_volume = data__.get('log_canopy_volume')
         draws__ = {}
@@ -113,17 +111,20 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         draws__['sigma'] = sigma
         # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] *
         #     log_canopy_volume[n], sigma)
-        log_weight = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]), shape__ + (N,), 'model.bgm:16')
+        log_weight = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume,
+                sigma[..., None],
+            ),
+            shape__ + (N,),
+            'model.bgm:16',
+        )
         draws__['log_weight'] = log_weight
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        weight = data__['weight']
-        diam1 = data__['diam1']
-        diam2 = data__['diam2']
-        canopy_height = data__['canopy_height']
         log_weight = data__.get('log_weight')
         log_canopy_volume = data__.get('log_canopy_volume')
         draws__ = {}
@@ -131,6 +132,13 @@ class LogmesquiteLogvolume(rt.CompiledModel):
         sigma = given__['sigma']
         # model.bgm:16  for n in 1..N: log_weight[n] ~ Normal(beta[1] + beta[2] *
         #     log_canopy_volume[n], sigma)
-        log_weight = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume, sigma[..., None]), shape__ + (N,), 'model.bgm:16')
+        log_weight = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None] + beta[..., 1][..., None] * log_canopy_volume,
+                sigma[..., None],
+            ),
+            shape__ + (N,),
+            'model.bgm:16',
+        )
         draws__['log_weight'] = log_weight
         return draws__

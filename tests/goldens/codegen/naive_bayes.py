@@ -67,17 +67,12 @@ class NaiveBayes(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        N = data__['N']
-        D = data__['D']
-        C = data__['C']
         x = data__['x']
-        y = data__['y']
         # naive_bayes.bgm:22  x[i, d] ~ Bernoulli(q[y[i], d])
         rt.check_support('x', x, 0.0, 1.0, integer=True, where='naive_bayes.bgm:22')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         D = data__['D']
         C = data__['C']
         x = data__['x']
@@ -95,7 +90,18 @@ class NaiveBayes(rt.CompiledModel):
         # naive_bayes.bgm:20  for i in 1..N: y[i] ~ Categorical(prior)
         acc__.likelihood('y', dist.Categorical(prior[..., None, :]).log_prob(y), ndims=1)
         # naive_bayes.bgm:22  for i in 1..N: for d in 1..D: x[i, d] ~ Bernoulli(q[y[i], d])
-        acc__.likelihood('x', dist.Bernoulli(rt.take_batched(q, rank=2, items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), gathered=2)).log_prob(data__.real(x)), ndims=2)
+        acc__.likelihood(
+            'x',
+            dist.Bernoulli(
+                rt.take_batched(
+                    q,
+                    rank=2,
+                    items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),),
+                    gathered=2,
+                )
+            ).log_prob(data__.real(x)),
+            ndims=2,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -115,7 +121,18 @@ class NaiveBayes(rt.CompiledModel):
         y = rt.draw(dist.Categorical(prior[..., None, :]), shape__ + (N,), 'naive_bayes.bgm:20')
         draws__['y'] = y
         # naive_bayes.bgm:22  for i in 1..N: for d in 1..D: x[i, d] ~ Bernoulli(q[y[i], d])
-        x = rt.draw(dist.Bernoulli(rt.take_batched(q, rank=2, items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), gathered=2)), shape__ + (N, D), 'naive_bayes.bgm:22')
+        x = rt.draw(
+            dist.Bernoulli(
+                rt.take_batched(
+                    q,
+                    rank=2,
+                    items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),),
+                    gathered=2,
+                )
+            ),
+            shape__ + (N, D),
+            'naive_bayes.bgm:22',
+        )
         draws__['x'] = x
         return draws__
 
@@ -123,7 +140,6 @@ class NaiveBayes(rt.CompiledModel):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
         D = data__['D']
-        C = data__['C']
         x = data__.get('x')
         y = data__.get('y')
         draws__ = {}
@@ -133,6 +149,17 @@ class NaiveBayes(rt.CompiledModel):
         y = rt.draw(dist.Categorical(prior[..., None, :]), shape__ + (N,), 'naive_bayes.bgm:20')
         draws__['y'] = y
         # naive_bayes.bgm:22  for i in 1..N: for d in 1..D: x[i, d] ~ Bernoulli(q[y[i], d])
-        x = rt.draw(dist.Bernoulli(rt.take_batched(q, rank=2, items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),), gathered=2)), shape__ + (N, D), 'naive_bayes.bgm:22')
+        x = rt.draw(
+            dist.Bernoulli(
+                rt.take_batched(
+                    q,
+                    rank=2,
+                    items=(rt.index(y[..., :, None]), rt.index(data__.iota(1, D)[..., None, :]),),
+                    gathered=2,
+                )
+            ),
+            shape__ + (N, D),
+            'naive_bayes.bgm:22',
+        )
         draws__['x'] = x
         return draws__

@@ -88,14 +88,12 @@ class NES(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         partyid7 = data__['partyid7']
         real_ideo = data__['real_ideo']
         race_adj = data__['race_adj']
         educ1 = data__['educ1']
         gender = data__['gender']
         income = data__['income']
-        age_discrete = data__['age_discrete']
         age30_44 = data__['age30_44']
         age45_64 = data__['age45_64']
         age65up = data__['age65up']
@@ -110,7 +108,22 @@ class NES(rt.CompiledModel):
         acc__.prior('sigma', dist.HalfFlat().log_prob(sigma), ndims=0)
         # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] +
         #     beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
-        acc__.likelihood('partyid7', dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]).log_prob(partyid7), ndims=1)
+        acc__.likelihood(
+            'partyid7',
+            dist.Normal(
+                beta[..., 0][..., None]
+                + beta[..., 1][..., None] * real_ideo
+                + beta[..., 2][..., None] * race_adj
+                + beta[..., 3][..., None] * age30_44
+                + beta[..., 4][..., None] * age45_64
+                + beta[..., 5][..., None] * age65up
+                + beta[..., 6][..., None] * educ1
+                + beta[..., 7][..., None] * gender
+                + beta[..., 8][..., None] * income,
+                sigma[..., None],
+            ).log_prob(partyid7),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
@@ -121,7 +134,6 @@ class NES(rt.CompiledModel):
         educ1 = data__['educ1']
         gender = data__['gender']
         income = data__['income']
-        age_discrete = data__['age_discrete']
         age30_44 = data__.get('age30_44')
         age45_64 = data__.get('age45_64')
         age65up = data__.get('age65up')
@@ -134,7 +146,22 @@ class NES(rt.CompiledModel):
         draws__['sigma'] = sigma
         # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] +
         #     beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
-        partyid7 = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]), shape__ + (N,), 'model.bgm:20')
+        partyid7 = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None]
+                + beta[..., 1][..., None] * real_ideo
+                + beta[..., 2][..., None] * race_adj
+                + beta[..., 3][..., None] * age30_44
+                + beta[..., 4][..., None] * age45_64
+                + beta[..., 5][..., None] * age65up
+                + beta[..., 6][..., None] * educ1
+                + beta[..., 7][..., None] * gender
+                + beta[..., 8][..., None] * income,
+                sigma[..., None],
+            ),
+            shape__ + (N,),
+            'model.bgm:20',
+        )
         draws__['partyid7'] = partyid7
         return draws__
 
@@ -147,7 +174,6 @@ class NES(rt.CompiledModel):
         educ1 = data__['educ1']
         gender = data__['gender']
         income = data__['income']
-        age_discrete = data__['age_discrete']
         age30_44 = data__.get('age30_44')
         age45_64 = data__.get('age45_64')
         age65up = data__.get('age65up')
@@ -156,6 +182,21 @@ class NES(rt.CompiledModel):
         sigma = given__['sigma']
         # model.bgm:20  for n in 1..N: partyid7[n] ~ Normal(beta[1] + beta[2] * real_ideo[n] +
         #     beta[3] * race_adj[n] + beta[4] * age30_44[n] ...
-        partyid7 = rt.draw(dist.Normal(beta[..., 0][..., None] + beta[..., 1][..., None] * real_ideo + beta[..., 2][..., None] * race_adj + beta[..., 3][..., None] * age30_44 + beta[..., 4][..., None] * age45_64 + beta[..., 5][..., None] * age65up + beta[..., 6][..., None] * educ1 + beta[..., 7][..., None] * gender + beta[..., 8][..., None] * income, sigma[..., None]), shape__ + (N,), 'model.bgm:20')
+        partyid7 = rt.draw(
+            dist.Normal(
+                beta[..., 0][..., None]
+                + beta[..., 1][..., None] * real_ideo
+                + beta[..., 2][..., None] * race_adj
+                + beta[..., 3][..., None] * age30_44
+                + beta[..., 4][..., None] * age45_64
+                + beta[..., 5][..., None] * age65up
+                + beta[..., 6][..., None] * educ1
+                + beta[..., 7][..., None] * gender
+                + beta[..., 8][..., None] * income,
+                sigma[..., None],
+            ),
+            shape__ + (N,),
+            'model.bgm:20',
+        )
         draws__['partyid7'] = partyid7
         return draws__

@@ -73,22 +73,14 @@ class PoissonRegression(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        N = data__['N']
-        D = data__['D']
-        X = data__['X']
-        exposure = data__['exposure']
         y = data__['y']
-        log_exposure = data__['log_exposure']
         # poisson_regression.bgm:17  y[i] ~ Poisson(log_rate=log_exposure[i] + alpha + dot(X[i],
         #     beta))
         rt.check_support('y', y, 0.0, None, integer=True, where='poisson_regression.bgm:17')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        D = data__['D']
         X = data__['X']
-        exposure = data__['exposure']
         y = data__['y']
         log_exposure = data__['log_exposure']
         # poisson_regression.bgm:13  alpha: real
@@ -101,35 +93,48 @@ class PoissonRegression(rt.CompiledModel):
         acc__.prior('beta', dist.Normal(data__.tensor(0.0), 1.0).log_prob(beta), ndims=1)
         # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
         #     + dot(X[i], beta))
-        acc__.likelihood('y', dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)).log_prob(data__.real(y)), ndims=1)
+        acc__.likelihood(
+            'y',
+            dist.Poisson(
+                log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)
+            ).log_prob(data__.real(y)),
+            ndims=1,
+        )
 
     def sample_prior(self, data__, shape__):
         """Ancestral draws of every variable from the prior (batch shape__)."""
         N = data__['N']
         D = data__['D']
         X = data__['X']
-        exposure = data__['exposure']
         y = data__.get('y')
         log_exposure = data__.get('log_exposure')
         draws__ = {}
         # poisson_regression.bgm:13  alpha ~ Normal(0, 5)
-        alpha = rt.draw(dist.Normal(data__.tensor(0.0), 5.0), shape__ + (), 'poisson_regression.bgm:13')
+        alpha = rt.draw(
+            dist.Normal(data__.tensor(0.0), 5.0), shape__ + (), 'poisson_regression.bgm:13'
+        )
         draws__['alpha'] = alpha
         # poisson_regression.bgm:14  beta: real[D] ~ Normal(0, 1)
-        beta = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (D,), 'poisson_regression.bgm:14')
+        beta = rt.draw(
+            dist.Normal(data__.tensor(0.0), 1.0), shape__ + (D,), 'poisson_regression.bgm:14'
+        )
         draws__['beta'] = beta
         # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
         #     + dot(X[i], beta))
-        y = rt.draw(dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)), shape__ + (N,), 'poisson_regression.bgm:17')
+        y = rt.draw(
+            dist.Poisson(
+                log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)
+            ),
+            shape__ + (N,),
+            'poisson_regression.bgm:17',
+        )
         draws__['y'] = y
         return draws__
 
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        D = data__['D']
         X = data__['X']
-        exposure = data__['exposure']
         y = data__.get('y')
         log_exposure = data__.get('log_exposure')
         draws__ = {}
@@ -137,6 +142,12 @@ class PoissonRegression(rt.CompiledModel):
         beta = given__['beta']
         # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
         #     + dot(X[i], beta))
-        y = rt.draw(dist.Poisson(log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)), shape__ + (N,), 'poisson_regression.bgm:17')
+        y = rt.draw(
+            dist.Poisson(
+                log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)
+            ),
+            shape__ + (N,),
+            'poisson_regression.bgm:17',
+        )
         draws__['y'] = y
         return draws__

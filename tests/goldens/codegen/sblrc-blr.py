@@ -53,8 +53,6 @@ class BLR(rt.CompiledModel):
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__['y']
         # model.bgm:9  beta[D]: real
@@ -90,7 +88,6 @@ class BLR(rt.CompiledModel):
     def sample_predictive(self, data__, given__, shape__):
         """The posterior predictive: observed variables given latent draws given__."""
         N = data__['N']
-        D = data__['D']
         X = data__['X']
         y = data__.get('y')
         draws__ = {}

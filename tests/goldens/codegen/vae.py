@@ -48,7 +48,9 @@ class VAE(rt.CompiledModel):
         return (
             rt.Latent('z', (N, 2), 'real'),
             # nets: their weights, one flat vector each (point parameters)
-            rt.Latent('dec', (rt.mlp_size((2, 128, D)),), 'net', init_scale=rt.mlp_init_scale((2, 128, D))),
+            rt.Latent(
+                'dec', (rt.mlp_size((2, 128, D)),), 'net', init_scale=rt.mlp_init_scale((2, 128, D))
+            ),
         )
 
     def check_sizes(self, data__):
@@ -60,15 +62,12 @@ class VAE(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
-        N = data__['N']
-        D = data__['D']
         x = data__['x']
         # vae.bgm:19  x[i] ~ Bernoulli(logits=dec(z[i]))
         rt.check_support('x', x, 0.0, 1.0, integer=True, where='vae.bgm:19')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         D = data__['D']
         x = data__['x']
         # vae.bgm:14  net dec = MLP(L, 128, D, act=relu): the weights of the net, point parameters
@@ -79,12 +78,22 @@ class VAE(rt.CompiledModel):
         # vae.bgm:18  for i in 1..N: z[i]: real[L] ~ Normal(0, 1)
         acc__.prior('z', dist.Normal(data__.tensor(0.0), 1.0).log_prob(z), ndims=2)
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
-        acc__.likelihood('x', dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)).log_prob(data__.real(x)), ndims=2)
+        acc__.likelihood(
+            'x',
+            dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)).log_prob(data__.real(x)),
+            ndims=2,
+        )
 
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
-            raise rt.ModelError("cannot draw from the prior: dec is a point parameter ('param'), which has no prior; draw the predictive at fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior ('~') instead of 'param'", 'vae.bgm:14')
+            raise rt.ModelError(
+                "cannot draw from the prior: dec is a point parameter ('param'), which has no "
+                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
+                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
+                "('~') instead of 'param'",
+                'vae.bgm:14',
+            )
         N = data__['N']
         D = data__['D']
         x = data__.get('x')
@@ -94,7 +103,11 @@ class VAE(rt.CompiledModel):
         z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'vae.bgm:18')
         draws__['z'] = z
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
-        x = rt.draw(dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)), shape__ + (N, D), 'vae.bgm:19')
+        x = rt.draw(
+            dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)),
+            shape__ + (N, D),
+            'vae.bgm:19',
+        )
         draws__['x'] = x
         return draws__
 
@@ -107,7 +120,11 @@ class VAE(rt.CompiledModel):
         dec = given__['dec']
         z = given__['z']
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
-        x = rt.draw(dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)), shape__ + (N, D), 'vae.bgm:19')
+        x = rt.draw(
+            dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)),
+            shape__ + (N, D),
+            'vae.bgm:19',
+        )
         draws__['x'] = x
         return draws__
 
@@ -151,12 +168,13 @@ class VAEGuide(rt.CompiledModel):
         return (
             rt.Latent('z', (N, 2), 'real'),
             # nets: their weights, one flat vector each (point parameters)
-            rt.Latent('enc', (rt.mlp_size((D, 128, 4)),), 'net', init_scale=rt.mlp_init_scale((D, 128, 4))),
+            rt.Latent(
+                'enc', (rt.mlp_size((D, 128, 4)),), 'net', init_scale=rt.mlp_init_scale((D, 128, 4))
+            ),
         )
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
-        N = data__['N']
         D = data__['D']
         x = data__['x']
         # vae.bgm:15  net enc = MLP(D, 128, 2 * L, act=relu): the weights of the net, point
@@ -169,7 +187,11 @@ class VAEGuide(rt.CompiledModel):
         z = u__['z']
         # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 *
         #     L]))
-        acc__.prior('z', dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])).log_prob(z), ndims=2)
+        acc__.prior(
+            'z',
+            dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])).log_prob(z),
+            ndims=2,
+        )
 
     def sample_guide(self, data__, given__, shape__, acc__):
         """Draws of the latents from the guide at given__ (shape__); log q into acc__."""
@@ -182,7 +204,13 @@ class VAEGuide(rt.CompiledModel):
         h = rt.mlp(enc, (D, 128, 4,), 'relu', data__.real(x), 1)
         # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 *
         #     L]))
-        z = rt.rdraw(dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])), shape__ + (N, 2), 'vae.bgm:24', acc__, 'z')
+        z = rt.rdraw(
+            dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])),
+            shape__ + (N, 2),
+            'vae.bgm:24',
+            acc__,
+            'z',
+        )
         draws__['z'] = z
         return draws__
 
