@@ -7,7 +7,7 @@ rejected: a size never depends on a latent (rule 12).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from dsl import nodes as n
@@ -31,6 +31,10 @@ class NotASize(Exception):
 @dataclass(frozen=True)
 class Size:
     terms: tuple[tuple[Monomial, int], ...]  # sorted, no zero coefficients
+    # The source expression when it names a const (`L + 1`): generated code and messages
+    # show the model's names, not the folded number. Not part of the value: `L + 1`
+    # equals 3, and arithmetic on sizes drops it (a derived size shows its number).
+    written: Any = field(default=None, compare=False, repr=False)
 
     @staticmethod
     def of(terms: dict[Monomial, int]) -> Size:
@@ -80,10 +84,14 @@ class Size:
         return {name for m, _ in self.terms for name in m}
 
     def __str__(self) -> str:
-        return self.code(lambda s: s)
+        return self.code(lambda s: s, written=True)
 
-    def code(self, name_code: Any) -> str:
-        """Python source for this size, with `name_code(name)` for each data name."""
+    def code(self, name_code: Any, written: bool = False) -> str:
+        """Python source for this size, with `name_code(name)` for each data name; with
+        `written`, as the model wrote it when it names a const (`name_code` then also maps
+        the const's name, which the code must define)."""
+        if written and self.written is not None:
+            return _written_code(self.written, name_code)
         if not self.terms:
             return "0"
         parts: list[str] = []
@@ -103,6 +111,43 @@ Dim = Size
 def size_of(e: Any, ints: dict[str, Any]) -> Size:
     """The size an expression denotes. `ints` maps each allowed name to an int value
     (a folded const) or None (int data, known only when data is loaded)."""
+    size = _size_of(e, ints)
+    if any(isinstance(x, n.Name) and ints.get(x.id) is not None for x in _leaves(e)):
+        return replace(size, written=e)
+    return size
+
+
+def _leaves(e: Any) -> list[Any]:
+    if isinstance(e, n.Unary):
+        return _leaves(e.operand)
+    if isinstance(e, n.Binary):
+        return _leaves(e.left) + _leaves(e.right)
+    return [e]
+
+
+_TIGHTNESS = {"+": 1, "-": 1, "*": 2}
+
+
+def _written_code(e: Any, name_code: Any) -> str:
+    """Python source of a size expression of integers, names, unary minus and + - *
+    (the only forms `size_of` accepts), parenthesised where Python needs it."""
+    if isinstance(e, n.Number):
+        return str(e.value)
+    if isinstance(e, n.Name):
+        return str(name_code(e.id))
+    if isinstance(e, n.Unary):
+        inner = _written_code(e.operand, name_code)
+        return f"-({inner})" if isinstance(e.operand, (n.Binary, n.Unary)) else f"-{inner}"
+    left, right = _written_code(e.left, name_code), _written_code(e.right, name_code)
+    if isinstance(e.left, n.Binary) and _TIGHTNESS[e.left.op] < _TIGHTNESS[e.op]:
+        left = f"({left})"
+    if isinstance(e.right, n.Binary) and (_TIGHTNESS[e.right.op] < _TIGHTNESS[e.op] or
+                                          (e.op == "-" and e.right.op in "+-")):
+        right = f"({right})"
+    return f"{left} {e.op} {right}"
+
+
+def _size_of(e: Any, ints: dict[str, Any]) -> Size:
     if isinstance(e, n.Number):
         if not isinstance(e.value, int):
             raise NotASize("a size must be an integer, not a real number", e)
@@ -118,9 +163,9 @@ def size_of(e: Any, ints: dict[str, Any]) -> Size:
             raise NotASize(f"const '{e.id}' = {value} is not an integer", e)
         return Size.const(value)
     if isinstance(e, n.Unary):
-        return -size_of(e.operand, ints)
+        return -_size_of(e.operand, ints)
     if isinstance(e, n.Binary) and e.op in "+-*":
-        a, b = size_of(e.left, ints), size_of(e.right, ints)
+        a, b = _size_of(e.left, ints), _size_of(e.right, ints)
         return a + b if e.op == "+" else a - b if e.op == "-" else a * b
     raise NotASize(f"'{format_expr(e)}' cannot be a size: use integers, int data and + - *",
                    e)

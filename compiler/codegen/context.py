@@ -63,10 +63,17 @@ class ModuleContext:
         return tuple_code([self.exprs().size(d) for d in shape or ()])
 
     def unpack_sizes(self) -> None:
-        """The int data sizes the source does not fix, as locals."""
+        """The int data sizes the source does not fix, as locals, and the int consts
+        sizes are written with (`L + 1`), each left out where nothing reads it."""
         for name, value in self.ints.items():
             if value is None:
                 self.out.line(f"{self.names[name]} = data__[{name!r}]")
+        self.unpack_consts()
+
+    def unpack_consts(self) -> None:
+        for name, value in self.ints.items():
+            if isinstance(value, int) and name in self.names:
+                self.out.binding(self.names[name], f"{self.names[name]} = {value!r}")
 
     def unpack_data(self) -> None:
         """Data as locals; in samplers observed data may be absent (it is simulated), and
@@ -75,3 +82,4 @@ class ModuleContext:
             get = f".get({v.name!r})" if self.sampling and v.role != "data" else \
                 f"[{v.name!r}]"
             self.out.binding(self.names[v.name], f"{self.names[v.name]} = data__{get}")
+        self.unpack_consts()

@@ -75,6 +75,7 @@ def write_check_sizes(ctx: ModuleContext) -> None:
                'declared sizes."""')
         for name in sorted(needed):
             o.line(f"{ctx.names[name]} = data__[{name!r}]")
+        ctx.unpack_consts()
         o.lines(lines)
 
 

@@ -112,8 +112,7 @@ class ExprCompiler:
 
         def name(x: str) -> str:
             return seq.get(x, self.names.get(x, x))
-        code = s.code(name)
-        return code
+        return s.code(name, written=True)
 
     def etype(self, e: Any) -> ExprType:
         t = self.model.types.get(id(e))

@@ -45,11 +45,12 @@ class VAE(rt.CompiledModel):
         """Each latent variable: name, constrained shape, kind of support."""
         N = data__['N']
         D = data__['D']
+        L = 2
         return (
-            rt.Latent('z', (N, 2), 'real'),
+            rt.Latent('z', (N, L), 'real'),
             # nets: their weights, one flat vector each (point parameters)
             rt.Latent(
-                'dec', (rt.mlp_size((2, 128, D)),), 'net', init_scale=rt.mlp_init_scale((2, 128, D))
+                'dec', (rt.mlp_size((L, 128, D)),), 'net', init_scale=rt.mlp_init_scale((L, 128, D))
             ),
         )
 
@@ -70,17 +71,18 @@ class VAE(rt.CompiledModel):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         D = data__['D']
         x = data__['x']
+        L = 2
         # vae.bgm:14  net dec = MLP(L, 128, D, act=relu): the weights of the net, point parameters
         #     (no prior, no Jacobian)
         dec = u__['dec']
-        # vae.bgm:18  z[N, 2]: real
+        # vae.bgm:18  z[N, L]: real
         z = u__['z']
         # vae.bgm:18  for i in 1..N: z[i]: real[L] ~ Normal(0, 1)
         acc__.prior('z', dist.Normal(data__.tensor(0.0), 1.0).log_prob(z), ndims=2)
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
         acc__.likelihood(
             'x',
-            dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)).log_prob(data__.real(x)),
+            dist.Bernoulli(logits=rt.mlp(dec, (L, 128, D,), 'relu', z, 1)).log_prob(data__.real(x)),
             ndims=2,
         )
 
@@ -97,14 +99,15 @@ class VAE(rt.CompiledModel):
         N = data__['N']
         D = data__['D']
         x = data__.get('x')
+        L = 2
         draws__ = {}
         dec = given__['dec']
         # vae.bgm:18  for i in 1..N: z[i]: real[L] ~ Normal(0, 1)
-        z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'vae.bgm:18')
+        z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, L), 'vae.bgm:18')
         draws__['z'] = z
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
         x = rt.draw(
-            dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)),
+            dist.Bernoulli(logits=rt.mlp(dec, (L, 128, D,), 'relu', z, 1)),
             shape__ + (N, D),
             'vae.bgm:19',
         )
@@ -116,12 +119,13 @@ class VAE(rt.CompiledModel):
         N = data__['N']
         D = data__['D']
         x = data__.get('x')
+        L = 2
         draws__ = {}
         dec = given__['dec']
         z = given__['z']
         # vae.bgm:19  for i in 1..N: x[i] ~ Bernoulli(logits=dec(z[i]))
         x = rt.draw(
-            dist.Bernoulli(logits=rt.mlp(dec, (2, 128, D,), 'relu', z, 1)),
+            dist.Bernoulli(logits=rt.mlp(dec, (L, 128, D,), 'relu', z, 1)),
             shape__ + (N, D),
             'vae.bgm:19',
         )
@@ -165,11 +169,15 @@ class VAEGuide(rt.CompiledModel):
         """Each latent variable: name, constrained shape, kind of support."""
         N = data__['N']
         D = data__['D']
+        L = 2
         return (
-            rt.Latent('z', (N, 2), 'real'),
+            rt.Latent('z', (N, L), 'real'),
             # nets: their weights, one flat vector each (point parameters)
             rt.Latent(
-                'enc', (rt.mlp_size((D, 128, 4)),), 'net', init_scale=rt.mlp_init_scale((D, 128, 4))
+                'enc',
+                (rt.mlp_size((D, 128, 2 * L)),),
+                'net',
+                init_scale=rt.mlp_init_scale((D, 128, 2 * L)),
             ),
         )
 
@@ -177,19 +185,20 @@ class VAEGuide(rt.CompiledModel):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         D = data__['D']
         x = data__['x']
+        L = 2
         # vae.bgm:15  net enc = MLP(D, 128, 2 * L, act=relu): the weights of the net, point
         #     parameters (no prior, no Jacobian)
         enc = u__['enc']
         # vae.bgm:23  for i in 1..N: h[i] = enc(x[i])
-        h = rt.mlp(enc, (D, 128, 4,), 'relu', data__.real(x), 1)
+        h = rt.mlp(enc, (D, 128, 2 * L,), 'relu', data__.real(x), 1)
         acc__.deterministic('h', h)
-        # vae.bgm:24  z[N, 2]: real
+        # vae.bgm:24  z[N, L]: real
         z = u__['z']
         # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 *
         #     L]))
         acc__.prior(
             'z',
-            dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])).log_prob(z),
+            dist.Normal(h[..., :, :L], torch.nn.functional.softplus(h[..., :, 2:])).log_prob(z),
             ndims=2,
         )
 
@@ -198,15 +207,16 @@ class VAEGuide(rt.CompiledModel):
         N = data__['N']
         D = data__['D']
         x = data__['x']
+        L = 2
         draws__ = {}
         enc = given__['enc']
         # vae.bgm:23  for i in 1..N: h[i] = enc(x[i])
-        h = rt.mlp(enc, (D, 128, 4,), 'relu', data__.real(x), 1)
+        h = rt.mlp(enc, (D, 128, 2 * L,), 'relu', data__.real(x), 1)
         # vae.bgm:24  for i in 1..N: z[i]: real[L] ~ Normal(h[i, 1..L], softplus(h[i, L + 1..2 *
         #     L]))
         z = rt.rdraw(
-            dist.Normal(h[..., :, :2], torch.nn.functional.softplus(h[..., :, 2:])),
-            shape__ + (N, 2),
+            dist.Normal(h[..., :, :L], torch.nn.functional.softplus(h[..., :, 2:])),
+            shape__ + (N, L),
             'vae.bgm:24',
             acc__,
             'z',
