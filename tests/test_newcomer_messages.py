@@ -15,6 +15,7 @@ undeclared_net_typo (tests/test_broken_models.py).
 """
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -165,8 +166,36 @@ def test_prior_draws_of_a_model_with_a_param_still_name_the_param() -> None:
     program = compile_string("data N: int\nmu ~ Normal(0, 1)\nparam s: positive\n"
                              "y: real[N] ~ Normal(mu, s)\n", "m.bgm")
     with pytest.raises(ModelError, match="m.bgm:3: cannot draw from the prior: s is a point "
-                                         r"parameter \('param'\)"):
+                                         r"parameter \('param', no prior\); fit first") as err:
         program.sample({"N": 3}, n=5)
+    assert "give each 'param' a prior ('~')" in str(err.value)
+
+
+def test_prior_draws_from_generated_code_call_a_net_a_net() -> None:
+    """The generated sample_prior says the same as the CLI: a net has weights, not a
+    'param' to be given a prior."""
+    code = compile_string(NET_REGRESSION, "m.bgm").python
+    messages = [node.value for node in ast.walk(ast.parse(code))
+                if isinstance(node, ast.Constant) and isinstance(node.value, str)
+                and node.value.startswith("cannot draw from the prior")]
+    assert messages == ["cannot draw from the prior: f is a net (weights without a prior); "
+                        "fit first and draw the predictive at the fitted values ('bgmc sample "
+                        "--fit FIT.json', FIT.json from 'bgmc fit')"]
+
+
+def test_explain_draws_its_products_whatever_sympy_was_told_at_import() -> None:
+    from sympy.printing.pretty.pretty_symbology import pretty_use_unicode  # noqa: PLC0415
+
+    from compiler.teaching.explain import explain  # noqa: PLC0415
+    before = pretty_use_unicode(False)
+    try:
+        text = explain(compile_string(NET_REGRESSION, "m.bgm").compiled.model)
+        coin = explain(compile_string("data N: int\ntheta ~ Beta(2, 2)\nfor i in 1..N:\n"
+                                      "    y[i] ~ Bernoulli(theta)\n", "c.bgm").compiled.model)
+        assert "─┬─┬─" in coin and text
+        assert pretty_use_unicode() is False  # restored
+    finally:
+        pretty_use_unicode(before)
 
 
 # ---- 4. why a MAP fit did not converge

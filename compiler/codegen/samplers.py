@@ -86,9 +86,18 @@ def _draws_a_given_latent(ctx: ModuleContext, u: Unit) -> bool:
 
 
 def _no_prior_draws_message(params: list[Any]) -> str:
-    names = ", ".join(v.name for v in params)
-    what = "is a point parameter ('param'), which has" if len(params) == 1 else \
-        "are point parameters ('param'), which have"
-    return (f"cannot draw from the prior: {names} {what} no prior; draw the predictive at "
-            "fitted values instead ('bgmc sample --fit FIT.json', FIT.json from 'bgmc fit "
-            "--method map' or 'mle'), or give it a prior ('~') instead of 'param'")
+    """Nets and `param`s have no prior to draw from; say which, in their own words."""
+    nets = [v.name for v in params if v.role == "net"]
+    points = [v.name for v in params if v.role != "net"]
+    parts = []
+    if nets:
+        parts.append(f"{', '.join(nets)} {'is a net' if len(nets) == 1 else 'are nets'} "
+                     "(weights without a prior)")
+    if points:
+        parts.append(f"{', '.join(points)} "
+                     f"{'is a point parameter' if len(points) == 1 else 'are point parameters'}"
+                     " ('param', no prior)")
+    fix = "" if not points else "; or give each 'param' a prior ('~')"
+    return (f"cannot draw from the prior: {' and '.join(parts)}; fit first and draw the "
+            "predictive at the fitted values ('bgmc sample --fit FIT.json', FIT.json from "
+            f"'bgmc fit'){fix}")

@@ -19,6 +19,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.pretty.pretty import PrettyPrinter
+from sympy.printing.pretty.pretty_symbology import pretty_use_unicode
 from sympy.printing.pretty.stringpict import prettyForm
 
 from compiler.ir import GraphicalModel, Loop, Statement
@@ -470,5 +471,11 @@ def latex(e: sp.Expr) -> str:
 def _show(e: sp.Expr, latex_output: bool) -> str:
     if latex_output:
         return "  " + latex(e)
-    text = _Pretty({"use_unicode": True, "wrap_line": False, "order": "none"}).doprint(e)
+    # sympy's box-drawing tables follow a module-wide flag, not the printer's setting;
+    # set it for this call (as sympy.pretty does), whatever the terminal said at import
+    previous = pretty_use_unicode(True)
+    try:
+        text = _Pretty({"use_unicode": True, "wrap_line": False, "order": "none"}).doprint(e)
+    finally:
+        pretty_use_unicode(previous)
     return "\n".join("  " + line.rstrip() for line in text.splitlines())

@@ -74,10 +74,9 @@ class DiffusionMoons(rt.CompiledModel):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError(
-                "cannot draw from the prior: eps is a point parameter ('param'), which has no "
-                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
-                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
-                "('~') instead of 'param'",
+                "cannot draw from the prior: eps is a net (weights without a prior); fit first and "
+                "draw the predictive at the fitted values ('bgmc sample --fit FIT.json', FIT.json "
+                "from 'bgmc fit')",
                 'diffusion_moons.bgm:13',
             )
         N = data__['N']

@@ -86,10 +86,9 @@ class GANRing(rt.CompiledModel):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError(
-                "cannot draw from the prior: G, D are point parameters ('param'), which have no "
-                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
-                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
-                "('~') instead of 'param'",
+                "cannot draw from the prior: G, D are nets (weights without a prior); fit first "
+                "and draw the predictive at the fitted values ('bgmc sample --fit FIT.json', "
+                "FIT.json from 'bgmc fit')",
                 'gan_ring.bgm:11',
             )
         N = data__['N']

@@ -90,10 +90,9 @@ class VAE(rt.CompiledModel):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
         if given__ is None:
             raise rt.ModelError(
-                "cannot draw from the prior: dec is a point parameter ('param'), which has no "
-                "prior; draw the predictive at fitted values instead ('bgmc sample --fit "
-                "FIT.json', FIT.json from 'bgmc fit --method map' or 'mle'), or give it a prior "
-                "('~') instead of 'param'",
+                "cannot draw from the prior: dec is a net (weights without a prior); fit first and "
+                "draw the predictive at the fitted values ('bgmc sample --fit FIT.json', FIT.json "
+                "from 'bgmc fit')",
                 'vae.bgm:14',
             )
         N = data__['N']
