@@ -196,6 +196,12 @@ def _types(found: Tok, expected: set[str], line: list[Tok], written: str) -> Wor
         return Wording("a const takes no type; its value decides it",
                        f"write '{written} = 3' (an int) or '{written} = 0.5' (a real)")
     if line and line[0].type in ("DATA", "PARAM") and len(line) == 2 and "COLON" in expected:
+        if line[1].text in TYPE_NAMES:  # Stan's order: `data int N`, `data real[N] y`
+            name = found.text if found.type == "NAME" else "y"
+            dims = "" if found.type == "NAME" else "[N]"
+            return Wording(f"expected ':' and a type after '{written}'",
+                           f"the name comes first, then its type: '{line[0].text} "
+                           f"{name}: {line[1].text}{dims}'")
         return Wording(f"expected ':' and a type after '{written}'",
                        f"for example '{written}: real[N]'")
     if "TYPE_NAME" in expected and found.type == "NAME":

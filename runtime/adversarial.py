@@ -152,5 +152,4 @@ def adversarial_result(trainer: Adversarial) -> Any:
              "lr": s.lr}
     theta = trainer.theta()
     return inference_data(trainer.model, theta,
-                          {"lp": torch.full(theta.shape[:2], float("nan"))}, attrs,
-                          pointwise_ll=False)
+                          {"lp": torch.full(theta.shape[:2], float("nan"))}, attrs, "never")

@@ -75,6 +75,7 @@ class AdviResult:
     elbo: list[float]
     iterations: int
     converged: bool
+    log_q: torch.Tensor | None = None  # [1, draws]: log q of each draw, up to a constant
 
 
 class _Gaussian(torch.nn.Module):
@@ -110,6 +111,18 @@ class _Gaussian(torch.nn.Module):
         log_det = (torch.diagonal(self.raw_tril) * self.free).sum() \
             if self.family == "fullrank" else (self.log_scale * self.free).sum()
         return 0.5 * d * (1 + math.log(2 * math.pi)) + log_det
+
+    def log_density_shape(self, theta: torch.Tensor) -> torch.Tensor:
+        """log q(theta) up to a constant (the same for every draw), over the free
+        coordinates: what importance ratios p / q need for Pareto k."""
+        free = self.free.bool()
+        d = (theta - self.loc)[..., free]
+        if self.family == "fullrank":
+            tril = self.tril()[free][:, free]
+            z = torch.linalg.solve_triangular(tril, d.unsqueeze(-1), upper=False).squeeze(-1)
+        else:
+            z = d / torch.exp(self.log_scale[free])
+        return -0.5 * (z * z).sum(-1)
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         z = torch.randn((n, self.loc.shape[-1]), generator=generator,
@@ -302,4 +315,4 @@ def fit(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
         draws = (_feasible_draws(q, log_prob, settings.draws, generator) if dropped
                  else q.sample(settings.draws, generator))[None]
         return AdviResult(q.loc.detach().clone(), q.tril().detach().clone(), draws, history,
-                          iteration, converged)
+                          iteration, converged, q.log_density_shape(draws))

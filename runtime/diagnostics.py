@@ -4,6 +4,7 @@ saturated tree depth; PSIS-LOO / WAIC model comparison."""
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +18,11 @@ RHAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100
 
 
+# Above this Pareto k, importance ratios p / q have too heavy a tail (Stan, ArviZ); with
+# S draws the limit is min(1 - 1/log10(S), 0.7), as ArviZ's good_k (Vehtari et al. 2024).
+PARETO_K_LIMIT = 0.7
+
+
 def summarize(idata: Any, var_names: list[str] | None = None,
               hdi_prob: float = 0.94) -> tuple[str, list[str]]:
     """ArviZ's summary of the posterior (in the model's order; `var_names` to choose
@@ -27,6 +33,13 @@ def summarize(idata: Any, var_names: list[str] | None = None,
     post = idata.posterior
     if var_names:
         unknown = [v for v in var_names if v not in post.data_vars]
+        discrete = getattr(idata, "discrete_posterior", None) \
+            if "discrete_posterior" in idata.groups() else None
+        if unknown and discrete is not None and f"{unknown[0]}_marginal" in discrete:
+            raise ModelError(f"--var-names: '{unknown[0]}' is a summed-out discrete latent; "
+                             "its posterior is in the fit's group discrete_posterior "
+                             f"({unknown[0]}_marginal: the probability of each value, "
+                             f"{unknown[0]}_mode, and its draws)")
         if unknown:
             raise ModelError(f"--var-names: '{unknown[0]}' is not a variable of the fit; it "
                              f"has {', '.join(map(str, post.data_vars))}")
@@ -58,19 +71,97 @@ def summarize(idata: Any, var_names: list[str] | None = None,
         if len(low):
             warnings.append(f"low effective sample size (< {ESS_PER_CHAIN * chains}) for "
                             f"{', '.join(low.index[:5])}{' ...' if len(low) > 5 else ''}")
+    k = _float(getattr(idata, "attrs", {}).get("pareto_k"))
+    samples = int(post.sizes.get("chain", 1) * post.sizes.get("draw", 1))
+    k_limit = min(1 - 1 / math.log10(samples), PARETO_K_LIMIT) if samples > 10 else \
+        PARETO_K_LIMIT
+    if k is not None and k > k_limit:
+        warnings.append(f"Pareto k = {k:.3f} (> {k_limit:.3f}) for the importance ratios "
+                        "p / q at the variational draws: the approximation is too far from the "
+                        "posterior to trust its draws (mean-field ADVI makes hierarchical "
+                        "scales too narrow); fit with --method nuts, or --family fullrank")
+    ridge = _ridge(post, shown)
+    if ridge:
+        warnings.append(f"{ridge}: the data identify little more than a combination of them "
+                        "(a ridge, such as two intercepts whose sum alone is identified); "
+                        "reparameterise, or give them proper, tighter priors")
+    heavy = _heavy_tails(post, shown)
+    if heavy:
+        warnings.append(f"heavy tails: {heavy}; means, sds, ESS and R-hat of such draws "
+                        "cannot be trusted (a posterior without a finite mean, or an "
+                        "improper direction): give it a proper, tighter prior")
     stats = getattr(idata, "sample_stats", None)
     if stats is not None and "diverging" in stats:
         n = int(np.asarray(stats["diverging"]).sum())
         total = int(np.asarray(stats["diverging"]).size)
         if n:
+            centred = str(getattr(idata, "attrs", {}).get("centred", ""))
+            fix = (f"reparameterise non-centred: {centred} drawn as loc + scale * z with "
+                   "z ~ Normal(0, 1)" if centred else "raise --adapt-delta (towards 0.99)")
             warnings.append(f"{n} of {total} transitions ({100 * n / total:.1f}%) were "
-                            "divergent: raise --adapt-delta or reparameterise (non-centred)")
+                            f"divergent: {fix}")
     if stats is not None and "reached_max_treedepth" in stats:
         n = int(np.asarray(stats["reached_max_treedepth"]).sum())
         if n:
-            warnings.append(f"{n} transitions hit the maximum tree depth: raise "
-                            "--max-treedepth or try --metric dense")
+            fix = ("the ridge above makes trajectories long; a deeper tree will not identify "
+                   "it" if ridge else "raise --max-treedepth or try --metric dense")
+            warnings.append(f"{n} transitions hit the maximum tree depth: {fix}")
     return text, warnings
+
+
+def _float(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+# Posterior correlation beyond which two coordinates are reported as a ridge, and the most
+# coordinates whose correlations are looked at (a matrix of their pairs is computed).
+RIDGE = 0.995
+RIDGE_COORDINATES = 200
+
+
+def _ridge(post: Any, names: list[str]) -> str:
+    """'a and b are correlated -1.000 in the posterior' for the most correlated pair of
+    scalar coordinates beyond RIDGE, or ''."""
+    columns, labels = [], []
+    for name in names:
+        values = np.asarray(post[name].values, dtype=float)
+        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+        if len(labels) + flat.shape[1] > RIDGE_COORDINATES:
+            return ""
+        for j in range(flat.shape[1]):
+            columns.append(flat[:, j])
+            labels.append(name if flat.shape[1] == 1 else f"{name}[{j + 1}]")
+    if len(columns) < 2 or columns[0].size < 10:
+        return ""
+    data = np.stack(columns)
+    with np.errstate(all="ignore"):
+        corr = np.corrcoef(data)
+    corr = np.triu(np.nan_to_num(corr), 1)  # each pair once, first name first
+    i, j = np.unravel_index(np.argmax(np.abs(corr)), corr.shape)
+    if abs(corr[i, j]) < RIDGE:
+        return ""
+    return f"{labels[i]} and {labels[j]} are correlated {corr[i, j]:.3f} in the posterior"
+
+
+# Draws this large in magnitude (or infinite) are a tail no estimate of a mean, a variance,
+# an ESS or an R-hat can summarise.
+HEAVY = 1e100
+
+
+def _heavy_tails(post: Any, names: list[str]) -> str:
+    """'x reaches 1.2e+307, y reaches inf' for the variables with such draws."""
+    found = []
+    for name in names:
+        values = np.asarray(post[name].values, dtype=float)
+        with np.errstate(all="ignore"):
+            largest = float(np.nanmax(np.abs(values))) if values.size else 0.0
+        if largest > HEAVY:
+            found.append(f"{name} reaches {largest:.3g}")
+    return ", ".join(found[:5])
 
 
 @contextlib.contextmanager
@@ -83,6 +174,7 @@ def quiet() -> Iterator[None]:
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # pandas' about ArviZ's calls
         yield
 
 
@@ -116,18 +208,38 @@ def _format(table: Any) -> str:
     return str(table.to_string(formatters=formatters))
 
 
-def compare(fits: dict[str, Any], ic: str = "loo") -> str:
+def compare(fits: dict[str, Any], ic: str = "loo", data_given: bool = False) -> str:
+    """ArviZ's comparison table of fits (InferenceData with a log_likelihood group, or
+    ELPDData computed from the model by runtime/loo.py), with what its warning column
+    means."""
     az = arviz()
     for name, idata in fits.items():
-        if not hasattr(idata, "log_likelihood"):
-            raise ModelError(f"the fit '{name}' has no log_likelihood group: fit it with "
-                             "--method nuts or advi; a model whose observations are not "
-                             "independent given its continuous latents (a hidden Markov "
-                             "model, a change point) has no pointwise log-likelihood for "
-                             "LOO or WAIC")
+        if not isinstance(idata, az.ELPDData) and not hasattr(idata, "log_likelihood"):
+            raise ModelError(f"the fit '{name}' has no log_likelihood group: "
+                             f"{_why_no_log_likelihood(idata, data_given)}")
     with quiet():
         table = az.compare(fits, ic=ic)
-    return table.to_string()
+    legend = ("warning: True where the Pareto k of some observation is above good_k (0.7 "
+              "at most): PSIS-LOO is unreliable for that fit" if ic == "loo" else
+              "warning: True where the WAIC variance of some observation is above 0.4: WAIC "
+              "is unreliable for that fit")
+    return table.to_string() + "\n" + legend
+
+
+def _why_no_log_likelihood(idata: Any, data_given: bool) -> str:
+    """Why a posterior fit has no pointwise log-likelihood, and what to do."""
+    attrs = getattr(idata, "attrs", {})
+    if "pointwise log-likelihood" in str(attrs.get("left_out", "")):
+        return ("it was left out for its size; give the fit's data with --data and compare "
+                "computes LOO from the model")
+    if attrs.get("log_likelihood") == "never":
+        return "it was fitted with --log-likelihood never; refit, or give --data"
+    if str(attrs.get("method", "")).startswith("adversarial") or \
+            "nets" in getattr(idata, "groups", lambda: [])():
+        return "a model with nets (a VAE, a GAN, a diffusion model) is not compared by LOO"
+    return ("its model has no pointwise log-likelihood: its observations are not independent "
+            "given its continuous latents (a hidden Markov model, a change point), so LOO "
+            "and WAIC do not apply")
 
 
 def posterior_latents(idata: Any, names: list[str], n: int, seed: int) -> dict[str, np.ndarray]:

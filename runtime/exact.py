@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from runtime.evaluate import inference_data
+from runtime.evaluate import inference_data, log_prob_in_chunks
 
 
 @dataclass(frozen=True)
@@ -175,7 +175,8 @@ def _sampler(family: str, args: dict[str, Any], dtype: torch.dtype) -> Any:
     return torch.distributions.Dirichlet(t["alpha"])
 
 
-def run_exact(model: Any, plan: list[ConjugateUpdate], draws: int, chains: int, seed: int) -> Any:
+def run_exact(model: Any, plan: list[ConjugateUpdate], draws: int, chains: int, seed: int,
+              log_likelihood: str = "auto") -> Any:
     """Exact draws of every latent, written like NUTS output (unconstrained internally)."""
     params = posterior_parameters(plan, model.data)
     torch.manual_seed(seed)
@@ -184,6 +185,5 @@ def run_exact(model: Any, plan: list[ConjugateUpdate], draws: int, chains: int, 
     theta = model.unconstrain(values, batch_ndim=2)
     attrs = {"model": model.name, "method": "exact", "seed": seed,
              "posterior": "; ".join(describe(params))}
-    with torch.no_grad():
-        lp = model.log_prob(theta)
-    return inference_data(model, theta, {"lp": lp}, attrs), params
+    lp = log_prob_in_chunks(model, theta)
+    return inference_data(model, theta, {"lp": lp}, attrs, log_likelihood), params

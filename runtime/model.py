@@ -28,6 +28,7 @@ from runtime.accumulate import Accumulator, Mode
 from runtime.data import load_data
 from runtime.device import default_dtype, resolve_device
 from runtime.errors import ModelError
+from runtime.memory import return_freed_memory
 from runtime.ops import Data
 from runtime.transforms import unconstrained_shape
 
@@ -167,6 +168,22 @@ class Packer:
         return torch.cat(flat, -1)
 
 
+class _KeepingConstrained(Accumulator):
+    """An accumulator that also keeps each constrained value (for `constrain`). A subclass,
+    not a wrapper patched onto an instance: that closure made a reference cycle which held
+    every recorded data-sized tensor until the cycle collector ran."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.kept: dict[str, torch.Tensor] = {}
+
+    def constrain(self, name: str, u: torch.Tensor, transform: Any,
+                  jacobian: bool = True) -> torch.Tensor:
+        x = super().constrain(name, u, transform, jacobian)
+        self.kept[name] = x
+        return x
+
+
 class CompiledModel:
     """Generated subclasses set the class attributes and define the model's functions."""
 
@@ -186,6 +203,7 @@ class CompiledModel:
 
     def __init__(self, data: Any, device: str | torch.device = "auto",
                  dtype: torch.dtype | None = None, simulate: bool = False):
+        return_freed_memory()  # before data-sized tensors come and go (runtime/memory.py)
         self.device = resolve_device(device)
         self.dtype = dtype or default_dtype(self.device)
         optional = self.observed_names if simulate else ()
@@ -255,16 +273,9 @@ class CompiledModel:
         """Latent, point-parameter and deterministic values (constrained, named as in the
         model)."""
         u = self.packer.unpack(theta)
-        acc = Accumulator(Mode(False, True), theta.dim() - 1, record=True,
-                          locations=self.locations)
-        values: dict[str, torch.Tensor] = {}
-        original = acc.constrain
-
-        def keep(name: str, u_: torch.Tensor, transform: Any, **options: Any) -> torch.Tensor:
-            x = original(name, u_, transform, **options)
-            values[name] = x
-            return x
-        acc.constrain = keep  # type: ignore[method-assign]
+        acc = _KeepingConstrained(Mode(False, True), theta.dim() - 1, record=True,
+                                  locations=self.locations)
+        values = acc.kept
         if not getattr(self, "implicit_names", ()):  # an implicit model's unknowns: nets
             try:
                 self.log_density(self.data, u, acc)

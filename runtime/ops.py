@@ -348,8 +348,11 @@ def _ordered(d: Any, x: torch.Tensor, where: str) -> torch.Tensor:
 
 def check_support(name: str, value: Any, lower: Any, upper: Any, integer: bool,
                   where: str) -> None:
-    """Observed data must lie in its distribution's support (checked once, at loading)."""
+    """Observed data must lie in its distribution's support (checked once, at loading).
+    On the meta device data has shapes but no values: there is nothing to check."""
     v = torch.as_tensor(value)
+    if v.device.type == "meta":
+        return
     bad = torch.zeros(v.shape, dtype=torch.bool, device=v.device)
     if integer:
         bad |= v != torch.round(v)

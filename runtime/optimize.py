@@ -106,8 +106,16 @@ def find_start(model: Any, mode: Mode, generator: torch.Generator, radius: float
             if torch.isfinite(g).all():
                 return theta
         theta = model.initial_point(generator, radius)
+    centre = torch.zeros_like(theta)
+    with torch.no_grad():
+        finite_at_centre = bool(torch.isfinite(model.log_prob(centre, mode)).all())
+    hint = ("it is finite at the centre (every unconstrained value 0): try a smaller "
+            "--init radius, e.g. --init 0.5" if finite_at_centre else
+            f"it is not finite at the centre either ({bad_terms(model, centre, mode)}), so a "
+            "smaller --init will not help: check that the data can come from the model "
+            "(values inside each distribution's support)")
     raise ModelError(f"no initial point with a finite log density in {tries} tries "
-                     f"(non-finite: {bad_terms(model, theta, mode)}); try --init 0.5")
+                     f"(non-finite: {bad_terms(model, theta, mode)}); {hint}")
 
 
 Tick = Callable[[float], None]  # called with the objective at each evaluation
@@ -147,9 +155,42 @@ def optimize(model: Any, method: str = "map", seed: int = 1, init: torch.Tensor 
         if best is None or result.objective > best.objective:
             best = result
     assert best is not None
+    best.method = method  # also when there was nothing to optimise
     best.restarts = max(1, restarts)
-    best.values = {k: v.detach() for k, v in model.constrain(best.theta).items()}
+    order = {name: i for i, name in enumerate(getattr(model, "locations", {}))}
+    best.values = {k: v.detach() for k, v in sorted(  # in the model's order
+        model.constrain(best.theta).items(), key=lambda kv: order.get(kv[0], len(order)))}
+    if best.converged:
+        best.message = at_the_edge(model, best.theta, best.values)
     return best
+
+
+# A bounded unknown whose unconstrained coordinate is this far out sits within exp(-9) ~
+# 1e-4 (relative) of a bound: a mode on the boundary of the support.
+_EDGE = 9.0
+
+
+def at_the_edge(model: Any, theta: torch.Tensor, values: dict[str, torch.Tensor]) -> str:
+    """A warning when the optimum puts a bounded unknown on its bound (the MAP of a
+    hierarchical scale, tau = 1e-5 in eight schools): converged, yet not a summary of the
+    posterior, whose mass lies away from the bound."""
+    found = []
+    for lat in model.latents:
+        if lat.kind != "bounded":
+            continue
+        where = model.packer.slices[lat.name]
+        u = theta.detach()[..., where].reshape(-1)
+        edge = (u.abs() > _EDGE).nonzero().flatten()
+        if len(edge):
+            value = values[lat.name].reshape(-1)[int(edge[0])]
+            found.append(_coordinate_names(model, [where.start + int(edge[0])]) +
+                         f" = {float(value):.3g}")
+    if not found:
+        return ""
+    return (f"{', '.join(found[:4])} {'is' if len(found) == 1 else 'are'} at the edge of "
+            "the support: the mode is on a boundary (as the MAP of a hierarchical scale "
+            "often is), where a point does not summarise the posterior; fit with --method "
+            "nuts (or advi) for the posterior")
 
 
 def _objective(model: Any, mode: Mode, theta: torch.Tensor) -> torch.Tensor:

@@ -82,8 +82,9 @@ def _discrete_dataset(discrete: DiscretePosterior) -> Any:
     `z_value` dim labelled with the states' values) and `z_mode`."""
     import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
     az = arviz()
-    dims, coords = _one_based(discrete.draws, 2)
-    ds = az.dict_to_dataset(discrete.draws, dims=dims, coords=coords)
+    dims, coords = _one_based(discrete.modes, 0)  # draws may be left out for their size
+    ds = az.dict_to_dataset(discrete.draws, dims={k: dims[k] for k in discrete.draws},
+                            coords=coords) if discrete.draws else xr.Dataset(coords=coords)
     for name, marginal in discrete.marginals.items():
         value_dim = f"{name}_value"
         ds[f"{name}_marginal"] = xr.DataArray(marginal, dims=dims[name] + [value_dim],
@@ -159,6 +160,12 @@ def read_netcdf(path: str | Path) -> Any:
                          "more memory than there is)") from None
     except Exception as exc:  # h5py/HDF5 and xarray errors vary: the file is not readable
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        suffix = p.suffix.lower()
+        if suffix in (".json", ".csv"):  # what bgmc fit also writes, but not for this
+            kind = "point estimates" if suffix == ".json" else "a table of draws"
+            raise ModelError(f"'{path}' is {kind}; this command reads the .nc file that "
+                             "'bgmc fit --method nuts|advi|svi|exact -o FIT.nc' writes") \
+                from None
         raise ModelError(f"'{path}' is not a NetCDF file written by 'bgmc fit' ({first})") \
             from None
 

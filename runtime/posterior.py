@@ -9,7 +9,7 @@ import torch
 from runtime import advi, nuts
 from runtime.accumulate import Mode
 from runtime.errors import ModelError
-from runtime.evaluate import evaluate, inference_data
+from runtime.evaluate import evaluate, inference_data, log_prob_in_chunks
 from runtime.optimize import find_start
 from runtime.output import add_warmup
 
@@ -47,8 +47,7 @@ def starts(model: Any, chains: int, seed: int, radius: float,
         return torch.stack([find_start(model, mode, generator, radius, init)] * chains)
     drawn = torch.stack([find_start(model, mode, generator, radius, None)
                          for _ in range(chains * candidates)])
-    with torch.no_grad():
-        lp = model.log_prob(drawn, mode).reshape(chains, candidates)
+    lp = log_prob_in_chunks(model, drawn[None], mode).reshape(chains, candidates)
     best = lp.argmax(dim=1)
     return drawn.reshape(chains, candidates, -1)[torch.arange(chains), best]
 
@@ -60,7 +59,8 @@ def _refuse_no_latents(model: Any, method: str) -> None:
 
 
 def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
-             init: torch.Tensor | None = None, progress: Any = None) -> Any:
+             init: torch.Tensor | None = None, progress: Any = None,
+             log_likelihood: str = "auto") -> Any:
     _refuse_params(model, "nuts")
     _refuse_no_latents(model, "nuts")
     q0 = starts(model, settings.chains, settings.seed, radius, init)
@@ -73,10 +73,13 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
              "adapt_delta": settings.adapt_delta, "max_treedepth": settings.max_treedepth,
              "metric": settings.metric, "thin": settings.thin,
              "save_warmup": settings.save_warmup, "sampling_seconds": round(seconds, 3)}
-    idata = inference_data(model, result.draws, stats, attrs)
+    centred = getattr(model, "centred", ())
+    if centred:  # for the divergence hint: which latents non-centring would help
+        attrs["centred"] = ", ".join(f"{a} (scale {b})" for a, b in centred)
+    idata = inference_data(model, result.draws, stats, attrs, log_likelihood)
     if result.warmup_draws is not None and result.warmup_stats is not None:
         assert result.warmup_log_density is not None
-        warm = evaluate(model, result.warmup_draws, settings.seed, pointwise_ll=False)
+        warm = evaluate(model, result.warmup_draws, settings.seed, "never")
         add_warmup(idata, warm, {k: v.cpu().numpy() for k, v in _nuts_stats(
             result.warmup_log_density, result.warmup_stats, settings.max_treedepth).items()})
     return idata
@@ -98,35 +101,53 @@ def _nuts_stats(lp: torch.Tensor, st: dict[str, torch.Tensor],
 
 
 def run_advi(model: Any, settings: advi.AdviSettings, radius: float = 2.0,
-             init: torch.Tensor | None = None) -> Any:
+             init: torch.Tensor | None = None, log_likelihood: str = "auto") -> Any:
     _refuse_no_latents(model, "advi")
     q0 = starts(model, 1, settings.seed, radius, init)[0]
     result = advi.fit(model.log_prob, q0, settings, advi.point_mask(model))
     attrs = {"model": model.name, "method": f"advi-{settings.family}", "seed": settings.seed,
              "iterations": result.iterations, "converged": result.converged,
              "elbo": result.elbo[-1] if result.elbo else float("nan")}
-    with torch.no_grad():
-        lp = model.log_prob(result.draws)
-    return inference_data(model, result.draws, {"lp": lp}, attrs)
+    lp = log_prob_in_chunks(model, result.draws)
+    if result.log_q is not None:
+        attrs["pareto_k"] = pareto_k(lp - result.log_q)
+    return inference_data(model, result.draws, {"lp": lp}, attrs, log_likelihood)
 
 
-def svi_result(svi: Any) -> tuple[Any, float]:
+def pareto_k(log_ratios: torch.Tensor) -> float:
+    """Pareto k of importance ratios p / q at draws from a variational q (PSIS, as Stan
+    and ArviZ report for VI): above 0.7 the approximation is too far from the posterior
+    for its draws to be trusted (mean-field ADVI's too-narrow hierarchical scales)."""
+    import numpy as np  # noqa: PLC0415
+
+    from runtime.diagnostics import quiet  # noqa: PLC0415
+    from runtime.output import arviz  # noqa: PLC0415
+    ratios = log_ratios.reshape(-1).detach().cpu().numpy()
+    ratios = ratios[np.isfinite(ratios)]
+    if ratios.size < 10:
+        return float("nan")
+    with quiet():
+        _, k = arviz().psislw(ratios - ratios.max())
+    return float(k)
+
+
+def svi_result(svi: Any, log_likelihood: str = "auto") -> tuple[Any, float]:
     """The fitted variational posterior as an InferenceData (draws of every latent from q
     over the full data, the point values of params and nets) and the full-data ELBO."""
     s = svi.settings
     point = all(lat.name in svi.model.param_names for lat in svi.model.latents)
-    draws = svi.draws(1 if point else s.draws)  # without latents: one point, kept once
-    with torch.no_grad():
-        lp = torch.cat([svi.model.log_prob(chunk) for chunk in draws[0].split(50)])[None]
+    draws, log_q = svi.draws_with_log_q(1 if point else s.draws)  # no latents: one point
+    lp = log_prob_in_chunks(svi.model, draws)
     attrs = {"model": svi.model.name, "method": "svi", "seed": s.seed,
              "steps": svi.state.step, "batch": s.batch or 0, "plate": svi.plate or "",
              "lr": s.lr, "guide": "guide block" if svi.guide is not None else "meanfield",
              "elbo": svi.full_elbo()}
+    if log_q is not None and not point:
+        attrs["pareto_k"] = pareto_k(lp - log_q)
     # pointwise log-likelihoods (for LOO) of a net's data would be the largest part of
     # the file by far (a VAE: draws x images x pixels) and LOO is not how nets are compared
-    pointwise = not svi.model.net_names
-    return inference_data(svi.model, draws, {"lp": lp}, attrs,
-                          pointwise_ll=pointwise), attrs["elbo"]
+    pointwise = "never" if svi.model.net_names else log_likelihood
+    return inference_data(svi.model, draws, {"lp": lp}, attrs, pointwise), attrs["elbo"]
 
 
 def numeric_array(value: Any, what: str) -> Any:

@@ -316,8 +316,15 @@ class Svi:
     def draws(self, n: int, chunk: int = 50) -> torch.Tensor:
         """n draws of the model's unconstrained vector from the fitted q over the full
         data, [1, n, dim]: the guide's latents, the mean-field ones, the point values."""
+        return self.draws_with_log_q(n, chunk)[0]
+
+    def draws_with_log_q(self, n: int, chunk: int = 50
+                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`draws`, with log q of each [1, n] up to a constant when q is the mean-field
+        Gaussian alone (a guide block's density is over constrained values: None)."""
         model = self.model
         out = []
+        log_q = []
         with torch.no_grad():
             for start in range(0, n, chunk):
                 k = min(chunk, n - start)
@@ -328,6 +335,7 @@ class Svi:
                 eps = torch.randn((k,) + self.loc.shape, dtype=self.loc.dtype,
                                   device=self.loc.device)
                 theta = (self.loc + eps * torch.exp(self.log_scale))
+                log_q.append(-0.5 * (eps * eps).sum(-1))
                 parts: dict[str, torch.Tensor] = {}
                 at = 0
                 for lat in self.meanfield:
@@ -337,7 +345,8 @@ class Svi:
                     if name in model.packer.slices:
                         parts[name] = p.detach().expand((k,) + tuple(p.shape))
                 out.append(self._pack(parts, drawn, k))
-        return torch.cat(out)[None]
+        density = torch.cat(log_q)[None] if self.guide is None and self.meanfield else None
+        return torch.cat(out)[None], density
 
     def _pack(self, parts: dict[str, torch.Tensor], drawn: dict[str, torch.Tensor],
               k: int) -> torch.Tensor:

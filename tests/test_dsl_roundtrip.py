@@ -231,7 +231,7 @@ def test_print_then_parse_gives_the_tree_back(program: n.Program) -> None:
 
 @pytest.mark.slow
 @given(programs())
-@settings(max_examples=5000, **_SETTINGS)  # type: ignore[arg-type]
+@settings(max_examples=3000, **_SETTINGS)  # type: ignore[arg-type]
 def test_print_then_parse_gives_the_tree_back_thoroughly(program: n.Program) -> None:
     check_round_trip(program)
 
@@ -294,6 +294,6 @@ def test_an_edited_program_parses_and_round_trips_or_gets_a_clear_error(text: st
 
 @pytest.mark.slow
 @given(edited_programs())
-@settings(max_examples=5000, **_SETTINGS)  # type: ignore[arg-type]
+@settings(max_examples=3000, **_SETTINGS)  # type: ignore[arg-type]
 def test_edited_programs_thoroughly(text: str) -> None:
     check_edited(text)

@@ -28,7 +28,7 @@ from compiler.tables import synonyms
 from compiler.tables.distributions import DISTRIBUTIONS
 from compiler.tables.functions import FUNCTIONS
 from dsl.diagnostics import BgmError
-from runtime.errors import ModelError
+from runtime.errors import DataError, ModelError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -234,3 +234,49 @@ def test_a_kink_of_another_function_is_not_called_laplace() -> None:
     message = fit.estimate.message
     assert "Laplace" not in message
     assert "kink at mu in factor" in message and "abs" in message
+
+
+# ---- the second newcomer trial
+
+
+CATEGORICAL = ("data N: int\ndata K: int\ndata y: int[N]\np ~ Dirichlet(ones(K))\n"
+               "y ~ Categorical(p)\n")
+
+
+@pytest.mark.parametrize("labels, shown", [([0, 1, 2, 1], "'y[1]' = 0"),
+                                           ([1, 4, 2, 1], "'y[2]' = 4")])
+def test_categorical_labels_outside_1_to_k_are_data_errors(labels, shown) -> None:
+    """0-based labels (Python, PyMC) are the likeliest mistake; the latent p's length K
+    bounds them though p is not data."""
+    program = compile_string(CATEGORICAL, "cat.bgm")
+    with pytest.raises(DataError, match=rf"data {re.escape(shown)} is outside the support "
+                                        r"of its distribution \(integers >= 1 and <= 3\) "
+                                        "at cat.bgm:5"):
+        program.fit({"N": 4, "K": 3, "y": labels}, method="map")
+
+
+def test_stan_flags_that_do_not_apply_are_refused(tmp_path, capsys) -> None:
+    from compiler.app.cli import main  # noqa: PLC0415
+    model = tmp_path / "m.bgm"
+    model.write_text("data N: int\ndata y: real[N]\nmu ~ Normal(0, 1)\n"
+                     "for i in 1..N:\n    y[i] ~ Normal(mu, 1)\n")
+    data = tmp_path / "d.json"
+    data.write_text('{"N": 2, "y": [0.1, 0.2]}')
+    assert main(["fit", str(model), "--data", str(data), "--method", "nuts", "--iter",
+                 "100"]) == 1
+    assert "--iter counts optimiser iterations" in capsys.readouterr().err
+
+
+def test_a_model_without_latents_names_its_method() -> None:
+    fit = compile_string("data N: int\ndata y: real[N]\ny ~ Normal(0, 1)\n", "e.bgm").fit(
+        {"N": 2, "y": [0.5, 1.0]}, method="map")
+    assert fit.report[0].startswith("MAP of E: log joint density")
+    assert fit.point_report()["method"] == "map"
+
+
+def test_summary_of_a_point_fit_says_which_file_it_reads(tmp_path) -> None:
+    from compiler.app.userfiles import read_fit  # noqa: PLC0415
+    path = tmp_path / "m.json"
+    path.write_text('{"estimates": {}}')
+    with pytest.raises(ModelError, match="is point estimates; this command reads the .nc"):
+        read_fit(str(path))

@@ -245,6 +245,10 @@ def _parser() -> argparse.ArgumentParser:
                            "warmup_sample_stats of the .nc file")
     fit.add_argument("--family", choices=["meanfield", "fullrank"], default="meanfield",
                      help="ADVI's Gaussian family")
+    fit.add_argument("--log-likelihood", choices=["auto", "always", "never"], default="auto",
+                     help="keep the pointwise log-likelihood (for LOO) in the fit: auto "
+                          "while draws x observations is at most 1e8 values (above it "
+                          "'bgmc compare --data' computes LOO from the model)")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     fit.add_argument("--refresh", type=positive_int, default=20, metavar="N",
                      help="update the progress bar every N iterations")
@@ -256,8 +260,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="best of N random starts")
     fit.add_argument("--init", type=init_value, default="2",
                      help="radius R of uniform(-R, R) initial values, or a JSON file")
-    fit.add_argument("--iter", type=positive_int, default=2000,
-                     help="maximum iterations (mle, map); steps (svi, adversarial)")
+    fit.add_argument("--iter", type=positive_int, default=None,
+                     help="maximum iterations (mle, map); steps (svi, adversarial) "
+                          "(default: 2000); nuts takes --warmup and --draws instead")
     fit.add_argument("--lr", type=positive_float, default=None,
                      help="Adam's learning rate (default 0.05; svi 0.001; adversarial "
                           "0.0002)")
@@ -379,6 +384,9 @@ def _parser() -> argparse.ArgumentParser:
     cp.add_argument("fits", nargs="+")
     cp.add_argument("--ic", choices=["loo", "waic"], default="loo",
                     help="the information criterion: PSIS-LOO or WAIC")
+    cp.add_argument("--data", help="the data the fits were made on: LOO of a fit without its "
+                                   "pointwise log-likelihood (left out for its size) is then "
+                                   "computed from its model, a block of observations at a time")
     cp.set_defaults(run=cmd_compare)
     return p
 
@@ -581,6 +589,11 @@ def _program(path: str) -> Any:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
+    if args.iter is not None and args.method in ("nuts", "advi", "exact"):
+        # CmdStan's iter is warmup + sampling: a Stan user's --iter must not pass silently
+        raise ModelError(f"--iter counts optimiser iterations (mle, map) and steps (svi, "
+                         f"adversarial); --method {args.method} takes --draws"
+                         f"{' and --warmup' if args.method == 'nuts' else ''} instead")
     program = _program(args.model)
     fit = program.fit(args.data, method=args.method, seed=args.seed, device=args.device,
                       output=args.output, notify=lambda line: print(line, file=sys.stderr),
@@ -588,13 +601,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       draws=args.draws, adapt_delta=args.adapt_delta,
                       max_treedepth=args.max_treedepth, metric=args.metric,
                       family=args.family, optimizer=args.optimizer, restarts=args.restarts,
-                      init=args.init, max_iter=args.iter, lr=args.lr, batch=args.batch,
+                      init=args.init, max_iter=args.iter or 2000, lr=args.lr,
+                      batch=args.batch,
                       plate=args.plate, epochs=args.epochs, particles=args.particles,
                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,
                       resume=args.resume, loss_plot=args.loss_plot, critic=args.critic,
                       gan_loss=args.gan_loss, progress=not args.no_progress,
                       thin=args.thin, step_size=args.step_size, refresh=args.refresh,
-                      save_warmup=args.save_warmup)
+                      save_warmup=args.save_warmup, log_likelihood=args.log_likelihood)
     for note in fit.notes:
         print(f"note: {note}", file=sys.stderr)
     for line in fit.report:
@@ -640,10 +654,14 @@ def _print_summary(table: str, warnings: list[str]) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    from compiler.app.program import loo_of_fit  # noqa: PLC0415
     from compiler.app.userfiles import read_fit  # noqa: PLC0415
     from runtime.diagnostics import compare  # noqa: PLC0415
     fits = {Path(f).stem: read_fit(f) for f in args.fits}
-    print(compare(fits, args.ic))
+    for name, path in zip(list(fits), args.fits, strict=True):
+        if "log_likelihood" not in fits[name].groups() and args.data is not None:
+            fits[name] = loo_of_fit(fits[name], args.data, path, args.ic)
+    print(compare(fits, args.ic, data_given=args.data is not None))
     return EXIT_OK
 
 
@@ -667,9 +685,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def _drawn_from(fit: str, draws: int) -> str:
     """What the draws average over: posterior draws of a .nc fit, or one point estimate."""
     if fit.endswith(".nc"):
-        return f"posterior predictive from {draws} posterior draws"
+        return (f"posterior predictive, {draws} draws, each at a posterior draw of {fit} "
+                "(drawn with replacement when the fit has fewer)")
     return f"predictive at the point estimate of {fit} ({draws} draws; the parameters' " \
-        "uncertainty is not included: fit by NUTS for it)"
+        "uncertainty is not included: a posterior fit (.nc of nuts, advi or svi) includes it)"
 
 
 def _print_intervals(name: str, result: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compiler.app.progress import progress
@@ -29,7 +30,8 @@ POINT_METHODS = ("mle", "map")
 CHOICES: dict[str, tuple[Any, ...]] = {
     "method": METHODS, "metric": ("diag", "dense"), "family": ("meanfield", "fullrank"),
     "optimizer": (None, "lbfgs", "adam"), "gan_loss": ("ns", "wgan-gp"),
-    "dtype": (None, "float64", "float32")}
+    "dtype": (None, "float64", "float32"),
+    "log_likelihood": ("auto", "always", "never")}
 # Counts that size arrays or loops are bounded so that a typo (2000000000 chains) is
 # refused at once instead of running for hours; the CLI's flag types use the same bounds.
 LIMITS: dict[str, tuple[int, int | None]] = {
@@ -58,6 +60,9 @@ class FitSettings:
     thin: int = 1  # keep every thin-th draw (draws counts iterations, as in CmdStan)
     step_size: float = 1.0  # the initial step size, before adaptation
     save_warmup: bool = False  # keep the warmup draws (groups warmup_posterior, ...)
+    # the pointwise log-likelihood group (for LOO): "auto" keeps it up to
+    # runtime.evaluate.VALUE_LIMIT values (draws x observations), "always", "never"
+    log_likelihood: str = "auto"
     # advi
     family: str = "meanfield"
     # mle, map: L-BFGS, or Adam (the default for a model with nets: L-BFGS on a net's
@@ -208,8 +213,14 @@ def fit(program: Program, data: Any, settings: FitSettings, output: str | None =
     model = program.bind(data, settings.device, dtype=settings.dtype)
     notes = tuple(f"'{name}' is not in the data: {name} = {how}"
                   for name, how in getattr(model, "inferred_sizes", {}).items())
-    return dataclasses.replace(_fit_bound(program, model, settings, output, notify),
-                               notes=notes)
+    result = _fit_bound(program, model, settings, output, notify)
+    left_out = None
+    if result.idata is not None:
+        left_out = result.idata.attrs.get("left_out")
+        # the model travels with its draws, so 'bgmc compare --data' can run it again
+        result.idata.attrs["model_source"] = program.compiled.source.text
+        result.idata.attrs["model_file"] = Path(program.compiled.source.path).name
+    return dataclasses.replace(result, notes=notes + ((left_out,) if left_out else ()))
 
 
 def _fit_bound(program: Program, model: Any, settings: FitSettings, output: str | None,
@@ -294,7 +305,8 @@ def _exact(program: Program, model: Any, s: FitSettings) -> Fit:
     except NotConjugate as exc:
         raise ModelError(f"--method exact: the model is not conjugate: {exc}; use --method "
                          "nuts") from None
-    idata, params = run_exact(model, runtime_plan(plan), s.draws, s.chains, s.seed)
+    idata, params = run_exact(model, runtime_plan(plan), s.draws, s.chains, s.seed,
+                              s.log_likelihood)
     report = [c.describe() for c in plan] + list(describe(params))
     return Fit(program.name, "exact", idata=idata, report=tuple(report))
 
@@ -311,13 +323,15 @@ def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
         bar = progress(s.progress, s.warmup + s.draws, refresh=s.refresh)
         try:
             idata = posterior.run_nuts(model, settings, radius, init,
-                                       bar.sampling if bar is not None else None)
+                                       bar.sampling if bar is not None else None,
+                                       log_likelihood=s.log_likelihood)
         finally:
             if bar is not None:
                 bar.close()
     else:
         idata = posterior.run_advi(model, AdviSettings(family=s.family, seed=s.seed,
-                                                       draws=s.draws), radius, init)
+                                                       draws=s.draws), radius, init,
+                                   log_likelihood=s.log_likelihood)
     return Fit(model.name, s.method, idata=idata, summarised=True)
 
 
@@ -353,7 +367,7 @@ def _svi(model: Any, s: FitSettings, output: str | None, notify: Notify | None) 
         plot = _beside(s.loss_plot, output, ".loss.png")
         if plot and svi.state.losses:
             write_loss_plot(svi.state.losses, plot, svi.total)
-    idata, elbo = svi_result(svi)
+    idata, elbo = svi_result(svi, s.log_likelihood)
     tokens = sum(w.items for w in svi.windows.values())
     if tokens:  # a language model: the ELBO over its tokens, in bits
         per = f" ({-elbo / tokens / math.log(2):.4f} bits per token over {tokens} tokens)"

@@ -108,11 +108,15 @@ class Program:
         bound to `data`, each with a leading dimension of `draws` draws."""
         from compiler.app.userfiles import fitted_values  # noqa: PLC0415
         bound = self.bind(data, device="cpu", simulate=True)
+        return fitted_values(bound, fit, self.continuous_unknowns(), draws, seed)
+
+    def continuous_unknowns(self) -> list[str]:
+        """The latents, params and nets a fit file holds values of (not the summed-out
+        discrete latents, nor a flow's base, which is drawn afresh)."""
         model = self.compiled.model
-        bases = {f.base for f in model.flows.values()}  # drawn afresh
-        latents = [v.name for v in model.of_role("latent", "param", "net")
-                   if not (v.role == "latent" and v.discrete) and v.name not in bases]
-        return fitted_values(bound, fit, latents, draws, seed)
+        bases = {f.base for f in model.flows.values()}
+        return [v.name for v in model.of_role("latent", "param", "net")
+                if not (v.role == "latent" and v.discrete) and v.name not in bases]
 
     # ---- drawing
     def sample(self, data: Any, n: int = 100, seed: int = 1, given: dict[str, Any] | None = None,
@@ -275,3 +279,37 @@ def compile_file(path: str | Path) -> Program:
 
 def compile_string(text: str, name: str = "<string>") -> Program:
     return Program(compile_source(Source(name, text.removeprefix("\ufeff"))))
+
+
+def loo_of_fit(idata: Any, data: Any, path: str, ic: str = "loo") -> Any:
+    """PSIS-LOO (ArviZ's ELPDData) of a posterior fit whose pointwise log-likelihood was
+    left out for its size: its model (the source the fit keeps) is run at its draws on
+    `data`, a block of observations at a time (runtime/loo.py)."""
+    import numpy as np  # noqa: PLC0415
+
+    from runtime.errors import ModelError  # noqa: PLC0415
+    from runtime.loo import loo_from_model  # noqa: PLC0415
+    from runtime.output import arviz  # noqa: PLC0415
+    from runtime.posterior import check_values  # noqa: PLC0415
+    source = idata.attrs.get("model_source")
+    if not isinstance(source, str) or "posterior" not in idata.groups():
+        raise ModelError(f"'{path}' has no log_likelihood group and does not keep its model's "
+                         "source (a fit by an older bgmc): refit it")
+    if ic != "loo":
+        raise ModelError(f"'{path}' has no log_likelihood group; --ic {ic} needs it: compare "
+                         "by --ic loo, which is computed from the model")
+    program = compile_string(source, str(idata.attrs.get("model_file", path)))
+    bound = program.bind(data, device="cpu")
+    post = idata.posterior
+    names = [x for x in program.continuous_unknowns() if x in post]
+    values = check_values(bound, {x: np.asarray(post[x]) for x in names}, f"'{path}'",
+                          batch_ndim=2)
+    theta = bound.unconstrain(values, batch_ndim=2)
+    chains, draws = theta.shape[:2]
+    reff = 1.0
+    if chains > 1:
+        ess = arviz().ess(post, method="mean")
+        reff = float(np.hstack([ess[v].values.flatten() for v in ess.data_vars]).mean()
+                     / (chains * draws))
+    return loo_from_model(bound, theta, reff)
+

@@ -14,6 +14,7 @@ from compiler.codegen.flows import flow_data_scored, flow_of_base
 from compiler.codegen.nets import causal_net_calls
 from compiler.sizes import Size
 from compiler.tables.names import doc_text
+from compiler.walk import free_names
 
 
 def write_class_attributes(ctx: ModuleContext) -> None:
@@ -46,6 +47,11 @@ def write_class_attributes(ctx: ModuleContext) -> None:
                           if v.name not in m.likelihood_latents and
                           v.name not in in_flows)
     o.line(f"latents_without_likelihood = {str_tuple_code(unidentified)}")
+    centred = _centred(m)
+    if centred:
+        pairs = ", ".join(f"({a!r}, {b!r})" for a, b in centred)
+        o.line(f"centred = ({pairs},)  # (latent, scale): a divergence hint may suggest "
+               "non-centring")
     o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
     implicit = [f.data for f in m.flows.values() if f.implicit]
     if implicit:
@@ -121,3 +127,28 @@ def _size_name(size: Any, data_ints: set[str]) -> str | None:
         if coefficient == 1 and len(monomial) == 1 and monomial[0] in data_ints:
             return monomial[0]
     return None
+
+
+# Location-scale families whose `sigma`-like parameter scales a draw: `theta ~ Normal(mu,
+# tau)` with tau a latent is the centred form that divergences come from.
+_LOCATION_SCALE = {"Normal": "sigma", "StudentT": "sigma", "Cauchy": "sigma",
+                   "Laplace": "b", "LogNormal": "sigma", "Gumbel": "beta"}
+
+
+def _centred(m: Any) -> list[tuple[str, str]]:
+    """(latent, scale latent) for each continuous latent drawn from a location-scale family
+    whose scale reads another latent: where non-centring (theta = mu + tau * z) helps."""
+    found: list[tuple[str, str]] = []
+    latents = {v.name for v in m.of_role("latent") if not v.discrete}
+    for stmt in m.statements:
+        if stmt.kind != "sample" or stmt.target not in latents:
+            continue
+        binding = m.bindings.get(stmt.id)
+        scale = _LOCATION_SCALE.get(binding.name) if binding is not None else None
+        for param, arg in zip(binding.params, binding.args, strict=True) if scale else ():
+            if param.name == scale:
+                names = sorted({x.id for x in free_names(arg)} & latents - {stmt.target})
+                found += [(stmt.target, name) for name in names
+                          if (stmt.target, name) not in found]
+    return found
+

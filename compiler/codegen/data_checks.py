@@ -160,6 +160,10 @@ def _support_check(ctx: ModuleContext, stmt: Statement) -> str | None:
             continue
         if isinstance(b, str) and b.startswith("len:"):
             arg = args.get(b[4:], next(iter(args.values())))  # probs or logits
+            typed = ctx.model.types.get(id(arg))
+            if typed is not None and typed.shape:  # its length is a size, latent or not
+                codes.append(f"float({ex.size(typed.shape[-1])})")
+                continue
             if not _reads_only_data(ctx, arg):
                 return None
             codes.append(f"{ex.paren(ex.expr(arg, scope))}.shape[-1]")

@@ -101,6 +101,8 @@ def infer_supports(model: GraphicalModel) -> None:
             if problem:
                 errors.append(problem)
     model.likelihood_latents = _likelihood_latents(model)
+    errors += _improper_and_unobserved(model)
+    errors += _real_latents_as_positive_arguments(model)
     if errors:
         raise BgmError(errors, model.source)
 
@@ -352,3 +354,93 @@ def _likelihood_latents(model: GraphicalModel) -> set[str]:
             for r in stmt.reads:
                 visit(r)
     return found
+
+
+def _improper_and_unobserved(model: GraphicalModel) -> list[Diagnostic]:
+    """A latent with an improper prior (Flat, HalfFlat, on an unbounded support) on which
+    no likelihood or factor depends, directly or through other latents and `=` nodes: the
+    joint density is flat along it, so its posterior is improper and every method would
+    report a number that means nothing (a MAP 'converged' anywhere, NUTS drifting off)."""
+    readers: dict[str, list[Statement]] = {}
+    for stmt in model.statements:
+        for name in stmt.reads:
+            readers.setdefault(name, []).append(stmt)
+    errors = []
+    for v in model.of_role("latent"):
+        prior = next((s for s in model.defining(v.name) if s.kind == "sample"), None)
+        if prior is None or not _improper(model, prior):
+            continue
+        s = model.supports.get(v.name)
+        if s is not None and s.kind == "interval" and s.lower is not None and \
+                s.upper is not None:  # Flat() on a bounded interval is a proper uniform
+            continue
+        if not _reaches_data(model, v.name, readers):
+            dist = model.bindings[prior.id].name
+            errors.append(Diagnostic(
+                f"'{v.name}' has an improper prior ({dist}) and no likelihood or factor "
+                "depends on it: its posterior is improper (flat along it), so no method can "
+                "fit it", prior.node.dist.span,
+                f"give '{v.name}' a proper prior, or observe data that depend on it"))
+    return errors
+
+
+def _improper(model: GraphicalModel, stmt: Statement) -> bool:
+    binding = model.bindings.get(stmt.id)
+    spec = DISTRIBUTIONS.get(binding.name) if binding is not None else None
+    return bool(spec is not None and spec.improper)
+
+
+def _reaches_data(model: GraphicalModel, name: str,
+                  readers: dict[str, list[Statement]]) -> bool:
+    """Whether a likelihood of observed data or a factor depends on `name`."""
+    frontier, seen = [name], {name}
+    while frontier:
+        current = frontier.pop()
+        for stmt in readers.get(current, ()):
+            if stmt.kind == "factor":
+                return True
+            target = model.variables[stmt.target] if stmt.target else None
+            if target is None:
+                continue
+            if target.role in ("observed", "transformed_data"):
+                return True
+            if target.name not in seen:
+                seen.add(target.name)
+                frontier.append(target.name)
+    return False
+
+
+def _real_latents_as_positive_arguments(model: GraphicalModel) -> list[Diagnostic]:
+    """`sigma ~ Normal(0, 1)` then `y ~ Normal(mu, sigma)`: a latent whose support is the
+    whole real line passed as itself where a positive parameter (a scale, a rate) is due.
+    Every negative value is then rejected by the sampler, which silently truncates the
+    prior to its positive half: not what the program says."""
+    errors = []
+    reported: set[str] = set()
+    for stmt in model.statements:
+        binding = model.bindings.get(stmt.id) if stmt.kind == "sample" else None
+        if binding is None:
+            continue
+        for param, arg in zip(binding.params, binding.args, strict=True):
+            base = arg.base if isinstance(arg, n.Index) else arg
+            if param.support != "positive" or not isinstance(base, n.Name):
+                continue
+            v = model.variables.get(base.id)
+            if v is None or v.role != "latent" or v.discrete or v.name in reported:
+                continue
+            s = model.supports.get(v.name)
+            if s is None or not (s.kind == "real" or s.kind == "interval" and
+                                 s.lower is None):
+                continue
+            prior = next((d for d in model.defining(v.name) if d.kind == "sample"), None)
+            what = f"its prior {model.bindings[prior.id].name}" if prior is not None and \
+                prior.id in model.bindings else "it"
+            reported.add(v.name)
+            errors.append(Diagnostic(
+                f"'{v.name}' is passed as {binding.name}'s {param.name}, which must be positive, "
+                f"but {what} puts it anywhere on the real line: every negative value would "
+                "be rejected, silently cutting its prior in half", arg.span,
+                f"give it a positive prior ({v.name} ~ HalfNormal(...), Exponential(...)) or "
+                f"declare it positive ({v.name}: real<lower=0> ~ ...)"))
+    return errors
+

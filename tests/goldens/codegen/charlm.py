@@ -60,6 +60,13 @@ class CharLM(rt.CompiledModel):
         rt.check_loop(2, T, 'charlm.bgm:14:10', 'the range 2..T')
         rt.check_index(V, 1000000, (), 'charlm.bgm:13:28', "'vocab' of a Transformer")
 
+    def check_data(self, data__):
+        """Observed values must lie in the support of their distribution."""
+        V = data__['V']
+        text = data__['text']
+        # charlm.bgm:15  text[t] ~ Categorical(logits=lm(text[1..t - 1]))
+        rt.check_support('text', text[..., 1:], 1.0, float(V), integer=True, where='charlm.bgm:15')
+
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         V = data__['V']

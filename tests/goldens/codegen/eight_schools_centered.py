@@ -21,6 +21,7 @@ class EightSchools(rt.CompiledModel):
     transformed_data_names = ()
     param_names = ()
     latents_without_likelihood = ('mu', 'tau')
+    centred = (('theta', 'tau'),)  # (latent, scale): a divergence hint may suggest non-centring
     has_factor_statements = False
     plates = {
         'J': ('theta', 'y'),

@@ -67,7 +67,11 @@ class NaiveBayes(rt.CompiledModel):
 
     def check_data(self, data__):
         """Observed values must lie in the support of their distribution."""
+        C = data__['C']
         x = data__['x']
+        y = data__['y']
+        # naive_bayes.bgm:20  y[i] ~ Categorical(prior)
+        rt.check_support('y', y, 1.0, float(C), integer=True, where='naive_bayes.bgm:20')
         # naive_bayes.bgm:22  x[i, d] ~ Bernoulli(q[y[i], d])
         rt.check_support('x', x, 0.0, 1.0, integer=True, where='naive_bayes.bgm:22')
 
