@@ -1,7 +1,7 @@
 """Peak resident memory of a fit as the data grows: NUTS and ADVI on a coin (Bernoulli)
 with 10^4, 10^5 and 10^6 rows.
 
-    python bench/memory_bench.py [--quick] [--rows 10000,100000,1000000]
+    python bench/memory_bench.py [--quick] [--rows 10000,100000,1000000] [--methods advi]
 
 Each fit runs as its own `bgmc fit` process (the way a user runs it), and its peak
 resident set size is read from the kernel's accounting of that child (os.wait4), so the
@@ -52,6 +52,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="NUTS 4 x (100 + 100)")
     parser.add_argument("--rows", default="10000,100000,1000000")
+    parser.add_argument("--methods", default="nuts,advi")
     args = parser.parse_args()
     iterations = ("100", "100") if args.quick else ("1000", "1000")
     bgmc = [sys.executable, "-m", "compiler.cli"]
@@ -67,6 +68,8 @@ def main() -> None:
                 "advi": ["--method", "advi", "--draws", "1000"],
             }
             for method, flags in runs.items():
+                if method not in args.methods.split(","):
+                    continue
                 out = str(folder / f"{method}_{rows}.nc")
                 mb, seconds, status, last = peak_of(
                     bgmc + ["fit", model, "--data", data, "--no-progress", "-o", out] + flags)

@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from runtime.errors import ModelError
+from runtime.evaluate import MAX_CHUNK, chunk_draws, data_values
 
 
 def point_mask(model: Any) -> torch.Tensor | None:
@@ -163,11 +164,29 @@ def _finite_particles(lp: torch.Tensor, g: torch.Tensor | None = None) -> torch.
     return ok if g is None else ok & torch.isfinite(g).all(-1)
 
 
+def _chunk(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> int:
+    """Particles evaluated at once: as many as keep the log density's arrays near
+    runtime.evaluate's chunk size for a model's data (200 particles of 10^6 rows at once
+    held 5 GB)."""
+    model = getattr(log_prob, "__self__", None)
+    return chunk_draws(1, data_values(model)) if model is not None else MAX_CHUNK
+
+
+def _in_chunks(log_prob: Callable[[torch.Tensor], torch.Tensor],
+               theta: torch.Tensor) -> torch.Tensor:
+    """log_prob at particles theta [n, dim], a chunk at a time (each particle's value
+    does not depend on the others in its chunk)."""
+    step = _chunk(log_prob)
+    if theta.shape[0] <= step:
+        return log_prob(theta)
+    return torch.cat([log_prob(part) for part in theta.split(step)])
+
+
 def _elbo(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int,
           generator: torch.Generator) -> torch.Tensor:
     """The ELBO estimate over the particles with a finite log density (-inf: none)."""
     theta = q.sample(n, generator)
-    lp = log_prob(theta)
+    lp = _in_chunks(log_prob, theta)
     ok = _finite_particles(lp)
     if not bool(ok.any()):
         return torch.full_like(q.entropy(), -math.inf)
@@ -189,13 +208,18 @@ def _surrogate(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n
                generator: torch.Generator) -> _Step:
     """The particles' step (the density at q's mean is evaluated in the same call)."""
     theta = q.sample(n, generator)
-    x = torch.cat([theta.detach(), q.loc.detach()[None]]).requires_grad_(True)
-    with torch.enable_grad():
-        lp = log_prob(x)
-        g = torch.autograd.grad(lp.sum(), x, allow_unused=True)[0] \
-            if lp.requires_grad else None
-    if g is None:  # a density that does not depend on theta
-        g = torch.zeros_like(x)
+    x = torch.cat([theta.detach(), q.loc.detach()[None]])
+    lps, grads = [], []
+    step = _chunk(log_prob)
+    for part in x.split(step) if x.shape[0] > step else (x,):
+        part = part.detach().requires_grad_(True)
+        with torch.enable_grad():  # a chunk's graph is freed before the next is built
+            lp_part = log_prob(part)
+            g_part = torch.autograd.grad(lp_part.sum(), part, allow_unused=True)[0] \
+                if lp_part.requires_grad else None
+        lps.append(lp_part.detach())
+        grads.append(g_part if g_part is not None else torch.zeros_like(part))
+    lp, g = torch.cat(lps), torch.cat(grads)
     ok = _finite_particles(lp.detach(), g)
     centre_ok = bool(ok[-1])
     ok, g = ok[:-1], g[:-1]
@@ -228,12 +252,11 @@ def _why(log_prob: Callable[[torch.Tensor], torch.Tensor], bad: torch.Tensor | N
 
 
 def _feasible_draws(q: _Gaussian, log_prob: Callable[[torch.Tensor], torch.Tensor], n: int,
-                    generator: torch.Generator, tries: int = 100,
-                    chunk: int = 1000) -> torch.Tensor:
+                    generator: torch.Generator, tries: int = 100) -> torch.Tensor:
     """n draws from q, each redrawn while the log density is not finite there."""
     draws = q.sample(n, generator)
     for _ in range(tries):
-        ok = torch.cat([_finite_particles(log_prob(part)) for part in draws.split(chunk)])
+        ok = _finite_particles(_in_chunks(log_prob, draws))
         if bool(ok.all()):
             return draws
         bad = ~ok

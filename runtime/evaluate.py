@@ -20,7 +20,7 @@ from runtime.accumulate import Mode
 from runtime.output import build_inference_data
 
 __all__ = ["DiscretePosterior", "Evaluation", "evaluate", "inference_data", "VALUE_LIMIT",
-           "chunk_draws", "log_prob_in_chunks"]
+           "chunk_draws", "data_values", "log_prob_in_chunks"]
 
 # An output group that grows with the data (the pointwise log-likelihood, a deterministic
 # node over a plate, draws of a summed-out discrete latent) is kept only while all its
@@ -103,13 +103,13 @@ def log_prob_in_chunks(model: Any, theta: torch.Tensor, mode: Mode | None = None
     """model.log_prob at draws theta [chains, draws, dim] a chunk of draws at a time, so
     memory follows the chunk, not the number of draws."""
     chains, draws, _ = theta.shape
-    step = chunk_draws(chains, _data_values(model))
+    step = chunk_draws(chains, data_values(model))
     with torch.no_grad():
         return torch.cat([model.log_prob(theta[:, i:i + step], mode)
                           for i in range(0, draws, step)], dim=1)
 
 
-def _data_values(model: Any) -> int:
+def data_values(model: Any) -> int:
     """Values in the observed data: the size of the log density's largest intermediates."""
     total = 0
     for name in getattr(model, "observed_names", ()):
@@ -143,7 +143,7 @@ def evaluate(model: Any, theta: torch.Tensor, seed: int = 0,
                         f"observations = {c * s * pointwise_size:.3g} values, over the "
                         f"limit of {limit:.0e}) is left out; 'bgmc compare --data' computes "
                         "LOO from the model in blocks ('--log-likelihood always' keeps it)")
-    step = chunk_draws(c, max([_data_values(model), *sizes.values()]))
+    step = chunk_draws(c, max([data_values(model), *sizes.values()]))
     posterior, pointwise = _DrawArrays(s), _DrawArrays(s)
     discrete = _DiscreteAccumulator(seed, {n[9:] for n in too_big if n.startswith("discrete:")})
     with torch.no_grad():
