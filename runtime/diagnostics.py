@@ -51,6 +51,8 @@ def summarize(idata: Any, var_names: list[str] | None = None,
                            round_to="none") if shown else None
     if table is not None and post.sizes.get("chain", 1) == 1:
         table = table.drop(columns=["r_hat"], errors="ignore")  # undefined for one chain
+    if table is not None:
+        _finite_moments(table, post, shown)
     text = _format(table) if table is not None else ""
     if constant:
         values = ", ".join(f"{v} = {_value_text(post[v].values)}" for v in constant)
@@ -145,6 +147,34 @@ def _ridge(post: Any, names: list[str]) -> str:
     if abs(corr[i, j]) < RIDGE:
         return ""
     return f"{labels[i]} and {labels[j]} are correlated {corr[i, j]:.3f} in the posterior"
+
+
+def _finite_moments(table: Any, post: Any, names: list[str]) -> None:
+    """Mean and sd of draws as large as 1e307, which ArviZ's sums overflow to inf: each
+    row's draws are scaled by their largest magnitude first, so a finite mean is printed
+    as the number it is. Rows follow the variables' elements in C order, as ArviZ's."""
+    if "mean" not in table.columns:
+        return
+    rows = []
+    for name in names:
+        values = np.asarray(post[name].values, dtype=float)
+        flat = values.reshape(values.shape[0] * values.shape[1], -1)
+        rows += [flat[:, j] for j in range(flat.shape[1])]
+    if len(rows) != len(table):
+        return
+    for i, draws in enumerate(rows):
+        if np.isfinite(table.iloc[i]["mean"]) and ("sd" not in table.columns or
+                                                   np.isfinite(table.iloc[i]["sd"])):
+            continue
+        if not np.all(np.isfinite(draws)):
+            continue
+        with np.errstate(all="ignore"):
+            scale = float(np.max(np.abs(draws))) or 1.0
+            scaled = draws / scale
+            table.iloc[i, table.columns.get_loc("mean")] = float(np.mean(scaled)) * scale
+            if "sd" in table.columns and draws.size > 1:
+                table.iloc[i, table.columns.get_loc("sd")] = \
+                    float(np.std(scaled, ddof=1)) * scale
 
 
 # Draws this large in magnitude (or infinite) are a tail no estimate of a mean, a variance,

@@ -69,7 +69,11 @@ def test_heavy_tails_are_flagged_without_library_noise() -> None:
     x = rng.normal(size=(2, 200))
     x[1, 17] = 1e307
     x[0, 3] = -3e306
-    _, warnings = summarize(_idata({"x": x, "y": rng.normal(size=(2, 200))}))
+    text, warnings = summarize(_idata({"x": x, "y": rng.normal(size=(2, 200))}))
+    row = next(line.split() for line in text.splitlines() if line.startswith("x "))
+    mean = float(row[1])
+    assert np.isfinite(mean) and mean == pytest.approx(np.mean(x / 1e307) * 1e307, rel=1e-3)
+    assert np.isfinite(float(row[2]))  # sd
     heavy = [w for w in warnings if w.startswith("heavy tails")]
     assert heavy == [heavy[0]] and "x reaches 1e+307" in heavy[0] and "y reaches" not in heavy[0]
 
