@@ -69,9 +69,9 @@ def _gaps(model: GraphicalModel, ints: dict[str, Any]) -> list[Diagnostic]:
         boxes = [(_box(model.statements[i], model, ints), model.statements[i])
                  for i in v.defs]
         for box, stmt in boxes:
-            gap = next(((p, r[0].constant - 1) for p, r in enumerate(box)
-                        if r is not None and (r[0].constant or 0) > 1
-                        and not any(_may_hold(other, box, p, r[0].constant - 1)
+            gap = next(((p, before) for p, before in enumerate(_before(r) for r in box)
+                        if before is not None
+                        and not any(_may_hold(other, box, p, before)
                                     for other, s in boxes if s is not stmt)), None)
             if gap is None:
                 continue
@@ -104,12 +104,21 @@ def _gap_hint(name: str, stmt: Statement, p: int, rank: int) -> str:
     return "every element of a latent is defined exactly once (rule 10)"
 
 
-def _may_hold(other: _Box, box: _Box, p: int, element: int) -> bool:
-    """Could the statement with box `other` define the element at `element` in position
-    p (and inside `box` elsewhere)? False only when the ranges provably exclude it."""
+def _before(r: tuple[Size, Size] | None) -> Size | None:
+    """The element just before a range, when it provably exists (is at least 1 for any
+    sizes, which are never negative): 1 for 2..T, N + 1 for N + 2, not L for L + 1..T."""
+    if r is None:
+        return None
+    before = r[0] - Size.const(1)
+    above_one = before - Size.const(1)
+    return before if all(c >= 0 for _, c in above_one.terms) else None
+
+
+def _may_hold(other: _Box, box: _Box, p: int, at: Size) -> bool:
+    """Could the statement with box `other` define the element `at` in position p (and
+    inside `box` elsewhere)? False only when the ranges provably exclude it."""
     if p < len(other) and other[p] is not None:
         lo, hi = other[p]  # type: ignore[misc]
-        at = Size.const(element)
         if (at - hi).constant is not None and (at - hi).constant > 0:  # type: ignore[operator]
             return False
         if (lo - at).constant is not None and (lo - at).constant > 0:  # type: ignore[operator]
