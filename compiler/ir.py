@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 
 from dsl import nodes as n
-from dsl.diagnostics import InternalError
+from dsl.diagnostics import Diagnostic, InternalError
 from dsl.spans import Source, Span
 
 if TYPE_CHECKING:  # the passes' result types; they import this module
@@ -120,6 +120,8 @@ class GraphicalModel:
     enumerated: dict[str, Enumerated] = field(default_factory=dict)
     # compiler/pipeline.py: the analysed `guide:` block, when the file has one
     guide: GraphicalModel | None = None
+    # compiler/passes/identifiability.py: warnings a user should see before fitting
+    warnings: list[Diagnostic] = field(default_factory=list)
 
     def of_role(self, *roles: str) -> list[Variable]:
         return [v for v in self.variables.values() if v.role in roles]

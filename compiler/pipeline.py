@@ -16,6 +16,7 @@ from compiler.passes.elimination import plan_elimination
 from compiler.passes.flows import find_flows
 from compiler.passes.folding import fold_constants
 from compiler.passes.guide import check_guide, split_guide
+from compiler.passes.identifiability import find_sum_ridges
 from compiler.passes.loops import classify_loops
 from compiler.passes.nets import check_nets
 from compiler.passes.resolve import resolve
@@ -60,6 +61,7 @@ def _passes(program: n.Program, source: Source) -> GraphicalModel:
     fold_constants(model)  # before supports, which reads constant bounds as numbers
     infer_supports(model)
     plan_elimination(model)
+    find_sum_ridges(model)
     model.validate()
     return model
 

@@ -51,8 +51,11 @@ def summarize(idata: Any, var_names: list[str] | None = None,
                            round_to="none") if shown else None
     if table is not None and post.sizes.get("chain", 1) == 1:
         table = table.drop(columns=["r_hat"], errors="ignore")  # undefined for one chain
+    groups = _int(getattr(idata, "attrs", {}).get("superchains"))
     if table is not None:
         _finite_moments(table, post, shown)
+        if groups is not None and 1 < groups < post.sizes.get("chain", 1):
+            table = _nested_r_hat_column(table, post, shown, groups)
     text = _format(table) if table is not None else ""
     if constant:
         values = ", ".join(f"{v} = {_value_text(post[v].values)}" for v in constant)
@@ -62,16 +65,21 @@ def summarize(idata: Any, var_names: list[str] | None = None,
     chains = idata.posterior.sizes.get("chain", 1)
     # the fit's attributes are the InferenceData's own (runtime/output.py), not the group's
     method = str(getattr(idata, "attrs", {}).get("method", ""))
-    if chains > 1 and "r_hat" in table:
-        bad = table[table["r_hat"] > RHAT_LIMIT]
-        if len(bad):
-            warnings.append(f"R-hat > {RHAT_LIMIT} for {', '.join(bad.index[:5])}"
-                            f"{' ...' if len(bad) > 5 else ''}: the chains disagree")
-    if method == "nuts" and "ess_bulk" in table:
-        low = table[(table["ess_bulk"] < ESS_PER_CHAIN * chains) |
-                    (table["ess_tail"] < ESS_PER_CHAIN * chains)]
+    for column, label, who in (("r_hat", "R-hat", "the chains disagree"),
+                               (NESTED, "nested R-hat", "the groups of chains started "
+                                "together disagree: run a longer --warmup")):
+        if chains > 1 and column in table:
+            bad = table[table[column] > RHAT_LIMIT]
+            if len(bad):
+                warnings.append(f"{label} > {RHAT_LIMIT} for {', '.join(bad.index[:5])}"
+                                f"{' ...' if len(bad) > 5 else ''}: {who}")
+    if method in ("nuts", "chees") and "ess_bulk" in table:
+        # 100 per chain for a few long chains (Vehtari et al. 2021); many short chains
+        # need the same total, not 100 each
+        least = ESS_PER_CHAIN * min(chains, 4)
+        low = table[(table["ess_bulk"] < least) | (table["ess_tail"] < least)]
         if len(low):
-            warnings.append(f"low effective sample size (< {ESS_PER_CHAIN * chains}) for "
+            warnings.append(f"low effective sample size (< {least}) for "
                             f"{', '.join(low.index[:5])}{' ...' if len(low) > 5 else ''}")
     k = _float(getattr(idata, "attrs", {}).get("pareto_k"))
     samples = int(post.sizes.get("chain", 1) * post.sizes.get("draw", 1))
@@ -109,6 +117,58 @@ def summarize(idata: Any, var_names: list[str] | None = None,
                    "it" if ridge else "raise --max-treedepth or try --metric dense")
             warnings.append(f"{n} transitions hit the maximum tree depth: {fix}")
     return text, warnings
+
+
+NESTED = "r_hat_nested"
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def nested_r_hat(draws: np.ndarray, groups: np.ndarray) -> float:
+    """Nested R-hat (Margossian, Hoffman, Sountsov, Riou-Durand, Vehtari and Gelman 2022)
+    of draws [chains, draws] whose chains are grouped into superchains (`groups`, the
+    0-based superchain of each chain; the chains of a superchain start from one point).
+    Between-superchain variance of the superchain means over the within-superchain
+    variance (of the chain means, plus within chains): many short chains are checked by
+    whether groups started apart agree, which classic R-hat cannot do when each chain
+    has only a few draws. ArviZ has no nested R-hat, hence this function."""
+    draws = np.asarray(draws, dtype=float)
+    labels = np.unique(groups)
+    if len(labels) < 2 or not np.all(np.isfinite(draws)):
+        return float("nan")
+    chain_means = draws.mean(1)
+    chain_vars = draws.var(1, ddof=1) if draws.shape[1] > 1 else np.zeros(len(draws))
+    super_means, within = [], []
+    for k in labels:
+        members = groups == k
+        means = chain_means[members]
+        super_means.append(means.mean())
+        between_chains = means.var(ddof=1) if members.sum() > 1 else 0.0
+        within.append(between_chains + chain_vars[members].mean())
+    between = np.var(super_means, ddof=1)
+    w = float(np.mean(within))
+    return float(np.sqrt(1 + between / w)) if w > 0 else float("nan")
+
+
+def _nested_r_hat_column(table: Any, post: Any, names: list[str], groups: int) -> Any:
+    """The table with nested R-hat in place of the classic R-hat of a many-chain fit."""
+    chains = post.sizes.get("chain", 1)
+    labels = np.arange(chains) * groups // chains  # runtime.posterior.superchain_of
+    rows = []
+    for name in names:
+        values = np.asarray(post[name].values, dtype=float)
+        flat = values.reshape(values.shape[0], values.shape[1], -1)
+        rows += [flat[:, :, j] for j in range(flat.shape[2])]
+    if len(rows) != len(table):
+        return table
+    table = table.drop(columns=["r_hat"], errors="ignore")
+    table[NESTED] = [nested_r_hat(r, labels) for r in rows]
+    return table
 
 
 def _float(value: Any) -> float | None:
@@ -231,7 +291,7 @@ def _format(table: Any) -> str:
     for column in table.columns:
         if column.startswith("ess"):
             formatters[column] = lambda x: "nan" if not np.isfinite(x) else f"{x:.0f}"
-        elif column == "r_hat":
+        elif column in ("r_hat", NESTED):
             formatters[column] = lambda x: f"{x:.3f}"
         else:
             formatters[column] = lambda x: f"{x:.4g}"

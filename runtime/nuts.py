@@ -31,6 +31,7 @@ import torch
 
 from runtime.errors import ModelError
 from runtime.model import numerical_failure
+from runtime.streams import ChainStreams
 
 Potential = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 MAX_DELTA_H = 1000.0
@@ -48,6 +49,7 @@ class NutsSettings:
     seed: int = 1
     thin: int = 1  # keep every thin-th of the `draws` iterations after warmup
     save_warmup: bool = False  # keep the warmup iterations too (thinned alike)
+    first_chain: int = 0  # the index of the first chain: its random stream's key
 
 
 @dataclass
@@ -83,10 +85,10 @@ class Metric:
     def kinetic(self, p: torch.Tensor) -> torch.Tensor:
         return 0.5 * (p * self.velocity(p)).sum(-1)
 
-    def draw_momentum(self, shape: torch.Size, generator: torch.Generator) -> torch.Tensor:
-        """p ~ N(0, M)."""
-        z = torch.randn(shape, generator=generator, dtype=self.inverse.dtype).to(
-            self.inverse.device)
+    def draw_momentum(self, streams: ChainStreams,
+                      mask: torch.Tensor | None = None) -> torch.Tensor:
+        """p ~ N(0, M), each chain's from its own stream (of the chains in `mask`)."""
+        z = streams.normal(self.inverse.shape[-1], mask).to(self.inverse.device)
         if self.dense:
             if self._chol is None:
                 mass = torch.linalg.inv(self.inverse)
@@ -142,6 +144,17 @@ def _potential_of(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potential
     return potential
 
 
+def initial_density(potential: Potential, q: torch.Tensor,
+                    sampler: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log density, gradient) at the chains' starting points, which must be finite."""
+    lp, g = potential(q)
+    if not bool(torch.isfinite(lp).all()):
+        chain = int(torch.nonzero(~torch.isfinite(lp))[0, 0]) + 1
+        raise ModelError(f"{sampler}: the log density is not finite at the initial point of "
+                         f"chain {chain}")
+    return lp, g
+
+
 # ---- one transition -------------------------------------------------------------------
 
 
@@ -169,11 +182,11 @@ class _Transition:
 
     def __init__(self, potential: Potential, metric: Metric, step: torch.Tensor,
                  q: torch.Tensor, lp: torch.Tensor, g: torch.Tensor,
-                 generator: torch.Generator, max_depth: int):
+                 streams: ChainStreams, max_depth: int):
         self.potential, self.metric, self.step = potential, metric, step
-        self.gen, self.max_depth = generator, max_depth
+        self.streams, self.max_depth = streams, max_depth
         c = q.shape[0]
-        p = metric.draw_momentum(q.shape, generator)
+        p = metric.draw_momentum(streams)
         self.h0 = -lp + metric.kinetic(p)
         self.left = _Edge(q, p, g)
         self.right = _Edge(q, p, g)
@@ -187,15 +200,16 @@ class _Transition:
         self.sum_accept = torch.zeros_like(lp)
         self.energy_end = self.h0.clone()
 
-    def _uniform(self) -> torch.Tensor:
-        return torch.rand(self.done.shape, generator=self.gen, dtype=self.h0.dtype).to(
-            self.h0.device)
+    def _uniform(self, mask: torch.Tensor) -> torch.Tensor:
+        """U(0, 1) for the chains in `mask`, each from its own stream; the others' streams
+        do not move, so a chain's draws do not depend on the chains beside it."""
+        return self.streams.uniform(mask).to(self.h0.device)
 
     def run(self) -> None:
         for depth in range(self.max_depth):
             if self.done.all():
                 break
-            forward = self._uniform() < 0.5
+            forward = self._uniform(~self.done) < 0.5
             self._extend(depth, forward)
 
     def _leapfrog(self, e: _Edge, step: torch.Tensor) -> tuple[_Edge, torch.Tensor]:
@@ -228,7 +242,7 @@ class _Transition:
         self.right = _Edge(*(_where(ok & forward, a, b) for a, b in
                              ((new_edge.q, self.right.q), (new_edge.p, self.right.p),
                               (new_edge.g, self.right.g))))
-        accept = ok & (torch.log(self._uniform()) < sub.log_w - self.log_w)
+        accept = ok & (torch.log(self._uniform(ok)) < sub.log_w - self.log_w)
         self.sample_q = _where(accept, sub.sample_q, self.sample_q)
         self.sample_lp = torch.where(accept, sub.sample_lp, self.sample_lp)
         self.sample_g = _where(accept, sub.sample_g, self.sample_g)
@@ -278,7 +292,7 @@ class _Subtree:
                                        torch.zeros_like(delta))
         log_w_point = -delta
         new_log_w = torch.logaddexp(self.log_w, log_w_point)
-        u = torch.log(t._uniform())
+        u = torch.log(t._uniform(going))
         take = going & ~divergent & (u < log_w_point - new_log_w)
         self.sample_q = _where(take, e.q, self.sample_q)
         self.sample_lp = torch.where(take, lp, self.sample_lp)
@@ -331,11 +345,11 @@ class _Subtree:
 
 
 def transition(potential: Potential, metric: Metric, step: torch.Tensor, q: torch.Tensor,
-               lp: torch.Tensor, g: torch.Tensor, generator: torch.Generator,
+               lp: torch.Tensor, g: torch.Tensor, streams: ChainStreams,
                max_depth: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                         dict[str, torch.Tensor]]:
     """One NUTS transition of every chain: (q, lp, grad, stats)."""
-    t = _Transition(potential, metric, step, q, lp, g, generator, max_depth)
+    t = _Transition(potential, metric, step, q, lp, g, streams, max_depth)
     t.run()
     n = t.n_leapfrog.clamp(min=1)
     stats = {
@@ -426,12 +440,14 @@ def _estimate(samples: list[torch.Tensor], dense: bool) -> torch.Tensor:
 
 
 def _initial_step(potential: Potential, metric: Metric, q: torch.Tensor, lp: torch.Tensor,
-                  g: torch.Tensor, step: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+                  g: torch.Tensor, step: torch.Tensor,
+                  streams: ChainStreams) -> torch.Tensor:
     """Stan's heuristic: double or halve until one leapfrog's acceptance crosses 0.8."""
     step = step.clone()
     direction: torch.Tensor | None = None
+    moving = torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
     for _ in range(50):
-        p = metric.draw_momentum(q.shape, generator)
+        p = metric.draw_momentum(streams, moving)
         h0 = -lp + metric.kinetic(p)
         s = step[:, None]
         p_half = p + 0.5 * s * g
@@ -443,7 +459,7 @@ def _initial_step(potential: Potential, metric: Metric, q: torch.Tensor, lp: tor
         up = delta > math.log(0.8)
         if direction is None:
             direction = up
-        moving = up == direction
+        moving = moving & (up == direction)  # a chain that has stopped stays stopped
         if not moving.any():
             break
         step = torch.where(moving, torch.where(direction, step * 2, step / 2), step)
@@ -455,20 +471,18 @@ def _initial_step(potential: Potential, metric: Metric, q: torch.Tensor, lp: tor
 def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
            settings: NutsSettings, progress: Any = None) -> NutsResult:
     """Run warmup and sampling for all chains at once; init is [chains, dim]."""
-    generator = torch.Generator().manual_seed(settings.seed)
+    streams = ChainStreams(settings.seed, list(range(settings.first_chain,
+                                                     settings.first_chain + init.shape[0])),
+                           init.dtype, init.device)
     potential = _potential_of(log_prob)
     c, d = init.shape
     dense = settings.metric == "dense"
     ones = torch.ones((c, d), dtype=init.dtype, device=init.device)
     metric = Metric(torch.diag_embed(ones) if dense else ones, dense)
     q = init
-    lp, g = potential(q)
-    if not bool(torch.isfinite(lp).all()):
-        chain = int(torch.nonzero(~torch.isfinite(lp))[0, 0]) + 1
-        raise ModelError(f"NUTS: the log density is not finite at the initial point of chain "
-                         f"{chain}")
+    lp, g = initial_density(potential, q, "NUTS")
     step = torch.full((c,), settings.init_step_size, dtype=init.dtype, device=init.device)
-    step = _initial_step(potential, metric, q, lp, g, step, generator)
+    step = _initial_step(potential, metric, q, lp, g, step, streams)
     adapter = DualAveraging(step, settings.adapt_delta)
     init_buffer, _, ends = windows(settings.warmup)
     window: list[torch.Tensor] = []
@@ -480,7 +494,7 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
     divergences = torch.zeros(c, dtype=torch.long)
     for i in range(total):
         warm = i < settings.warmup
-        q, lp, g, st = transition(potential, metric, step, q, lp, g, generator,
+        q, lp, g, st = transition(potential, metric, step, q, lp, g, streams,
                                   settings.max_treedepth)
         if warm:
             if settings.save_warmup and i % settings.thin == 0:
@@ -494,7 +508,7 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
                 if i + 1 in ends:
                     metric = Metric(_estimate(window, dense), dense)
                     window = []
-                    step = _initial_step(potential, metric, q, lp, g, step, generator)
+                    step = _initial_step(potential, metric, q, lp, g, step, streams)
                     adapter.restart(step)
             if i + 1 == settings.warmup:
                 step = adapter.final()

@@ -6,12 +6,13 @@ from typing import Any
 
 import torch
 
-from runtime import advi, nuts
+from runtime import advi, chees, nuts
 from runtime.accumulate import Mode
 from runtime.errors import ModelError
 from runtime.evaluate import evaluate, inference_data, log_prob_in_chunks
 from runtime.optimize import find_start
 from runtime.output import add_warmup
+from runtime.streams import chain_seed
 
 # Random starting points drawn per chain, of which the one with the highest log density is
 # kept. Stan keeps the first finite one; but a start in a region where the density is finite
@@ -22,17 +23,22 @@ from runtime.output import add_warmup
 CANDIDATES_PER_CHAIN = 4
 
 
+_LABEL = {"nuts": "NUTS", "chees": "Many-chain HMC (--method chees)"}
+
+
 def _refuse_params(model: Any, method: str) -> None:
-    if method == "nuts" and model.net_names:
+    if method in ("nuts", "chees") and model.net_names:
         names = ", ".join(model.net_names)
-        raise ModelError(f"NUTS integrates every unknown, but the weights of the net "
+        raise ModelError(f"{_LABEL[method]} integrates every unknown, but the weights of "
+                         f"the net "
                          f"{names} are point parameters (rule 23): fit the model with "
                          "--method map or mle")
-    if method == "nuts" and model.param_names:
+    if method in ("nuts", "chees") and model.param_names:
         names = ", ".join(model.param_names)
         verb = "is a point parameter" if len(model.param_names) == 1 else \
             "are point parameters"
-        raise ModelError(f"NUTS needs a prior on every unknown; {names} {verb}: give it a "
+        raise ModelError(f"{_LABEL[method]} needs a prior on every unknown; {names} {verb}: "
+                         "give it a "
                          "prior (e.g. '~ Flat()') or fit point estimates with --method map "
                          "or mle")
 
@@ -40,13 +46,17 @@ def _refuse_params(model: Any, method: str) -> None:
 def starts(model: Any, chains: int, seed: int, radius: float,
            init: torch.Tensor | None, candidates: int = CANDIDATES_PER_CHAIN) -> torch.Tensor:
     """One finite starting point per chain: the best of `candidates` random draws
-    (the given `init` for every chain when there is one)."""
-    generator = torch.Generator().manual_seed(seed + 7919)
+    (the given `init` for every chain when there is one). Chain i draws its candidates
+    from its own stream (runtime/streams.py), so its start does not depend on the
+    number of chains."""
     mode = Mode.for_method("nuts")
     if init is not None:
+        generator = torch.Generator().manual_seed(seed + 7919)
         return torch.stack([find_start(model, mode, generator, radius, init)] * chains)
-    drawn = torch.stack([find_start(model, mode, generator, radius, None)
-                         for _ in range(chains * candidates)])
+    generators = [torch.Generator().manual_seed(chain_seed(seed + 7919, c))
+                  for c in range(chains)]
+    drawn = torch.stack([find_start(model, mode, g, radius, None)
+                         for g in generators for _ in range(candidates)])
     lp = log_prob_in_chunks(model, drawn[None], mode).reshape(chains, candidates)
     best = lp.argmax(dim=1)
     return drawn.reshape(chains, candidates, -1)[torch.arange(chains), best]
@@ -83,6 +93,47 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
         add_warmup(idata, warm, {k: v.cpu().numpy() for k, v in _nuts_stats(
             result.warmup_log_density, result.warmup_stats, settings.max_treedepth).items()})
     return idata
+
+
+def run_chees(model: Any, settings: chees.CheesSettings, radius: float = 2.0,
+              init: torch.Tensor | None = None, progress: Any = None,
+              log_likelihood: str = "auto") -> Any:
+    """Many-chain HMC (runtime/chees.py) to the same InferenceData as NUTS. The chains
+    start in `superchains` groups, each group from one point, and the fit records the
+    grouping (attr `superchains`) for nested R-hat."""
+    _refuse_params(model, "chees")
+    _refuse_no_latents(model, "chees")
+    groups = superchains(settings.chains)
+    distinct = starts(model, groups, settings.seed, radius, init)
+    q0 = distinct[superchain_of(settings.chains, groups)]
+    began = time.perf_counter()
+    result = chees.sample(model.log_prob, q0, settings, progress)
+    seconds = time.perf_counter() - began
+    attrs = {"model": model.name, "method": "chees", "seed": settings.seed,
+             "chains": settings.chains, "superchains": groups, "warmup": settings.warmup,
+             "adapt_delta": settings.adapt_delta, "metric": settings.metric,
+             "thin": settings.thin, "save_warmup": settings.save_warmup,
+             "step_size": result.step_size, "trajectory_length": result.trajectory_length,
+             "sampling_seconds": round(seconds, 3)}
+    centred = getattr(model, "centred", ())
+    if centred:
+        attrs["centred"] = ", ".join(f"{a} (scale {b})" for a, b in centred)
+    idata = inference_data(model, result.draws, result.stats, attrs, log_likelihood)
+    if result.warmup_draws is not None and result.warmup_stats is not None:
+        warm = evaluate(model, result.warmup_draws, settings.seed, "never")
+        add_warmup(idata, warm, {k: v.cpu().numpy() for k, v in result.warmup_stats.items()})
+    return idata
+
+
+def superchains(chains: int) -> int:
+    """Groups of chains that share a starting point: 4 when there are at least 8 chains
+    (nested R-hat compares the groups), else one chain per group (classic R-hat)."""
+    return 4 if chains >= 8 else chains
+
+
+def superchain_of(chains: int, groups: int) -> torch.Tensor:
+    """The 0-based group of each chain: contiguous blocks of nearly equal size."""
+    return torch.arange(chains) * groups // chains
 
 
 def _nuts_stats(lp: torch.Tensor, st: dict[str, torch.Tensor],

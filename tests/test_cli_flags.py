@@ -28,8 +28,9 @@ def test_every_flag_has_help_and_shows_its_default(command: str) -> None:
             continue
         assert action.help, (command, action.option_strings)
     text = sub.format_help()
-    if command == "fit":
-        assert "(default: 4)" in text and "(default: 1000)" in text  # chains, draws
+    if command == "fit":  # chains, draws: the defaults of NUTS and of the many-chain method
+        flat = " ".join(text.split())
+        assert "(default: 4; chees: 64)" in flat and "(default: 1000; chees: 100)" in flat
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

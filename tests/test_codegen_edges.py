@@ -199,3 +199,38 @@ def test_reduction_over_constant_empty_range_is_located_error(func):
         compile_string(src, "edge.bgm")
     assert "empty range" in str(info.value)
     assert info.value.diagnostics[0].span.line == 2  # type: ignore[attr-defined]
+
+
+DOT_MODELS = {
+    "dot(X[i], w)": "y[i] ~ Normal(dot(X[i], w), 1)",
+    "dot(w, X[i])": "y[i] ~ Normal(dot(w, X[i]) + a, 1)",
+    "sum(X[i] * w)": "y[i] ~ Normal(sum(X[i] * w), 1)",
+}
+
+
+def test_a_dot_product_over_a_plate_is_one_matrix_product_with_the_same_density() -> None:
+    """dot(X[i], w) over a plate is generated as w @ X.mT (issue 18: one GEMM, not a
+    chains x N x D product); its log density and gradient equal the elementwise sum's."""
+    import torch
+
+    from compiler.api import compile_string
+    head = ("data N: int\ndata D: int\ndata X: real[N, D]\ndata y: real[N]\n"
+            "a ~ Normal(0, 1)\nw: real[D] ~ Normal(0, 1)\nfor i in 1..N:\n    ")
+    rng = torch.Generator().manual_seed(0)
+    data = {"N": 7, "D": 3, "X": torch.randn(7, 3, generator=rng).tolist(),
+            "y": torch.randn(7, generator=rng).tolist()}
+    theta = torch.randn(5, 4, 4, dtype=torch.float64, generator=rng)
+    results = {}
+    for label, line in DOT_MODELS.items():
+        program = compile_string(head + line + "\n", "dot.bgm")
+        if label.startswith("dot"):
+            assert ".mT" in program.python and ").sum(-1)" not in program.python
+        model = program.bind(data, device="cpu")
+        x = theta.clone().requires_grad_(True)
+        lp = model.log_prob(x)
+        (grad,) = torch.autograd.grad(lp.sum(), x)
+        results[label] = (lp.detach(), grad)
+    plain, gemm, flipped = (results[k] for k in ("sum(X[i] * w)", "dot(X[i], w)",
+                                                 "dot(w, X[i])"))
+    assert torch.allclose(gemm[0], plain[0], rtol=1e-12) and torch.allclose(gemm[1], plain[1])
+    assert flipped[0].shape == (5, 4)

@@ -98,7 +98,7 @@ def test_divergences_are_detected_in_a_funnel():
     def funnel(x: torch.Tensor) -> torch.Tensor:
         v, z = x[..., 0], x[..., 1:]
         return -0.5 * v ** 2 / 9 - 0.5 * (z ** 2).sum(-1) * torch.exp(-v) - 0.5 * z.shape[-1] * v
-    r = sample(funnel, torch.zeros(2, 5), NutsSettings(chains=2, warmup=200, draws=300, seed=1))
+    r = sample(funnel, torch.zeros(4, 5), NutsSettings(chains=4, warmup=200, draws=300, seed=1))
     assert r.stats["diverging"].sum() > 0
 
 
@@ -115,3 +115,20 @@ def test_stan_windows(warmup, first, last):
     assert init == first and ends[-1] == last == warmup - term
     sizes = [b - a for a, b in zip([init] + ends[:-1], ends, strict=True)]
     assert all(b >= a for a, b in zip(sizes, sizes[1:], strict=False))
+
+
+def test_a_chain_draws_the_same_whatever_chains_run_beside_it():
+    """Each chain reads its own random stream, keyed by the seed and its index, and
+    draws only while its own tree grows: chains 3 and 4 of a 4-chain run are the same as
+    a run of those two chains alone (issue 18; chains split over processes need it)."""
+    scales = torch.tensor([1.0, 3.0, 0.2], dtype=torch.float64)
+
+    def log_prob(x: torch.Tensor) -> torch.Tensor:
+        return -0.5 * ((x / scales) ** 2).sum(-1) - 0.1 * (x ** 4).sum(-1)
+    init = torch.tensor([[0.5, -1.0, 0.1], [1.0, 2.0, -0.3], [-0.4, 0.3, 0.2],
+                         [0.9, -2.0, 0.05]], dtype=torch.float64)
+    four = sample(log_prob, init, NutsSettings(chains=4, warmup=60, draws=40, seed=3))
+    two = sample(log_prob, init[2:], NutsSettings(chains=2, warmup=60, draws=40, seed=3,
+                                                  first_chain=2))
+    assert torch.allclose(four.draws[2:], two.draws, rtol=0, atol=1e-12)
+    assert torch.equal(four.stats["tree_depth"][2:], two.stats["tree_depth"])

@@ -91,6 +91,55 @@ def test_a_ridge_is_named_and_the_tree_depth_hint_says_why() -> None:
     assert not any("correlated" in w for w in plain)
 
 
+RIDGE_HEAD = "data N: int\ndata y: real[N]\ndata x: real[N]\n"
+
+
+@pytest.mark.parametrize(("body", "expected"), [
+    ("a ~ Flat()\nb ~ Flat()\nfor n in 1..N:\n    y[n] ~ Normal(a + b + x[n], 1)\n",
+     "'a' and 'b' have improper priors and are read only as their sum (a + b)"),
+    ("a ~ Flat()\nb ~ Flat()\nmu = -a + b\nfor n in 1..N:\n    y[n] ~ Normal(mu, 1)\n",
+     "'a' and 'b' have improper priors and are read only as their difference (a - b)"),
+])
+def test_a_non_identified_sum_is_warned_about_at_check_with_both_names(
+        body: str, expected: str) -> None:
+    model = compile_string(RIDGE_HEAD + body, "r.bgm").compiled.model
+    assert [d.message.split(":")[0] for d in model.warnings] == [expected]
+    assert model.warnings[0].severity == "warning"
+    assert [note.span.line for note in model.warnings[0].notes] == [4, 5]
+
+
+@pytest.mark.parametrize("body", [
+    # b scales x: the two are identified separately
+    "a ~ Flat()\nb ~ Flat()\nfor n in 1..N:\n    y[n] ~ Normal(a + b * x[n], 1)\n",
+    # a proper prior on b pins the direction
+    "a ~ Flat()\nb ~ Normal(0, 1)\nfor n in 1..N:\n    y[n] ~ Normal(a + b, 1)\n",
+    # a + b in one likelihood and a - b in another identify both
+    "a ~ Flat()\nb ~ Flat()\nfor n in 1..N:\n    y[n] ~ Normal(a + b, 1)\n"
+    "    x[n] ~ Normal(a - b, 1)\n",
+    # a is also read on its own
+    "a ~ Flat()\nb ~ Flat()\nfor n in 1..N:\n    y[n] ~ Normal(a + b, exp(a))\n",
+    # a bounded Flat() is a proper uniform
+    "a: real<lower=0, upper=1> ~ Flat()\nb ~ Flat()\nfor n in 1..N:\n"
+    "    y[n] ~ Normal(a + b, 1)\n",
+])
+def test_identified_sums_are_not_warned_about(body: str) -> None:
+    assert compile_string(RIDGE_HEAD + body, "r.bgm").compiled.model.warnings == []
+
+
+def test_bgmc_check_prints_the_ridge_warning_with_a_caret_and_exits_0(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    path = tmp_path / "r.bgm"
+    path.write_text(RIDGE_HEAD + "a ~ Flat()\nb ~ Flat()\nfor n in 1..N:\n"
+                    "    y[n] ~ Normal(a + b, 1)\n")
+    done = subprocess.run([sys.executable, "-m", "compiler.cli", "check", str(path)],
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert f"{path}:7:19: warning: 'a' and 'b'" in done.stderr
+    assert "   |                   ^^^^^" in done.stderr
+    assert "hint: give 'a' or 'b' a proper prior" in done.stderr
+
+
 def test_the_divergence_hint_names_what_to_non_centre_only_when_it_applies() -> None:
     rng = np.random.default_rng(2)
     post = {"mu": rng.normal(size=(2, 100)), "tau": rng.gamma(2, size=(2, 100))}

@@ -220,20 +220,24 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("model")
     _data_args(fit)
     fit.add_argument("--method", choices=list(METHODS), default="map",
-                     help="mle/map: point estimates; nuts: posterior draws; advi, svi: "
-                          "variational; exact: closed-form conjugate posterior; "
+                     help="mle/map: point estimates; nuts: posterior draws; chees: posterior "
+                          "draws from many short chains in lockstep (fast refits); advi, "
+                          "svi: variational; exact: closed-form conjugate posterior; "
                           "adversarial: a GAN")
-    nuts = fit.add_argument_group("nuts")
-    nuts.add_argument("--chains", type=chain_count, default=4, help="chains, run together")
-    nuts.add_argument("--warmup", type=warmup_count, default=1000,
-                      help="adaptation iterations per chain (not kept)")
-    nuts.add_argument("--draws", type=draw_count, default=1000,
-                      help="iterations per chain after warmup (nuts; draws for advi, svi, "
-                           "exact)")
+    nuts = fit.add_argument_group("nuts, chees")
+    nuts.add_argument("--chains", type=chain_count, default=None,
+                      help="chains, run together (default: 4; chees: 64)")
+    nuts.add_argument("--warmup", type=warmup_count, default=None,
+                      help="adaptation iterations per chain, not kept (default: 1000; "
+                           "chees: 400)")
+    nuts.add_argument("--draws", type=draw_count, default=None,
+                      help="iterations per chain after warmup (default: 1000; chees: 100); "
+                           "draws for advi, svi, exact")
     nuts.add_argument("--thin", type=positive_int, default=1,
                       help="keep every k-th draw of the --draws iterations")
-    nuts.add_argument("--adapt-delta", type=probability, default=0.8,
-                      help="target acceptance rate, in (0, 1); raise it against divergences")
+    nuts.add_argument("--adapt-delta", type=probability, default=None,
+                      help="target acceptance rate, in (0, 1); raise it against divergences "
+                           "(default: 0.8; chees: 0.651, of the harmonic mean over chains)")
     nuts.add_argument("--max-treedepth", type=tree_depth, default=10,
                       help="at most 2^depth leapfrog steps per iteration")
     nuts.add_argument("--metric", choices=["diag", "dense"], default="diag",
@@ -497,6 +501,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from compiler.pipeline import compile_path  # noqa: PLC0415
     compiled = compile_path(args.model)
     m = compiled.model
+    _print_model_warnings(m)
     counts = {role: len(m.of_role(role)) for role in ("latent", "observed", "deterministic",
                                                        "param")}
     params = f", {counts['param']} param" if counts["param"] else ""
@@ -576,6 +581,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 def cmd_compile(args: argparse.Namespace) -> int:
     from compiler.pipeline import compile_path  # noqa: PLC0415
     compiled = compile_path(args.model)
+    _print_model_warnings(compiled.model)
     if args.output:
         write_atomic(args.output, compiled.python)
     else:
@@ -588,13 +594,23 @@ def _program(path: str) -> Any:
     return compile_file(path)
 
 
+def _print_model_warnings(model: Any) -> None:
+    """What the checker found suspicious but not wrong (compiler/passes/identifiability.py),
+    with file:line:col and a caret, on stderr before any work."""
+    from dsl.diagnostics import render  # noqa: PLC0415
+    for d in model.warnings:
+        print(render(d, model.source, color=sys.stderr.isatty()), file=sys.stderr)
+
+
 def cmd_fit(args: argparse.Namespace) -> int:
-    if args.iter is not None and args.method in ("nuts", "advi", "exact"):
+    if args.iter is not None and args.method in ("nuts", "chees", "advi", "exact"):
         # CmdStan's iter is warmup + sampling: a Stan user's --iter must not pass silently
         raise ModelError(f"--iter counts optimiser iterations (mle, map) and steps (svi, "
                          f"adversarial); --method {args.method} takes --draws"
-                         f"{' and --warmup' if args.method == 'nuts' else ''} instead")
+                         f"{' and --warmup' if args.method in ('nuts', 'chees') else ''} "
+                         "instead")
     program = _program(args.model)
+    _print_model_warnings(program.compiled.model)
     fit = program.fit(args.data, method=args.method, seed=args.seed, device=args.device,
                       output=args.output, notify=lambda line: print(line, file=sys.stderr),
                       dtype=args.dtype, chains=args.chains, warmup=args.warmup,

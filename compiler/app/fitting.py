@@ -25,13 +25,19 @@ from runtime.errors import ModelError
 if TYPE_CHECKING:
     from compiler.app.program import Program
 
-METHODS = ("mle", "map", "nuts", "advi", "svi", "exact", "adversarial")
+METHODS = ("mle", "map", "nuts", "chees", "advi", "svi", "exact", "adversarial")
 POINT_METHODS = ("mle", "map")
 CHOICES: dict[str, tuple[Any, ...]] = {
     "method": METHODS, "metric": ("diag", "dense"), "family": ("meanfield", "fullrank"),
     "optimizer": (None, "lbfgs", "adam"), "gan_loss": ("ns", "wgan-gp"),
     "dtype": (None, "float64", "float32"),
     "log_likelihood": ("auto", "always", "never")}
+# The defaults of options whose best value depends on the method: the many-chain sampler
+# runs 64 short chains (a draw per chain is cheap when all advance in one batched call) and
+# targets the harmonic mean of acceptance at 0.651 (runtime/chees.py).
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "*": {"chains": 4, "warmup": 1000, "draws": 1000, "adapt_delta": 0.8},
+    "chees": {"chains": 64, "warmup": 400, "draws": 100, "adapt_delta": 0.651}}
 # Counts that size arrays or loops are bounded so that a typo (2000000000 chains) is
 # refused at once instead of running for hours; the CLI's flag types use the same bounds.
 LIMITS: dict[str, tuple[int, int | None]] = {
@@ -50,11 +56,11 @@ class FitSettings:
     seed: int = 1
     device: str = "auto"
     dtype: str | None = None  # default: float64 on the CPU, float32 on a GPU
-    # nuts
-    chains: int = 4
-    warmup: int = 1000
-    draws: int = 1000  # nuts, advi, svi, exact: posterior draws per chain
-    adapt_delta: float = 0.8
+    # nuts, chees (None: the method's default, METHOD_DEFAULTS)
+    chains: int = None  # type: ignore[assignment]
+    warmup: int = None  # type: ignore[assignment]
+    draws: int = None  # type: ignore[assignment]  # also advi, svi, exact: draws per chain
+    adapt_delta: float = None  # type: ignore[assignment]
     max_treedepth: int = 10
     metric: str = "diag"
     thin: int = 1  # keep every thin-th draw (draws counts iterations, as in CmdStan)
@@ -90,6 +96,11 @@ class FitSettings:
     refresh: int = 20
 
     def __post_init__(self) -> None:
+        if self.method in METHODS:
+            defaults = {**METHOD_DEFAULTS["*"], **METHOD_DEFAULTS.get(self.method, {})}
+            for name, value in defaults.items():
+                if getattr(self, name) is None:
+                    object.__setattr__(self, name, value)
         for name, allowed in CHOICES.items():
             if getattr(self, name) not in allowed:
                 shown = ", ".join(str(a) for a in allowed if a is not None)
@@ -248,7 +259,7 @@ def _fit_bound(program: Program, model: Any, settings: FitSettings, output: str 
     init, radius = _start(settings.init, model)
     if settings.method == "exact":
         return _exact(program, model, settings)
-    if settings.method in ("nuts", "advi"):
+    if settings.method in ("nuts", "chees", "advi"):
         return _posterior(model, settings, init, radius)
     return _point(program.name, model, settings, init, radius)
 
@@ -314,17 +325,21 @@ def _exact(program: Program, model: Any, s: FitSettings) -> Fit:
 def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
     from runtime import posterior  # noqa: PLC0415
     from runtime.advi import AdviSettings  # noqa: PLC0415
+    from runtime.chees import CheesSettings  # noqa: PLC0415
     from runtime.nuts import NutsSettings  # noqa: PLC0415
-    if s.method == "nuts":
-        settings = NutsSettings(chains=s.chains, warmup=s.warmup, draws=s.draws,
-                                adapt_delta=s.adapt_delta, max_treedepth=s.max_treedepth,
-                                metric=s.metric, seed=s.seed, thin=s.thin,
-                                init_step_size=s.step_size, save_warmup=s.save_warmup)
+    if s.method in ("nuts", "chees"):
+        common = {"chains": s.chains, "warmup": s.warmup, "draws": s.draws,
+                  "adapt_delta": s.adapt_delta, "metric": s.metric, "seed": s.seed,
+                  "thin": s.thin, "init_step_size": s.step_size,
+                  "save_warmup": s.save_warmup}
+        run, settings = (posterior.run_chees, CheesSettings(**common)) \
+            if s.method == "chees" else \
+            (posterior.run_nuts, NutsSettings(max_treedepth=s.max_treedepth, **common))
         bar = progress(s.progress, s.warmup + s.draws, refresh=s.refresh)
         try:
-            idata = posterior.run_nuts(model, settings, radius, init,
-                                       bar.sampling if bar is not None else None,
-                                       log_likelihood=s.log_likelihood)
+            idata = run(model, settings, radius, init,  # type: ignore[operator]
+                        bar.sampling if bar is not None else None,
+                        log_likelihood=s.log_likelihood)
         finally:
             if bar is not None:
                 bar.close()

@@ -91,7 +91,7 @@ class Program:
     def fit(self, data: Any, method: str = "map", seed: int = 1, device: str = "auto",
             output: str | None = None, notify: fitting.Notify | None = None,
             **options: Any) -> fitting.Fit:
-        """Fit the model to `data` with any method of `bgmc fit` (mle, map, nuts, advi,
+        """Fit the model to `data` with any method of `bgmc fit` (mle, map, nuts, chees, advi,
         svi, exact, adversarial) and its options, named as fitting.FitSettings names them
         (chains, warmup, draws, adapt_delta, max_treedepth, metric, family, optimizer,
         restarts, max_iter, lr, init, batch, plate, epochs, particles, checkpoint,

@@ -511,6 +511,14 @@ class ExprCompiler:
         if spec.kind == "dot":
             a, b = self.real(args[0]), self.real(args[1])
             loops = self._union(scope, a, b)
+            for rows, v in ((a, b), (b, a)):
+                if not rows.batched and len(rows.loops) == 1 and rows.rank == 1 and \
+                        not v.loops and v.rank == 1:
+                    # a data row per plate element against one (batched) vector: one
+                    # GEMM, v @ X^T, not a chains x N x D product and its sum
+                    matrix = self.paren(replace(rows, code=self.align(rows, loops, 1)))
+                    return Value(f"{self.operand(v, v.code, '@', False)} @ {matrix}.mT",
+                                 loops, 0, atomic=False, prec=_PREC["@"])
             left = self.operand(a, self.align(a, loops, 1), "*", False)
             right = self.operand(b, self.align(b, loops, 1), "*", True)
             return Value(f"({left} * {right}).sum(-1)", loops, 0)

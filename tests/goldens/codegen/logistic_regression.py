@@ -82,9 +82,7 @@ class LogisticRegression(rt.CompiledModel):
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
         acc__.likelihood(
             'y',
-            dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)).log_prob(
-                data__.real(y)
-            ),
+            dist.Bernoulli(logits=alpha[..., None] + w @ X.mT).log_prob(data__.real(y)),
             ndims=1,
         )
 
@@ -106,7 +104,7 @@ class LogisticRegression(rt.CompiledModel):
         draws__['w'] = w
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
         y = rt.draw(
-            dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)),
+            dist.Bernoulli(logits=alpha[..., None] + w @ X.mT),
             shape__ + (N,),
             'logistic_regression.bgm:17',
         )
@@ -123,7 +121,7 @@ class LogisticRegression(rt.CompiledModel):
         w = given__['w']
         # logistic_regression.bgm:17  for i in 1..N: y[i] ~ Bernoulli(logits=alpha + dot(X[i], w))
         y = rt.draw(
-            dist.Bernoulli(logits=alpha[..., None] + (X * w[..., None, :]).sum(-1)),
+            dist.Bernoulli(logits=alpha[..., None] + w @ X.mT),
             shape__ + (N,),
             'logistic_regression.bgm:17',
         )

@@ -95,9 +95,9 @@ class PoissonRegression(rt.CompiledModel):
         #     + dot(X[i], beta))
         acc__.likelihood(
             'y',
-            dist.Poisson(
-                log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)
-            ).log_prob(data__.real(y)),
+            dist.Poisson(log_rate=log_exposure + alpha[..., None] + beta @ X.mT).log_prob(
+                data__.real(y)
+            ),
             ndims=1,
         )
 
@@ -122,9 +122,7 @@ class PoissonRegression(rt.CompiledModel):
         # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
         #     + dot(X[i], beta))
         y = rt.draw(
-            dist.Poisson(
-                log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)
-            ),
+            dist.Poisson(log_rate=log_exposure + alpha[..., None] + beta @ X.mT),
             shape__ + (N,),
             'poisson_regression.bgm:17',
         )
@@ -143,9 +141,7 @@ class PoissonRegression(rt.CompiledModel):
         # poisson_regression.bgm:17  for i in 1..N: y[i] ~ Poisson(log_rate=log_exposure[i] + alpha
         #     + dot(X[i], beta))
         y = rt.draw(
-            dist.Poisson(
-                log_rate=log_exposure + alpha[..., None] + (X * beta[..., None, :]).sum(-1)
-            ),
+            dist.Poisson(log_rate=log_exposure + alpha[..., None] + beta @ X.mT),
             shape__ + (N,),
             'poisson_regression.bgm:17',
         )
