@@ -113,7 +113,8 @@ def run_chees(model: Any, settings: chees.CheesSettings, radius: float = 2.0,
              "chains": settings.chains, "superchains": groups, "warmup": settings.warmup,
              "adapt_delta": settings.adapt_delta, "metric": settings.metric,
              "thin": settings.thin, "save_warmup": settings.save_warmup,
-             "step_size": result.step_size, "trajectory_length": result.trajectory_length,
+             "step_size": float(result.step_size[0]),
+             "trajectory_length": float(result.trajectory_length[0]),
              "sampling_seconds": round(seconds, 3)}
     centred = getattr(model, "centred", ())
     if centred:

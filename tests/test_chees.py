@@ -103,13 +103,20 @@ def test_the_chees_gradient_points_towards_longer_trajectories_at_the_start() ->
     end = 3 * start
     metric = Metric(torch.ones(4, 2, dtype=torch.float64))
     ones, none = torch.ones(4, dtype=torch.float64), torch.zeros(4, dtype=torch.bool)
-    out = chees_gradient(start, end, end, ones, none, metric, 1.0, 1.0)
-    back = chees_gradient(start, end, -end, ones, none, metric, 1.0, 1.0)
-    assert out is not None and back is not None and out > 0 > back
+    length = torch.ones(1, dtype=torch.float64)
+    out = chees_gradient(start, end, end, ones, none, metric, 1.0, length)
+    back = chees_gradient(start, end, -end, ones, none, metric, 1.0, length)
+    assert float(out) > 0 > float(back)
     # (|x'|^2 - |x|^2) (x' . p) for each chain: (0.09 - 0.01) * 0.09
-    assert out == pytest.approx(0.08 * 0.09)
-    assert chees_gradient(start, end, end, ones, torch.ones(4, dtype=torch.bool), metric,
-                          1.0, 1.0) is None
+    assert float(out) == pytest.approx(0.08 * 0.09)
+    assert torch.isnan(chees_gradient(start, end, end, ones, torch.ones(4, dtype=torch.bool),
+                                      metric, 1.0, length)).all()
+    # two groups, each centred on its own mean: the second group's chains moved inwards
+    groups = torch.tensor([0, 0, 1, 1])
+    p_end = torch.cat([end[:2], -end[2:]])
+    both = chees_gradient(start, end, p_end, ones, none, metric, 1.0,
+                          torch.ones(2, dtype=torch.float64), groups)
+    assert float(both[0]) > 0 > float(both[1])
 
 
 def test_halton_and_the_metric_windows() -> None:

@@ -255,6 +255,16 @@ def test_nuts_is_calibrated_on_a_hierarchical_non_centred_model(schools: Any) ->
     assert result.calibrated, result.report()
 
 
+@pytest.mark.slow
+def test_chees_is_calibrated_on_a_hierarchical_non_centred_model(schools: Any) -> None:
+    """The many-chain sampler at `bgmc sbc`'s defaults: 4 chains per replication, all 100
+    replications in one lockstep run."""
+    result = sbc.run(schools.model_class(), SCHOOLS_DATA, sbc.CheesFitter(),
+                     replications=100, seed=1)
+    assert result.ranks.shape == (100, 6) and result.draws_per_fit == 100
+    assert result.calibrated, result.report()
+
+
 def _conjugate_models(program: Any, means: list[float], n: int = 10) -> list[Any]:
     rng = np.random.default_rng(0)
     models = []
@@ -278,6 +288,32 @@ def test_batched_nuts_fits_each_replication_to_its_own_data() -> None:
         mu = model.constrain(torch.as_tensor(draws))["mu"].numpy()
         assert mu.mean() == pytest.approx(x.sum() / precision, abs=0.12)
         assert mu.std() == pytest.approx(1 / math.sqrt(precision), rel=0.25)
+
+
+def test_many_chain_sbc_fits_each_replication_to_its_own_data() -> None:
+    """chees over three replications at once, 4 chains each, a metric and a step size per
+    replication: each replication's draws are its own posterior (closed form here)."""
+    program = compile_string(CONJUGATE, "conjugate.bgm")
+    models = _conjugate_models(program, [-3.0, 0.0, 3.0])
+    fitter = sbc.CheesFitter(warmup=150, draws=100, thin=1)
+    fits = fitter.fit_many(models, seed=5)
+    assert [f.shape for f in fits] == [(400, 2)] * 3
+    for model, draws in zip(models, fits, strict=True):
+        x = model.data["x"].cpu().numpy()
+        precision = len(x) + 1 / 4
+        mu = model.constrain(torch.as_tensor(draws))["mu"].numpy()
+        assert mu.mean() == pytest.approx(x.sum() / precision, abs=0.1)
+        assert mu.std() == pytest.approx(1 / math.sqrt(precision), rel=0.2)
+
+
+def test_many_chain_sbc_falls_back_to_nuts_where_the_density_does_not_batch() -> None:
+    program = compile_string(INDEXED, "indexed.bgm")
+    rng = np.random.default_rng(1)
+    models = [program.bind({"N": 6, "K": 3, "z": rng.integers(1, 4, 6),
+                            "x": rng.normal(size=6)}, "cpu") for _ in range(2)]
+    fits = sbc.CheesFitter(warmup=60, draws=10, thin=2).fit_many(models, seed=9)
+    nuts = sbc.nuts_fitter(warmup=60, draws=40, thin=2)
+    assert np.array_equal(fits[0], nuts(models[0], 9))
 
 
 def test_batched_nuts_falls_back_to_one_fit_after_another() -> None:
@@ -304,7 +340,7 @@ def test_cli_sbc_writes_rank_histograms_and_prints_p_values(
     plot = tmp_path / "ranks.png"
     code = main(["sbc", str(model), "--data", str(data), "-n", "12", "--warmup", "100",
                  "--draws", "100", "--thin", "5", "--seed", "3", "--device", "cpu",
-                 "-o", str(plot)])
+                 "--method", "nuts", "-o", str(plot)])
     out = capsys.readouterr().out
     assert out.startswith("SBC: 12 replications, 20 draws each")
     p = {m.group(1): float(m.group(2))

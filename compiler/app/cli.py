@@ -373,11 +373,15 @@ def _parser() -> argparse.ArgumentParser:
     sb.add_argument("model")
     _data_args(sb)
     sb.add_argument("-n", "--replications", type=positive_int, default=100,
-                    help="simulated data sets, each fitted by NUTS")
+                    help="simulated data sets, each fitted")
+    sb.add_argument("--method", choices=["chees", "nuts"], default="chees",
+                    help="the sampler calibrated: chees fits every replication at once (4 "
+                         "chains each, in lockstep); nuts one chain per replication")
     sb.add_argument("--warmup", type=warmup_count, default=300,
-                    help="NUTS warmup iterations per fit")
-    sb.add_argument("--draws", type=draw_count, default=400,
-                    help="NUTS iterations per fit after warmup")
+                    help="warmup iterations per fit")
+    sb.add_argument("--draws", type=draw_count, default=None,
+                    help="iterations per chain after warmup (default: 400 for nuts; 100 "
+                         "per chain for chees)")
     sb.add_argument("--thin", type=positive_int, default=4,
                     help="keep every k-th draw, so the ranks are of nearly independent draws")
     sb.add_argument("-o", "--output", type=output_file,
@@ -640,7 +644,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_sbc(args: argparse.Namespace) -> int:
     result = _program(args.model).sbc(args.data, args.replications, args.warmup, args.draws,
-                                      args.thin, args.seed, device=args.device, progress=True)
+                                      args.thin, args.seed, device=args.device, progress=True,
+                                      method=args.method)
     print(result.report())
     if args.output:
         import io  # noqa: PLC0415

@@ -255,17 +255,22 @@ class Program:
                 "q95": np.quantile(values, 0.95, axis=0).tolist(), "draws": len(values)}
 
     # ---- simulation-based calibration
-    def sbc(self, data: Any, replications: int = 100, warmup: int = 300, draws: int = 400,
-            thin: int = 4, seed: int = 1, device: str = "cpu", progress: bool = False) -> Any:
-        """Simulation-based calibration with NUTS (runtime/sbc.py): `replications` data
-        sets simulated from the prior, each fitted; returns runtime.sbc.SbcResult."""
+    def sbc(self, data: Any, replications: int = 100, warmup: int = 300,
+            draws: int | None = None, thin: int = 4, seed: int = 1, device: str = "cpu",
+            progress: bool = False, method: str = "chees") -> Any:
+        """Simulation-based calibration (runtime/sbc.py): `replications` data sets
+        simulated from the prior, each fitted by `method` (chees: 4 chains per replication,
+        every replication in one lockstep run, `draws` per chain, default 100; nuts: one
+        chain per replication, default 400 draws); returns runtime.sbc.SbcResult."""
         from compiler.app.progress import progress as progress_bar  # noqa: PLC0415
         from runtime import sbc  # noqa: PLC0415
         from runtime.data_files import read_data_file  # noqa: PLC0415
         raw = dict(data) if isinstance(data, dict) else read_data_file(data)
         bar = progress_bar(progress, replications)
         try:
-            return sbc.run(self.model_class(), raw, sbc.nuts_fitter(warmup, draws, thin),
+            fitter = sbc.CheesFitter(warmup, draws or 100, thin) if method == "chees" else \
+                sbc.nuts_fitter(warmup, draws or 400, thin)
+            return sbc.run(self.model_class(), raw, fitter,
                            replications, seed, device=device,
                            progress=bar.count if bar is not None else None)
         finally:
