@@ -36,6 +36,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -246,8 +247,10 @@ def run_once(system: str, workload: str, settings: dict, python: str) -> dict | 
             f"sys.path.insert(0, {str(ROOT / 'bench')!r}); import posterior_speed_bench as b; "
             f"print('RESULT' + json.dumps(b.worker({system!r}, {workload!r}, "
             f"json.loads({json.dumps(settings)!r}), {began!r})))")
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False,
-                          env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    with tempfile.TemporaryDirectory() as scratch:  # PyStan's build leaves files in cwd
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True,
+                              check=False, cwd=scratch,
+                              env={**os.environ, "PYTHONWARNINGS": "ignore"})
     for line in done.stdout.splitlines():
         if line.startswith("RESULT"):
             return json.loads(line[len("RESULT"):])

@@ -169,6 +169,7 @@ def test_noncentred_eight_schools_matches_the_reference_with_nested_r_hat() -> N
     assert not any("R-hat" in w for w in warnings), warnings
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_centred_eight_schools_reports_its_divergences() -> None:
     fit = compile_string(CENTRED, "c.bgm").fit(SCHOOLS, method="chees", seed=1)
     n = int(np.asarray(fit.idata.sample_stats["diverging"]).sum())

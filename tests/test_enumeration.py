@@ -195,6 +195,7 @@ def test_conditional_of_switch_point_is_exact() -> None:
         np.testing.assert_allclose(got[:, b], np.exp(logs - logsumexp(logs)), atol=1e-12)
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_switch_point_posterior_matches_closed_form() -> None:
     """NUTS on the rates, s summed out: the Rao-Blackwellised marginal of s equals the
     closed form (rates integrated analytically) within Monte-Carlo error."""
@@ -212,6 +213,7 @@ def test_switch_point_posterior_matches_closed_form() -> None:
     assert np.abs(frequency - exact).max() < 0.06  # draws of s are posterior draws too
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_mixture_labels_posterior_in_output() -> None:
     data = {"N": 6, "K": 2, "x": [-2.1, -1.9, -2.3, 2.0, 2.2, 1.8]}
     model = compile_string(MIXTURE.format(decl="")).bind(data, device="cpu")

@@ -89,6 +89,7 @@ def test_a_short_ns_gan_beats_a_gaussian_on_the_ring() -> None:
     assert gan < gaussian, (gan, gaussian)
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_cli_trains_writes_the_nets_and_samples(tmp_path: Path) -> None:
     run = _bgmc("fit", str(EXAMPLE), "--data", str(TRAIN), "--method", "adversarial",
                 "--critic", "D", "--iter", "30", "--no-progress", "-o", "gan.nc", cwd=tmp_path)

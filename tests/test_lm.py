@@ -188,6 +188,7 @@ def _bgmc(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_cli_fits_and_generates_reproducibly(tmp_path: Path) -> None:
     (tmp_path / "lm.bgm").write_text(LM.format(net=NETS["gru"], start=2))
     (tmp_path / "d.json").write_text(json.dumps(

@@ -22,6 +22,7 @@ def _gaussian(scales: torch.Tensor, rho: float = 0.0):
     return log_prob, cov
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_standard_gaussian_moments_within_monte_carlo_error():
     scales = torch.tensor([0.1, 1.0, 10.0])
     log_prob, cov = _gaussian(scales)
@@ -42,6 +43,7 @@ def test_step_size_adaptation_reaches_target_acceptance():
     assert 0.85 < accept < 0.97, accept
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_diagonal_metric_learns_the_variances():
     scales = torch.tensor([0.05, 1.0, 20.0])
     log_prob, _ = _gaussian(scales)
@@ -60,6 +62,7 @@ def test_dense_metric_handles_strong_correlation():
     assert r.stats["tree_depth"].float().mean() < 4
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_dense_metric_regularisation_is_invariant_to_units():
     """The same correlated Gaussian in small units (sd 0.005, as a slope on uncentred
     years): the dense metric must learn the correlation, not be swamped by a fixed 1e-3."""
@@ -94,6 +97,7 @@ def test_same_seed_same_draws_different_seed_different_draws():
     assert not torch.equal(a, c)
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_divergences_are_detected_in_a_funnel():
     def funnel(x: torch.Tensor) -> torch.Tensor:
         v, z = x[..., 0], x[..., 1:]

@@ -3,10 +3,13 @@ import re
 import shlex
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_python_snippets_run(monkeypatch, tmp_path):
     """In a scratch directory that sees the examples, so the files they write stay there."""
     (tmp_path / "examples").symlink_to(ROOT / "examples")

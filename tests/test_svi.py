@@ -140,6 +140,7 @@ def _final_params(path: Path) -> dict[str, np.ndarray]:
     return {"dec": np.asarray(idata.nets["dec"]), "z": np.asarray(idata.posterior["z"])}
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> None:
     common = ["fit", "examples/vae.bgm", "--data", "examples/vae.json", "--method", "svi",
               "--batch", "100", "--iter", "400", "--draws", "5", "--seed", "3",
@@ -168,6 +169,7 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path: Path) -> N
     assert np.array_equal(a["dec"], b["dec"]) and np.array_equal(a["z"], b["z"])
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     out = tmp_path / "fit.nc"
     base = ["fit", "examples/vae.bgm", "--data", "examples/vae.json", "--method", "svi",
@@ -178,6 +180,7 @@ def test_resume_refuses_other_settings(tmp_path: Path) -> None:
     assert "Traceback" not in other.stderr
 
 
+@pytest.mark.slow  # moved from the fast step (over 8 s)
 def test_vae_example_trains_and_samples(tmp_path: Path) -> None:
     out = tmp_path / "vae.nc"
     fit = _bgmc("fit", "examples/vae.bgm", "--data", "examples/vae.json", "--method", "svi",
