@@ -123,12 +123,11 @@ def stan_worker(workload: str, settings: dict):
     import stan
     data = data_of(workload)
     code = EIGHT_STAN if workload == "eight" else LOGISTIC_STAN
-    model = {}
-
     def fit(seed: int):
-        if "posterior" not in model:
-            model["posterior"] = stan.build(code, data=data, random_seed=seed)
-        fit_ = model["posterior"].sample(num_chains=settings["chains"],
+        # built again for each seed: the compiled model is reused from httpstan's cache,
+        # and a posterior object built with the same seed would return its cached draws
+        posterior = stan.build(code, data=data, random_seed=seed)
+        fit_ = posterior.sample(num_chains=settings["chains"],
                                          num_warmup=settings["warmup"],
                                          num_samples=settings["draws"])
         c = settings["chains"]
