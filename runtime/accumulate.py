@@ -151,12 +151,13 @@ class Accumulator:
     def enumerate_chain(self, name: str, values: torch.Tensor,
                         shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The values of z[t] (dim 0) and of z[t-1] (dim 1), left of the batch dims, each
-        the same at every step: [K, 1, 1..., T] and [1, K, 1..., T]."""
+        the same at every step: [K, 1, 1..., T] and [1, K, 1..., T] (with plates before
+        the steps for a chain per sequence: [K, 1, 1..., N, T])."""
         self.enumerate(name, values, shape)  # the checks, the terms' list, the values
         k = int(values.shape[0])
         ones = (1,) * (self.batch_ndim + len(shape))
         full = (1,) * self.batch_ndim + tuple(shape)
-        self.chain_length[name] = int(shape[0])
+        self.chain_length[name] = int(shape[-1])
         current = values.reshape((k, 1) + ones).expand((k, 1) + full)
         previous = values.reshape((1, k) + ones).expand((1, k) + full)
         return current, previous
@@ -170,8 +171,9 @@ class Accumulator:
             t = t.unsqueeze(-1)
         self.enumerated[name].append((t, start))
 
-    def sum_out_chain(self, name: str) -> None:
-        """log sum over all paths, by the parallel forward algorithm (runtime/hmm.py)."""
+    def sum_out_chain(self, name: str, plates: int = 0) -> None:
+        """log sum over all paths, by the parallel forward algorithm (runtime/hmm.py),
+        one chain per element of the `plates` dims before the steps, summed over them."""
         from runtime import hmm  # noqa: PLC0415
         length = self.chain_length[name]
         total: Any = 0.0
@@ -182,7 +184,7 @@ class Accumulator:
         phi = total.permute(*range(2, total.dim()), 1, 0)  # [batch..., T, K(t-1), K(t)]
         if self.record:
             self.chains[name] = phi
-        self._add(f"summed out {name}", hmm.log_likelihood(phi))
+        self._add(f"summed out {name}", _sum_last(hmm.log_likelihood(phi), plates))
 
     def deterministic(self, name: str, value: torch.Tensor) -> None:
         if self.record:

@@ -207,8 +207,8 @@ def _sizes_per_draw(model: Any, probe: torch.Tensor, pointwise: bool) -> dict[st
     if pointwise:
         sizes.update({f"ll:{name}": int(value[0, 0].numel()) if value.dim() >= 2 else 1
                       for name, value in acc.pointwise.items()})
-    for name, phi in acc.chains.items():  # [C, S, T, K, K]: a path of T values per draw
-        sizes[f"discrete:{name}"] = int(phi.shape[-3])
+    for name, phi in acc.chains.items():  # [C, S, N..., T, K, K]: N... paths of T values
+        sizes[f"discrete:{name}"] = int(phi[0, 0, ..., 0, 0].numel())
     for name, log_cond in acc.conditionals.items():  # [K, C, S, plate...]
         sizes[f"discrete:{name}"] = int(log_cond[0, 0, 0].numel())
     return sizes
@@ -261,7 +261,9 @@ class _DiscreteAccumulator:
 
     def _add_chain(self, name: str, phi: torch.Tensor, values: torch.Tensor) -> None:
         """A chain: FFBS draws, forward-backward marginals, and the Viterbi path of the
-        draw whose best path scores highest (the joint mode among the draws)."""
+        draw whose best path scores highest (the joint mode among the draws). With one
+        chain per element of plates (phi [C, S, N..., T, K, K]) a draw's score is the sum
+        over its sequences, and its path holds each sequence's Viterbi path."""
         from runtime import hmm  # noqa: PLC0415
         self.values[name] = values
         index = hmm.sample_paths(phi, self.generator)  # [C, S, T]
@@ -269,10 +271,11 @@ class _DiscreteAccumulator:
             self.draws.setdefault(name, []).append(values[index].numpy())
         self.prob_sum[name] = self.prob_sum.get(name, 0) + hmm.marginals(phi).sum(dim=(0, 1))
         path, score = hmm.viterbi(phi, with_score=True)
+        score = score.reshape(score.shape[0] * score.shape[1], -1).sum(-1)
         best = int(score.argmax())
-        if float(score.reshape(-1)[best]) > self.best_score.get(name, -float("inf")):
-            self.best_score[name] = float(score.reshape(-1)[best])
-            self.best_path[name] = values[path.reshape(-1, path.shape[-1])[best]].numpy()
+        if float(score[best]) > self.best_score.get(name, -float("inf")):
+            self.best_score[name] = float(score[best])
+            self.best_path[name] = values[path.reshape(-1, *path.shape[2:])[best]].numpy()
 
     def result(self) -> DiscretePosterior | None:
         """The arrays, or None when the model has no summed-out discrete latents."""

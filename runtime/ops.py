@@ -137,9 +137,12 @@ class Steps:
     `given` (the observed data, when sampling) supplies the elements no statement
     generates, such as the first K values of an AR(K) (rule 24)."""
 
-    def __init__(self, name: str, length: int, given: Any = None):
+    def __init__(self, name: str, length: int, given: Any = None, after: int | None = None):
+        """`after`: the number of dims after the step dim when it is not the first (`y[n,
+        t]`, a chain per element of a plate: the given data is read along that dim)."""
         from runtime.decoding import fixed_length  # noqa: PLC0415
         self.name = name
+        self.after = after
         self.items: list[Any] = [None] * length
         self.given = given
         self.keep = fixed_length(name)  # a prompt, or the observed part of a forecast
@@ -159,6 +162,8 @@ class Steps:
         if self.given is None:
             raise ModelError(f"{self.name}[{index}] is read but no statement generates it: "
                              "supply it in the data")
+        if self.after is not None:
+            return self.given.select(-1 - self.after, index - 1)
         return self.given[index - 1]
 
     def gather(self, index: torch.Tensor, elem_rank: int) -> torch.Tensor:

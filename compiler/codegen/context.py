@@ -20,6 +20,9 @@ class FunctionStorage:
     """How the generated function being written stores the variables its statements define
     (storage.py fills it; storage.begin_function starts it afresh for each function)."""
     step_by_step: set[str] = field(default_factory=set)  # stored step by step (rt.Steps)
+    # the position of the step index among each such variable's indices: 0 for `y[t]`,
+    # 1 for `y[n, t]` (a chain per element of the plate n, whose loop is vectorised)
+    step_dim: dict[str, int] = field(default_factory=dict)
     statements_left: dict[str, int] = field(default_factory=dict)  # still to define each
     parts_started: set[str] = field(default_factory=set)  # assembled in parts (rt.Parts)
     completed: set[str] = field(default_factory=set)  # steps stacked, or parts built

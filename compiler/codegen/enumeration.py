@@ -38,12 +38,16 @@ def is_summed_out_chain(model: GraphicalModel, name: str) -> bool:
 
 def previous_step_value(ctx: ModuleContext, name: str, items: tuple[Any, ...], scope: Scope,
                         node: Any, read: Any) -> Value | None:
-    """`z[t - 1]` of a summed-out chain reads the dimension of the previous step."""
-    f = classify(items[0], scope.all_scopes(), ctx.ints)
+    """`z[t - 1]` (`z[n, t - 1]` for a chain per plate element) of a summed-out chain
+    reads the dimension of the previous step."""
+    v = ctx.model.variables[name]
+    rank = len(v.shape or ())
+    if len(items) < rank:
+        return None
+    f = classify(items[rank - 1], scope.all_scopes(), ctx.ints)
     if f.kind != "loop" or f.offset is None or f.offset.constant != -1:
         return None
-    v = ctx.model.variables[name]
-    base = Value(f"{ctx.names[name]}__prev", (), 1, True)
+    base = Value(f"{ctx.names[name]}__prev", (), rank, True)
     return ctx.exprs(read).index_value(base, items, scope, node, tuple(v.shape))  # type: ignore[arg-type]
 
 
@@ -118,12 +122,14 @@ def enumerated_term(group: Any, stmt: Statement, code: str, ndims: int) -> str:
     if not group.chain:
         return f"acc__.enum_term({group.name!r}, {code}, ndims={ndims - group.keep})"
     start, timed = next((a, b) for i, a, b in group.steps if i == stmt.id)
-    return (f"acc__.chain_term({group.name!r}, {code}, ndims={ndims - 1 if timed else ndims}, "
+    plates = len(group.plate) - 1  # the sequences' plates, before the steps
+    kept = plates + 1 if timed else plates
+    return (f"acc__.chain_term({group.name!r}, {code}, ndims={ndims - kept}, "
             f"start={start}, timed={timed})")
 
 
 def check_plate_dims(value: Value, scope: Scope, group: Any, stmt: Statement) -> None:
-    keep = 1 if group.chain and scope.loops else group.keep if not group.chain else 0
+    keep = min(len(scope.loops), group.keep) if group.chain else group.keep
     if value.loops[:keep] != scope.keys()[:keep]:
         raise Unsupported(f"this factor must vary over the plate of '{group.name}' to sum "
                           "it out", stmt.node)
@@ -137,7 +143,9 @@ def write_sum_out(ctx: ModuleContext) -> None:
             ctx.out.comment(f"{ctx.where(stmt.span)}  sum out the chain {name}: log sum "
                             "over all paths, the forward algorithm as a parallel "
                             "reduction over steps")
-            ctx.out.line(f"acc__.sum_out_chain({name!r})")
+            plates = len(group.plate) - 1
+            ctx.out.line(f"acc__.sum_out_chain({name!r}, plates={plates})" if plates
+                         else f"acc__.sum_out_chain({name!r})")
             continue
         others = [t for t in dict.fromkeys(ctx.model.statements[i].target or "factor"
                                            for i in group.terms[1:]) if t != name]

@@ -25,18 +25,23 @@ def begin_function(ctx: ModuleContext, units: list[Unit]) -> None:
     ctx.storage = storage = FunctionStorage(
         step_by_step={v for u in units if u.kind == "sequential" for v in u.sequential_vars})
     for u in units:
+        if u.kind == "sequential":
+            storage.step_dim.update(_step_dims(ctx, u))
+    for u in units:
         for s in ([u.statement] if u.statement else u.body):
             if s is not None and s.target is not None and (
                     s.kind == "assign" or u.kind == "sequential" or ctx.sampling):
                 storage.statements_left[s.target] = storage.statements_left.get(s.target, 0) + 1
     for name in sorted(storage.step_by_step):
         v = ctx.model.variables[name]
-        length = ctx.exprs().size(v.shape[0])  # type: ignore[index]
+        length = ctx.exprs().size(v.shape[storage.step_dim.get(name, 0)])  # type: ignore[index]
         given = ""
         if ctx.sampling and v.role == "observed":
             # elements no `~` generates (an AR(K)'s first K) come from the data (rule 24)
             given = f", given={ctx.names[name]}"
-        ctx.out.line(f"{ctx.names[name]}__steps = rt.Steps({name!r}, {length}{given})")
+        p = storage.step_dim.get(name, 0)
+        after = f", after={len(v.shape) - 1 - p}" if p else ""  # type: ignore[arg-type]
+        ctx.out.line(f"{ctx.names[name]}__steps = rt.Steps({name!r}, {length}{given}{after})")
 
 
 def store_value(ctx: ModuleContext, stmt: Statement, value: Value, scope: Scope,
@@ -51,8 +56,9 @@ def store_value(ctx: ModuleContext, stmt: Statement, value: Value, scope: Scope,
     v = ctx.model.variables[name]
     if name in storage.step_by_step:
         index = _step_index(ctx, stmt, scope, ex)
+        after = len(v.shape) - 1 - storage.step_dim.get(name, 0)  # type: ignore[arg-type]
         o.line(f"{py}__steps[{index}] = {ex.align(value, scope.keys(), value.rank)}")
-        _finish(ctx, name, lambda: f"{py} = {py}__steps.stack({len(v.shape) - 1})")  # type: ignore[arg-type]
+        _finish(ctx, name, lambda: f"{py} = {py}__steps.stack({after})")
         return
     if _defines_whole_variable(ctx, stmt, scope) and storage.statements_left.get(name, 1) <= 1:
         aligned = ex.align(value, scope.keys(), value.rank)
@@ -171,12 +177,59 @@ def _parts_index(ctx: ModuleContext, stmt: Statement, scope: Scope, ex: ExprComp
     return tuple_code(entries)
 
 
+def _step_dims(ctx: ModuleContext, u: Unit) -> dict[str, int]:
+    """Where the step loop indexes each variable of a step-by-step loop: after the
+    plate loops around it (`y[n, t]` in `for n: for t`), 0 when it comes first."""
+    out: dict[str, int] = {}
+    for s in u.body:
+        if s.target not in u.sequential_vars or s.target in out:
+            continue
+        scopes = tuple(ctx.model.scopes[lp.id] for lp in s.loops)
+        for k, item in enumerate(s.node.target.items):
+            f = classify(item, scopes, ctx.ints)
+            if f.kind == "loop" and f.loop is not None and u.loop is not None \
+                    and f.loop.key == u.loop.id:
+                out[s.target] = k  # type: ignore[index]
+                break
+    return out
+
+
+def _plate_items(ctx: ModuleContext, name: str, items: tuple[Any, ...], scope: Scope,
+                 node: Any) -> tuple[int, ...]:
+    """The vectorised plate loops indexing a step-by-step variable before its step index:
+    each must be the loop's own variable over the whole dim, outer loops first, so that a
+    step's value is laid out over those loops as the stored steps are."""
+    p = ctx.storage.step_dim.get(name, 0)
+    v = ctx.model.variables[name]
+    keys = []
+    for k, item in enumerate(items[:p]):
+        f = classify(item, scope.all_scopes(), ctx.ints)
+        whole = f.kind == "loop" and f.loop is not None and f.offset is not None and \
+            f.offset.constant == 0 and f.loop.var not in scope.sequential and \
+            f.loop.lo.constant == 1 and f.loop.hi == v.shape[k]  # type: ignore[index]
+        if not whole or (keys and scope.keys().index(f.loop.key) <  # type: ignore[union-attr]
+                         scope.keys().index(keys[-1])):
+            raise Unsupported(f"'{name}' is computed step by step along its dim {p + 1}; "
+                              f"index its dims before that by loops over all of each "
+                              f"(as in {name}[n, t - 1] inside 'for n in 1..N')", node)
+        keys.append(f.loop.key)  # type: ignore[union-attr]
+    return tuple(keys)
+
+
 def _step_index(ctx: ModuleContext, stmt: Statement, scope: Scope, ex: ExprCompiler) -> str:
     items = stmt.node.target.items
     if not items:  # `y: real[2] ~ ...` beside `y[t] ~ ...` computed step by step
         raise Unsupported(f"'{stmt.target}' is defined whole here, but element by "
                           "element by another statement", stmt.node.target)
-    f = classify(items[0], scope.all_scopes(), ctx.ints)
+    p = ctx.storage.step_dim.get(stmt.target, 0)  # type: ignore[arg-type]
+    if len(items) <= p:
+        raise Unsupported(f"'{stmt.target}' is computed step by step along its dim {p + 1};"
+                          " define it element by element there", stmt.node.target)
+    keys = _plate_items(ctx, stmt.target, items, scope, stmt.node.target)  # type: ignore[arg-type]
+    if keys != scope.keys()[:len(keys)]:
+        raise Unsupported(f"'{stmt.target}' is computed step by step; its plate loops must "
+                          "be the outermost ones around it", stmt.node.target)
+    f = classify(items[p], scope.all_scopes(), ctx.ints)
     if f.kind == "loop" and f.loop is not None and f.loop.var in scope.sequential:
         return ex.size(Size.name(f.loop.var) + (f.offset or Size.const(0)), scope)
     if f.kind == "scalar":
@@ -200,13 +253,18 @@ def step_reader(ctx: ModuleContext) -> Any:
                               node)
         ex = ctx.exprs(read)
         v = ctx.model.variables[name]
-        rank = len(v.shape) - 1  # type: ignore[arg-type]
-        f = classify(items[0], scope.all_scopes(), ctx.ints)
+        p = ctx.storage.step_dim.get(name, 0)
+        if len(items) <= p:
+            raise Unsupported(f"'{name}' is computed step by step along its dim {p + 1}; "
+                              "read it element by element there", node)
+        plates = _plate_items(ctx, name, items, scope, node)
+        rank = len(v.shape) - 1 - p  # type: ignore[arg-type]
+        f = classify(items[p], scope.all_scopes(), ctx.ints)
         if f.kind == "loop" and f.loop is not None and f.loop.var in scope.sequential:
             index = ex.size(Size.name(f.loop.var) + (f.offset or Size.const(0)), scope)
         elif f.kind == "scalar":
             index = ex.size(f.lo, scope)  # type: ignore[arg-type]
-        elif f.kind == "gather" and len(items) == 1:
+        elif f.kind == "gather" and len(items) == 1 and p == 0:
             # `y[t - k]` with k a generator variable: earlier steps gathered over k
             at = ex.expr(items[0], scope)
             if not at.integer or at.rank != 0:
@@ -217,6 +275,6 @@ def step_reader(ctx: ModuleContext) -> Any:
         else:
             raise Unsupported(f"'{name}' is computed step by step; read it at the loop "
                               "variable minus a constant", items[0])
-        elem = Value(f"{ctx.names[name]}__steps[{index}]", (), rank)
-        return ex.index_value(elem, items[1:], scope, node, tuple(v.shape[1:]))  # type: ignore[index]
+        elem = Value(f"{ctx.names[name]}__steps[{index}]", plates, rank)
+        return ex.index_value(elem, items[p + 1:], scope, node, tuple(v.shape[p + 1:]))  # type: ignore[index]
     return read

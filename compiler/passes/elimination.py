@@ -133,25 +133,40 @@ def _derived(model: GraphicalModel, name: str) -> set[str]:
 def _chain(model: GraphicalModel, name: str, defs: list[Statement]) -> Enumerated:
     """`z[1] ~ ...` and `for t in 2..T: z[t] ~ f(z[t-1])`: a first-order chain over the
     whole of z, summed out by the forward algorithm. Every other factor reads z (or what
-    is computed from it) at its loop's t or t - 1, or at a constant index outside loops."""
+    is computed from it) at its loop's t or t - 1, or at a constant index outside loops.
+
+    With plates around it (`for n in 1..N: z[n, 1] ~ ...; for t in 2..T: z[n, t] ~
+    f(z[n, t - 1])`) it is one chain per element of the plates, its step index last:
+    every factor reads it at the current element of each plate (`z[n, t]`), and the
+    forward algorithm runs batched over the plates."""
     ints = int_env(model)
     v = model.variables[name]
     unsupported = Problem(
         f"the discrete latent '{name}' is defined by several statements in a way bgmc "
         "cannot sum out yet: a chain is written 'z[1] ~ ...' and 'for t in 2..T: z[t] ~ "
-        "...(z[t - 1])'", defs[-1].span)
-    if len(v.shape or ()) != 1 or len(defs) != 2:
+        "...(z[t - 1])', or per sequence 'z[n, 1] ~ ...' and 'z[n, t] ~ ...(z[n, t - 1])' "
+        "inside 'for n in 1..N'", defs[-1].span)
+    shape = tuple(v.shape or ())
+    if not shape or len(defs) != 2:
         raise unsupported
-    first = [s for s in defs if not s.loops]
-    step = [s for s in defs if len(s.loops) == 1]
+    p = len(shape) - 1  # the plate dims before the step index
+    first = [s for s in defs if len(s.loops) == p]
+    step = [s for s in defs if len(s.loops) == p + 1]
     if len(first) != 1 or len(step) != 1:
         raise unsupported
-    first_form = classify(first[0].node.target.items[0], (), ints)
-    scope = _scopes(model, step[0])[0]
-    form = classify(step[0].node.target.items[0], (scope,), ints)
+    plate = _chain_plate(model, first[0], shape, ints)
+    step_scopes = _scopes(model, step[0])
+    other = _chain_plate(model, step[0], shape, ints)
+    if plate is None or other is None or \
+            [(a.lo, a.hi) for a in plate] != [(b.lo, b.hi) for b in other]:
+        raise unsupported
+    first_form = classify(first[0].node.target.items[p], _scopes(model, first[0]), ints)
+    scope = step_scopes[p]
+    form = classify(step[0].node.target.items[p], step_scopes, ints)
     if first_form.kind != "scalar" or first_form.lo is None or first_form.lo.constant != 1 \
-            or form.kind != "loop" or form.offset is None or form.offset.constant != 0 \
-            or scope.lo.constant != 2 or scope.hi != v.shape[0]:  # type: ignore[index]
+            or form.kind != "loop" or form.loop is None or form.loop.key != scope.key \
+            or form.offset is None or form.offset.constant != 0 \
+            or scope.lo.constant != 2 or scope.hi != shape[p]:
         raise unsupported
     derived = _derived(model, name)
     watched = {name} | derived
@@ -160,45 +175,85 @@ def _chain(model: GraphicalModel, name: str, defs: list[Statement]) -> Enumerate
     _not_step_by_step(model, name, terms)
     steps = []
     for s in terms:
-        steps.append((s.id, *_chain_step(model, s, name, watched, ints)))
-    return Enumerated(name, first[0].id, (scope,), tuple(s.id for s in terms),
+        steps.append((s.id, *_chain_step(model, s, name, watched, ints, plate)))
+    return Enumerated(name, first[0].id, plate + (scope,), tuple(s.id for s in terms),
                       frozenset(derived), _observed(model, terms), chain=True,
                       steps=tuple(steps))
 
 
+def _chain_plate(model: GraphicalModel, s: Statement, shape: tuple[Any, ...],
+                 ints: dict[str, Any]) -> tuple[LoopScope, ...] | None:
+    """The plate loops of one definition of a chain: its outer loops, each over a whole
+    dim from 1 and indexing that dim (`z[n, t]` inside `for n in 1..N`); None if not."""
+    p = len(shape) - 1
+    scopes = _scopes(model, s)
+    items = s.node.target.items
+    if len(items) != len(shape) or len(scopes) < p:
+        return None
+    for k in range(p):
+        f = classify(items[k], scopes, ints)
+        if f.kind != "loop" or f.loop is None or f.loop.key != scopes[k].key or \
+                f.offset is None or f.offset.constant != 0 or scopes[k].lo.constant != 1 \
+                or scopes[k].hi != shape[k]:
+            return None
+    return scopes[:p]
+
+
 def _chain_step(model: GraphicalModel, s: Statement, name: str, watched: set[str],
-                ints: dict[str, Any]) -> tuple[int, bool]:
-    """Where a factor of a chain sits: (its first step, 0-based; whether it spans a loop)."""
+                ints: dict[str, Any], plate: tuple[LoopScope, ...] = ()) -> tuple[int, bool]:
+    """Where a factor of a chain sits: (its first step, 0-based; whether it spans a loop).
+    With plates, its outer loops run over the plates' ranges and index them first."""
+    p = len(plate)
     scopes = _scopes(model, s)
     nodes = list(reads_of(s.expr, watched))
     if s.kind in ("assign", "sample") and s.target in watched:
         nodes.append((s.target, s.node.target.items, s.node.target))
-    if not scopes:
+    if len(scopes) < p or any((a.lo, a.hi) != (b.lo, b.hi)
+                              for a, b in zip(scopes, plate, strict=False)):
+        where = ", ".join(f"'for {sc.var}'" for sc in plate)
+        raise Problem(f"this statement reads the chain '{name}' (one per element of "
+                      f"{where}) outside loops over the same ranges; summing it out needs "
+                      "each factor that reads it inside them", s.span)
+    for var, items, node in nodes:
+        forms = [classify(i, scopes, ints) for i in items[:p]]
+        if len(forms) < p or not all(
+                f.kind == "loop" and f.loop is not None and f.loop.key == scopes[k].key and
+                f.offset is not None and f.offset.constant == 0 for k, f in enumerate(forms)):
+            loops = ", ".join(sc.var for sc in scopes[:p])
+            raise Problem(f"'{var}' must be read at the current element of its plate "
+                          f"({var}[{loops}, ...]) to be summed out",
+                          getattr(node, "span", s.span))
+    here = scopes[p:]
+    if not here:
         at = set()
         for var, items, node in nodes:
-            f = classify(items[0], (), ints) if items else None
+            f = classify(items[p], scopes, ints) if len(items) > p else None
             if f is None or f.kind != "scalar" or f.lo is None or f.lo.constant is None or \
-                    (var != name and len(items) != 1):
-                raise Problem(f"outside a loop, the chain '{name}' can be read only at a "
-                              f"constant index ({name}[1])", getattr(node, "span", s.span))
+                    (var != name and len(items) != p + 1):
+                index = ", ".join([sc.var for sc in plate] + ["1"])
+                raise Problem(f"outside a loop over its steps, the chain '{name}' can be read "
+                              f"only at a constant step ({name}[{index}])",
+                              getattr(node, "span", s.span))
             at.add(f.lo.constant - 1)
         if len(at) != 1:
             raise Problem(f"this statement reads the chain '{name}' at several steps; "
                           "summing it out is not supported here yet", s.span)
         return at.pop(), False
-    loop = scopes[0]
+    loop = here[0]
     for var, items, node in nodes:
-        f = classify(items[0], scopes, ints) if items else None
+        f = classify(items[p], scopes, ints) if len(items) > p else None
         lag = None if f is None or f.kind != "loop" or f.loop is None or f.offset is None \
             or f.loop.key != loop.key else f.offset.constant
         if lag not in (0, -1) or (lag == -1 and var != name):
-            raise Problem(f"'{var}' must be read at the current step ({var}[{loop.var}]) "
-                          f"or, for the chain itself, the previous one ({name}[{loop.var} - 1])"
+            at = ", ".join([sc.var for sc in plate] + [loop.var])
+            prev = ", ".join([sc.var for sc in plate] + [f"{loop.var} - 1"])
+            raise Problem(f"'{var}' must be read at the current step ({var}[{at}]) "
+                          f"or, for the chain itself, the previous one ({name}[{prev}])"
                           " to be summed out by the forward algorithm",
                           getattr(node, "span", s.span))
     if loop.lo.constant is None:
         raise Problem(f"a loop over the chain '{name}' must start at a constant",
-                      s.loops[0].span)
+                      s.loops[p].span)
     return loop.lo.constant - 1, True
 
 

@@ -31,6 +31,7 @@ class Read:
     lag: int | None  # 0 same iteration, k > 0 k iterations back, None unknown
     prefix: bool
     node: Any
+    access: Any = None  # the whole read (`z[n, t - 1]`): one access may lag in one loop
 
 
 def classify_loops(model: GraphicalModel) -> None:
@@ -43,7 +44,7 @@ def classify_loops(model: GraphicalModel) -> None:
     excluded: set[tuple[str, int]] = set()  # (variable, statement) edges no cycle can use
     for stmt in model.statements:
         reads = loop_reads(model, stmt, ints)
-        same = {r.variable for r in reads if r.lag == 0 and not r.prefix}
+        same = _same_element_reads(reads)
         if _reads_own_element(stmt, reads, ints, model):
             same.add(stmt.target)  # type: ignore[arg-type]
         excluded |= {(r, stmt.id) for r in stmt.reads
@@ -65,6 +66,17 @@ def classify_loops(model: GraphicalModel) -> None:
     errors += _cycles(model, excluded)
     if errors:
         raise BgmError(errors, model.source)
+
+
+def _same_element_reads(reads: list[Read]) -> set[str]:
+    """Variables read at the very iteration being defined in every loop that defines them:
+    `z[n, t]` inside `for n: for t`. `z[n, t - 1]` is at the same `n` but an earlier `t`,
+    so it reads an earlier element (a chain per element of the plate `n`)."""
+    by_access: dict[int, list[Read]] = {}
+    for r in reads:
+        by_access.setdefault(id(r.access) if r.access is not None else id(r), []).append(r)
+    return {group[0].variable for group in by_access.values()
+            if all(r.lag == 0 and not r.prefix for r in group)}
 
 
 def _not_earlier(read: Read) -> Diagnostic:
@@ -169,7 +181,7 @@ def loop_reads(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]) -> 
                 items = list(base.items) + items
                 base = base.base
             if isinstance(base, n.Name):
-                reads.extend(_item_reads(model, stmt, base.id, items, inner, ints))
+                reads.extend(_item_reads(model, stmt, base.id, items, inner, ints, e))
                 for item in items:
                     visit(item, inner)
                 return
@@ -186,7 +198,7 @@ def loop_reads(model: GraphicalModel, stmt: Statement, ints: dict[str, Any]) -> 
 
 
 def _item_reads(model: GraphicalModel, stmt: Statement, name: str, items: list[Any],
-                scopes: tuple[Any, ...], ints: dict[str, Any]) -> list[Read]:
+                scopes: tuple[Any, ...], ints: dict[str, Any], access: Any) -> list[Read]:
     out: list[Read] = []
     for loop in stmt.loops:
         if not _defined_in(model, name, loop):
@@ -196,11 +208,11 @@ def _item_reads(model: GraphicalModel, stmt: Statement, name: str, items: list[A
         for item in items:
             form = classify(item, scopes, ints)
             if form.loop is not None and form.loop.key == loop.id:
-                found = Read(name, loop, lag_of(form), form.kind == "prefix", item)
+                found = Read(name, loop, lag_of(form), form.kind == "prefix", item, access)
             elif form.kind == "gather":
                 lag = gather_lag(item, scope, scopes, ints)
                 if lag is not None:
-                    found = Read(name, loop, lag, False, item)
+                    found = Read(name, loop, lag, False, item, access)
         if found is not None:  # a read not using the loop variable reads fixed elements
             out.append(found)
     return out
