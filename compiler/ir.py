@@ -97,6 +97,8 @@ class GraphicalModel:
     types: dict[int, ExprType] = field(default_factory=dict)
     bindings: dict[int, Binding] = field(default_factory=dict)
     scopes: dict[int, LoopScope] = field(default_factory=dict)
+    # compiler/passes/ragged.py (during shapes): loops ending at x[i] (ragged), by loop id
+    ragged_loops: dict[int, Any] = field(default_factory=dict)
     # compiler/passes/diffusion.py (during shapes): statement id -> its Diffusion(...) call
     diffusions: dict[int, DiffusionCall] = field(default_factory=dict)
     # compiler/passes/flows.py: flow-defined data, by variable name

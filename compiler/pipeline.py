@@ -19,6 +19,7 @@ from compiler.passes.guide import check_guide, split_guide
 from compiler.passes.identifiability import find_sum_ridges
 from compiler.passes.loops import classify_loops
 from compiler.passes.nets import check_nets
+from compiler.passes.ragged import check_ragged
 from compiler.passes.resolve import resolve
 from compiler.passes.shapes import infer_shapes
 from compiler.passes.supports import infer_supports
@@ -61,6 +62,7 @@ def _passes(program: n.Program, source: Source) -> GraphicalModel:
     fold_constants(model)  # before supports, which reads constant bounds as numbers
     infer_supports(model)
     plan_elimination(model)
+    check_ragged(model)
     find_sum_ridges(model)
     model.validate()
     return model

@@ -84,7 +84,9 @@ class Size:
         return {name for m, _ in self.terms for name in m}
 
     def __str__(self) -> str:
-        return self.code(lambda s: s, written=True)
+        # `x__max`, the end of the ragged loops `for t in 1..x[n]`, reads as max(x)
+        return self.code(lambda s: f"max({s[:-5]})" if s.endswith("__max") else s,
+                         written=True)
 
     def code(self, name_code: Any, written: bool = False) -> str:
         """Python source for this size, with `name_code(name)` for each data name; with
@@ -223,4 +225,6 @@ def int_env(model: GraphicalModel) -> dict[str, Any]:
             env[v.name] = None
         elif v.role == "const" and isinstance(v.value, int):
             env[v.name] = v.value
+    for ragged in getattr(model, "ragged_loops", {}).values():  # x__max of `for t in 1..x[n]`
+        env[ragged.size] = None
     return env

@@ -23,6 +23,7 @@ _EXPORTS = {
                     "index", "one_hot", "rdraw", "reduce_logsumexp", "reduce_max", "reduce_mean",
                     "reduce_min", "reduce_norm", "reduce_prod", "reduce_sd", "reduce_sum",
                     "reduce_variance", "size_expr", "stack_last", "take", "take_batched"),
+    "runtime.ragged": ("masked", "ragged_mask"),
     "runtime.ranges": ("check_index", "check_index_values", "check_loop", "check_same",
                        "check_values"),
     "runtime.transforms": ("cholesky_corr", "interval", "lower_bound", "ordered", "simplex",

@@ -40,6 +40,18 @@ def _sum_last(t: Any, ndims: int) -> Any:
 MAX_ENUMERATED_VALUES = 100_000
 
 
+def _identity_past(phi: torch.Tensor, lengths: Any) -> torch.Tensor:
+    """phi [..., T, K, K] with the steps at and past each sequence's length [...] replaced
+    by the identity of the (logsumexp, +) semiring: 0 on the diagonal, -inf off it."""
+    steps, k = phi.shape[-3], phi.shape[-1]
+    lengths = torch.as_tensor(lengths, device=phi.device)
+    valid = torch.arange(steps, device=phi.device) < lengths[..., None]  # [plates..., T]
+    eye = torch.eye(k, dtype=torch.bool, device=phi.device)
+    identity = torch.full((k, k), float("-inf"), dtype=phi.dtype,
+                          device=phi.device).masked_fill(eye, 0.0)
+    return torch.where(valid[..., None, None], phi, identity)
+
+
 class Accumulator:
     def __init__(self, mode: Mode, batch_ndim: int, record: bool = False,
                  given: dict[str, torch.Tensor] | None = None,
@@ -131,16 +143,21 @@ class Accumulator:
         the trailing `ndims` dims (all but the plate's) are summed now."""
         self.enumerated[name].append(_sum_last(log_prob, ndims))
 
-    def sum_out(self, name: str, keep: int, observed: tuple[str, ...] = ()) -> None:
+    def sum_out(self, name: str, keep: int, observed: tuple[str, ...] = (),
+                mask: Any = None) -> None:
         """log sum_k exp(sum of the terms at value k), per element of the plate (the last
         `keep` dims), then the sum over the plate. Recorded: the conditional posterior
         log p(name = k | everything else) and, for a single observed variable, its
-        pointwise marginal log-likelihood (for LOO)."""
+        pointwise marginal log-likelihood (for LOO). `mask` [plate...]: the elements that
+        exist (a ragged loop); the others add exactly 0."""
         terms = self.enumerated.pop(name)
         joint = terms[0]
         for t in terms[1:]:
             joint = joint + t
         marginal = torch.logsumexp(joint, 0)
+        if mask is not None:
+            marginal = torch.where(mask, marginal, torch.zeros((), dtype=marginal.dtype,
+                                                               device=marginal.device))
         if self.record:
             self.conditionals[name] = joint - marginal
             if len(observed) == 1 and keep > 0:
@@ -171,9 +188,12 @@ class Accumulator:
             t = t.unsqueeze(-1)
         self.enumerated[name].append((t, start))
 
-    def sum_out_chain(self, name: str, plates: int = 0) -> None:
+    def sum_out_chain(self, name: str, plates: int = 0, lengths: Any = None) -> None:
         """log sum over all paths, by the parallel forward algorithm (runtime/hmm.py),
-        one chain per element of the `plates` dims before the steps, summed over them."""
+        one chain per element of the `plates` dims before the steps, summed over them.
+        `lengths` [plates...]: sequences of different lengths (a ragged loop); the steps
+        past each one's length are identity steps (the state stays, nothing is added),
+        so the padding changes neither the sum nor, later, the paths' valid steps."""
         from runtime import hmm  # noqa: PLC0415
         length = self.chain_length[name]
         total: Any = 0.0
@@ -182,6 +202,8 @@ class Accumulator:
         k = int(self.values[name].shape[0])
         total = total.expand((k, k) + tuple(total.shape[2:]))
         phi = total.permute(*range(2, total.dim()), 1, 0)  # [batch..., T, K(t-1), K(t)]
+        if lengths is not None:
+            phi = _identity_past(phi, lengths)
         if self.record:
             self.chains[name] = phi
         self._add(f"summed out {name}", _sum_last(hmm.log_likelihood(phi), plates))

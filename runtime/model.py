@@ -30,6 +30,7 @@ from runtime.device import default_dtype, resolve_device
 from runtime.errors import ModelError
 from runtime.memory import return_freed_memory
 from runtime.ops import Data
+from runtime.ragged import ragged_ends
 from runtime.transforms import unconstrained_shape
 
 # ---- numerical failures: rejected points, not errors -------------------------------------
@@ -200,6 +201,7 @@ class CompiledModel:
     latents_without_likelihood: tuple[str, ...] = ()
     has_factor_statements = False
     locations: dict[str, str] = {}
+    ragged_sizes: dict[str, tuple[str, int]] = {}  # x__max -> (x, lowest loop start)
 
     def __init__(self, data: Any, device: str | torch.device = "auto",
                  dtype: torch.dtype | None = None, simulate: bool = False):
@@ -211,7 +213,8 @@ class CompiledModel:
         values = load_data(data, self.data_specs, optional=optional,
                            inferred_sizes=self.inferred_sizes)
         self.values = values  # as loaded and checked: a guide binds to the same values
-        self.data = Data(values, self.device, self.dtype)
+        self.data = Data({**values, **ragged_ends(self.ragged_sizes, values, self.data_specs)},
+                         self.device, self.dtype)
         self.simulate = simulate
         if hasattr(self, "check_sizes"):  # indices and ranges the data sizes decide
             self.check_sizes(self.data)

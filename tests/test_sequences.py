@@ -124,3 +124,152 @@ def test_many_series_ar_draws_follow_each_series_recursion() -> None:
     # the first element of every series is the data's (no statement generates it)
     assert torch.equal(y[:, :, 0], torch.zeros(4, 3, dtype=y.dtype))
     assert not torch.equal(y[:, 0, 1:], y[:, 1, 1:])  # each series its own draws
+
+
+RAGGED_HMM = MULTI_HMM.replace("data y: real[N, T]", "data lengths: int[N]\ndata y: real[N, T]") \
+    .replace("for t in 2..T:", "for t in 2..lengths[n]:") \
+    .replace("for t in 1..T:", "for t in 1..lengths[n]:")
+
+RAGGED_AR = MULTI_AR.replace("data y: real[N, T]", "data len: int[N]\ndata y: real[N, T]") \
+    .replace("for t in 2..T:", "for t in 2..len[n]:")
+
+RAGGED_MIXTURE = """
+data N: int
+data T: int
+data len: int[N]
+data y: real[N, T]
+mu: real[2] ~ Normal(0, 5)
+for n in 1..N:
+    for t in 1..len[n]:
+        z[n, t] ~ Bernoulli(0.3)
+        y[n, t] ~ Normal(mu[z[n, t] + 1], 1)
+"""
+
+LENGTHS = [30, 7, 1, 22, 2]
+
+
+def _padded(rows: list[np.ndarray], width: int, fill: float) -> np.ndarray:
+    out = np.full((len(rows), width), fill)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
+def _value_and_gradient(model, values: dict) -> tuple[float, torch.Tensor]:
+    theta = _theta(model, values).requires_grad_(True)
+    lp = model.log_prob(theta, Mode.for_method("mle"))
+    (grad,) = torch.autograd.grad(lp.sum(), theta)
+    return float(lp.detach()[0]), grad
+
+
+@pytest.fixture(scope="module")
+def ragged() -> tuple:
+    p = _parameters()
+    g = _hmmlearn(p)
+    rows = [g.sample(n, random_state=np.random.RandomState(i))[0][:, 0]
+            for i, n in enumerate(LENGTHS)]
+    program = compile_string(RAGGED_HMM)
+
+    def bind(fill: float):
+        data = {"N": len(rows), "T": 32, "K": 3, "lengths": LENGTHS,
+                "y": _padded(rows, 32, fill).tolist()}
+        return program.bind(data, device="cpu")
+    return g, p, rows, bind
+
+
+def test_ragged_sequences_equal_hmmlearn_with_lengths(ragged: tuple) -> None:
+    g, p, rows, bind = ragged
+    model = bind(0.0)
+    x = np.concatenate(rows)[:, None]
+    value, _ = _value_and_gradient(model, p)
+    assert value == pytest.approx(g.score(x, lengths=LENGTHS), rel=1e-10)
+    acc = model.accumulate(_theta(model, p), Mode.for_method("mle"), record=True)
+    phi = acc.chains["z"]
+    _, path = g.decode(x, lengths=LENGTHS, algorithm="viterbi")
+    best = hmm.viterbi(phi)[0].numpy()
+    assert np.array_equal(np.concatenate([best[i, :n] for i, n in enumerate(LENGTHS)]), path)
+    marginals = hmm.marginals(phi)[0].numpy()
+    np.testing.assert_allclose(
+        np.concatenate([marginals[i, :n] for i, n in enumerate(LENGTHS)]),
+        g.predict_proba(x, lengths=LENGTHS), atol=1e-8)
+
+
+def test_padding_values_change_nothing(ragged: tuple) -> None:
+    """The density and its gradient ignore the padding exactly, whatever its value."""
+    g, p, rows, bind = ragged
+    value, grad = _value_and_gradient(bind(0.0), p)
+    for fill in (-1e6, 3.5, 1e12):
+        other, other_grad = _value_and_gradient(bind(fill), p)
+        assert other == value
+        assert torch.equal(other_grad, grad)
+
+
+def test_ragged_chain_equals_brute_force_on_a_tiny_case() -> None:
+    """Two sequences of lengths 3 and 1, K = 2: the sum over all 2^4 paths."""
+    a = np.array([[0.8, 0.2], [0.3, 0.7]])
+    mu, sigma = np.array([-1.0, 1.5]), 0.7
+    y = np.array([[0.2, -0.9, 1.1], [0.4, 77.0, -55.0]])
+    lengths = [3, 1]
+    model = compile_string(RAGGED_HMM).bind({"N": 2, "T": 3, "K": 2, "lengths": lengths,
+                                            "y": y.tolist()}, device="cpu")
+    got, _ = _value_and_gradient(model, {"A": a, "mu": mu, "sigma": sigma})
+    total = 0.0
+    for n, length in enumerate(lengths):
+        paths = []
+        for path in np.ndindex(*(2,) * length):
+            lp = np.log(0.5) + sum(stats.norm.logpdf(y[n, t], mu[path[t]], sigma)
+                                   for t in range(length))
+            lp += sum(np.log(a[path[t - 1], path[t]]) for t in range(1, length))
+            paths.append(lp)
+        total += np.logaddexp.reduce(paths)
+    assert got == pytest.approx(total, rel=1e-12)
+
+
+def test_ragged_series_ar_density_is_the_sum_over_each_series_length() -> None:
+    rng = np.random.default_rng(2)
+    lengths = [6, 2, 9, 1]
+    y = rng.normal(size=(4, 9)).cumsum(1)
+    model = compile_string(RAGGED_AR).bind({"N": 4, "T": 9, "len": lengths, "y": y.tolist()},
+                                           device="cpu")
+    got, _ = _value_and_gradient(model, {"alpha": 0.1, "beta": 0.9, "sigma": 1.3})
+    want = sum(stats.norm.logpdf(y[i, 1:n], 0.1 + 0.9 * y[i, :n - 1], 1.3).sum()
+               for i, n in enumerate(lengths))
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+def test_ragged_mixture_sums_out_only_the_elements_that_exist() -> None:
+    from scipy.special import logsumexp
+    rng = np.random.default_rng(1)
+    lengths = [3, 1, 4]
+    y = rng.normal(size=(3, 5))
+    mu = np.array([-1.0, 2.0])
+    model = compile_string(RAGGED_MIXTURE).bind({"N": 3, "T": 5, "len": lengths,
+                                                 "y": y.tolist()}, device="cpu")
+    got, _ = _value_and_gradient(model, {"mu": mu})
+    want = sum(logsumexp([np.log(0.7) + stats.norm.logpdf(y[i, t], mu[0], 1),
+                          np.log(0.3) + stats.norm.logpdf(y[i, t], mu[1], 1)])
+               for i, n in enumerate(lengths) for t in range(n))
+    assert got == pytest.approx(want, rel=1e-12)
+
+
+@pytest.mark.parametrize(("lengths", "message"), [
+    ([3, -1, 2], r"len\[2\] = -1 ends a loop starting at 2; a loop end must be at least 1"),
+    ([3, 0, 2], r"len\[2\] = 0 ends a loop starting at 2"),
+    ([3, 10, 2], r"the index 't' of 'y' .* is 10 given the data, but must be at most 9"),
+])
+def test_lengths_that_cannot_mean_a_loop_end_are_data_errors(lengths: list[int],
+                                                             message: str) -> None:
+    from runtime.errors import BgmRuntimeError
+    program = compile_string(RAGGED_AR)
+    with pytest.raises(BgmRuntimeError, match=message):
+        program.bind({"N": 3, "T": 9, "len": lengths, "y": np.zeros((3, 9)).tolist()},
+                     device="cpu")
+
+
+def test_a_continuous_latent_inside_a_ragged_loop_is_refused() -> None:
+    from dsl.diagnostics import BgmError
+    src = RAGGED_MIXTURE.replace("z[n, t] ~ Bernoulli(0.3)", "z[n, t] ~ Normal(0, 1)") \
+        .replace("mu[z[n, t] + 1]", "z[n, t]")
+    with pytest.raises(BgmError, match="continuous latent 'z' is defined inside a loop "
+                                       r"ending at len\[n\]"):
+        compile_string(src)

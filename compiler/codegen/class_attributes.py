@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from compiler.codegen.context import ModuleContext
+from compiler.passes.ragged import ragged_sizes
 from compiler.codegen.emitter import str_tuple_code
 from compiler.codegen.enumeration import enumeration_group_of, is_discrete_latent
 from compiler.codegen.flows import flow_data_scored, flow_of_base
@@ -53,6 +54,12 @@ def write_class_attributes(ctx: ModuleContext) -> None:
         o.line(f"centred = ({pairs},)  # (latent, scale): a divergence hint may suggest "
                "non-centring")
     o.line(f"has_factor_statements = {any(s.kind == 'factor' for s in m.statements)}")
+    ragged = ragged_sizes(m)
+    if ragged:
+        o.line("# loops ending at x[n] (ragged): their dims run to the largest x, computed "
+               "at loading")
+        entries = ", ".join(f"{k!r}: ({vec!r}, {lo})" for k, (vec, lo) in sorted(ragged.items()))
+        o.line(f"ragged_sizes = {{{entries}}}")
     implicit = [f.data for f in m.flows.values() if f.implicit]
     if implicit:
         o.line(f"implicit_names = {str_tuple_code(implicit)}  # no likelihood: --method "

@@ -40,6 +40,8 @@ class ModuleContext:
         self.ints = int_env(model)
         loop_vars = {lp.var for lp in model.loops.values()}
         self.names = python_names(set(model.variables) | loop_vars)
+        # `x__max` of a ragged loop `for t in 1..x[n]`: no user name contains `__`
+        self.names.update({r.size: r.size for r in model.ragged_loops.values()})
         self.out = Emitter()
         self.file = model.source.path.rsplit("/", 1)[-1]
         self.sampling = False  # writing a sampler: values are drawn, not scored
@@ -85,4 +87,6 @@ class ModuleContext:
             get = f".get({v.name!r})" if self.sampling and v.role != "data" else \
                 f"[{v.name!r}]"
             self.out.binding(self.names[v.name], f"{self.names[v.name]} = data__{get}")
+        for r in sorted({r.size for r in self.model.ragged_loops.values()}):
+            self.out.binding(r, f"{r} = data__[{r!r}]")  # the largest end of a ragged loop
         self.unpack_consts()

@@ -10,6 +10,7 @@ from typing import Any
 from compiler.codegen.context import ModuleContext
 from compiler.codegen.emitter import str_tuple_code
 from compiler.codegen.exprs import Scope, Unsupported, Value
+from compiler.codegen.ragged import ragged_mask
 from compiler.indexing import classify
 from compiler.ir import GraphicalModel, Statement
 from compiler.passes.supports import Support
@@ -135,6 +136,17 @@ def check_plate_dims(value: Value, scope: Scope, group: Any, stmt: Statement) ->
                           "it out", stmt.node)
 
 
+def _chain_ends(ctx: ModuleContext, name: str, plates: int) -> tuple[Any, str] | None:
+    """A chain over a ragged loop (`for t in 2..x[n]`): the bound as written and the code
+    of each sequence's length, laid out over the plates; None if it is not ragged."""
+    step = next(s for s in ctx.model.defining(name) if len(s.loops) == plates + 1)
+    ragged = ctx.model.ragged_loops.get(step.loops[plates].id)
+    if ragged is None:
+        return None
+    scope = Scope(tuple(ctx.model.scopes[lp.id] for lp in step.loops[:plates]))
+    return ragged.bound, ctx.exprs().expr(ragged.bound, scope).code
+
+
 def write_sum_out(ctx: ModuleContext) -> None:
     """The plan for the discrete latents, then one logsumexp each."""
     for name, group in ctx.model.enumerated.items():
@@ -144,8 +156,13 @@ def write_sum_out(ctx: ModuleContext) -> None:
                             "over all paths, the forward algorithm as a parallel "
                             "reduction over steps")
             plates = len(group.plate) - 1
-            ctx.out.line(f"acc__.sum_out_chain({name!r}, plates={plates})" if plates
-                         else f"acc__.sum_out_chain({name!r})")
+            args = f", plates={plates}" if plates else ""
+            ends = _chain_ends(ctx, name, plates)
+            if ends is not None:
+                ctx.out.comment(f"each sequence ends at {format_expr(ends[0])}: later steps "
+                                "are padding, identity steps of the chain")
+                args += f", lengths={ends[1]}"
+            ctx.out.line(f"acc__.sum_out_chain({name!r}{args})")
             continue
         others = [t for t in dict.fromkeys(ctx.model.statements[i].target or "factor"
                                            for i in group.terms[1:]) if t != name]
@@ -155,5 +172,7 @@ def write_sum_out(ctx: ModuleContext) -> None:
         ctx.out.comment(f"{ctx.where(stmt.span)}  sum out {name}: {each}log sum_k "
                         f"p({at} = k) p({', '.join(others) or '.'} | {at} = k), "
                         "a logsumexp over the leading dimension")
+        mask = ragged_mask(ctx, stmt, ctx.scope(stmt), 0)
         ctx.out.line(f"acc__.sum_out({name!r}, {group.keep}, "
-                     f"{str_tuple_code(list(group.observed))})")
+                     f"{str_tuple_code(list(group.observed))}"
+                     + (f", mask={mask})" if mask else ")"))

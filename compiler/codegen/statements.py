@@ -18,6 +18,7 @@ from compiler.codegen.exprs import ExprCompiler, Scope, Unsupported, Value
 from compiler.codegen.flows import flow_data_scored
 from compiler.codegen.nets import causal_net_calls, causal_prefixes, net_signature
 from compiler.codegen.plan import Unit
+from compiler.codegen.ragged import masked_code, ragged_mask
 from compiler.codegen.storage import (
     draw_shape,
     stacking_after_step_loop,
@@ -55,6 +56,14 @@ def _write_statement(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scop
         missing = [s for s in scope.loops if s.key not in value.loops]
         count = " * ".join(ex.size(s.length, scope) for s in missing)
         code = ex.tensor(value).code if not count else f"{count} * {ex.paren(value)}"
+        if mode == "logp" and ragged_mask(ctx, stmt, scope, value.rank) is not None:
+            # ragged: every iteration's term is laid out, and those past the end masked
+            count = " * ".join(ex.size(s.length, scope) for s in missing
+                               if s.key not in ctx.model.ragged_loops)
+            aligned = ex.align(value, scope.keys(), value.rank)
+            code = aligned if not count else f"{count} * {aligned}"
+            code = masked_code(ctx, stmt, scope, code, value.rank)
+            value = Value(code, scope.keys(), value.rank)
         if mode == "logp":
             group = enumeration_group_of(ctx.model, stmt)
             if group is not None:
@@ -93,9 +102,11 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
             value = ex.real(value)
         code = ex.align(value, scope.keys(), value.rank)
         ndims = len(scope.loops) + value.rank - binding.event_rank
+        log_prob = masked_code(ctx, stmt, scope, f"{dist_code}.log_prob({code})",
+                               value.rank - binding.event_rank)
         group = enumeration_group_of(ctx.model, stmt)
         if group is not None:  # a term of the sum over a discrete latent's values
-            o.line(enumerated_term(group, stmt, f"{dist_code}.log_prob({code})", ndims))
+            o.line(enumerated_term(group, stmt, log_prob, ndims))
             return
         kind = "prior" if target.role == "latent" else "likelihood"
         if stmt.id in ctx.model.diffusions:
@@ -104,8 +115,7 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
         term = flow_data_scored(ctx.model, stmt)
         if term is not None:  # the base density at f^-1(x): the likelihood of x
             kind = "likelihood"
-        o.line(f"acc__.{kind}({term or stmt.target!r}, {dist_code}.log_prob({code}), "
-               f"ndims={ndims})")
+        o.line(f"acc__.{kind}({term or stmt.target!r}, {log_prob}, ndims={ndims})")
         return
     shape = draw_shape(ctx, stmt, scope, ex)
     if ctx.drawing_guide:

@@ -19,12 +19,15 @@ alone, beside this module: shape_rules.py (the shared rules and errors), shape_f
 """
 from __future__ import annotations
 
+from typing import Any
+
 import networkx as nx
 
 from compiler.indexing import LoopScope
-from compiler.ir import GraphicalModel, Statement, Variable
+from compiler.ir import GraphicalModel, Loop, Statement, Variable
 from compiler.passes.distribution_types import bind_distribution
 from compiler.passes.expr_types import ExprTyper
+from compiler.passes.ragged import ragged_bound
 from compiler.passes.shape_fixpoint import ShapeFixpoint
 from compiler.passes.shape_rules import (
     ONE,
@@ -47,6 +50,17 @@ def infer_shapes(model: GraphicalModel) -> None:
     ctx.run()
     if ctx.errors:
         raise BgmError(ctx.errors, model.source)
+
+
+def _loop_end(model: GraphicalModel, loop: Loop, ints: dict[str, Any]) -> Any:
+    """A loop's upper bound as a size; a ragged end `x[n]` is the largest x."""
+    try:
+        return size_of(loop.range.hi, ints)
+    except NotASize:
+        ragged = ragged_bound(model, loop, ints)
+        if ragged is None:
+            raise
+        return ragged
 
 
 class ShapeContext:
@@ -75,7 +89,7 @@ class ShapeContext:
         for loop in self.model.loops.values():
             try:
                 lo = size_of(loop.range.lo, self.ints)
-                hi = size_of(loop.range.hi, self.ints)
+                hi = _loop_end(self.model, loop, self.ints)
             except NotASize as exc:
                 self.fail(exc)
                 lo = hi = ONE
