@@ -39,11 +39,13 @@ class Compiled:
         return self.model.source
 
 
-def analyse(program: n.Program, source: Source) -> GraphicalModel:
+def analyse(program: n.Program, source: Source, drawn_only: bool = False) -> GraphicalModel:
     """Every check short of generating code; a `guide:` block is analysed as a program of
-    its own and hung on the model as `model.guide`."""
+    its own and hung on the model as `model.guide`. `drawn_only`: the model is only
+    drawn from, never scored (a query's predictive, compiler/query.py), so latents a
+    density could not score (inside ragged loops) are allowed."""
     model_program, guide_program = split_guide(program)
-    model = _passes(model_program, source)
+    model = _passes(model_program, source, drawn_only)
     model.guide = None
     if guide_program is not None:
         guide = _passes(guide_program, source)
@@ -52,7 +54,7 @@ def analyse(program: n.Program, source: Source) -> GraphicalModel:
     return model
 
 
-def _passes(program: n.Program, source: Source) -> GraphicalModel:
+def _passes(program: n.Program, source: Source, drawn_only: bool = False) -> GraphicalModel:
     model = resolve(program, source)
     infer_shapes(model)
     check_nets(model)
@@ -62,7 +64,8 @@ def _passes(program: n.Program, source: Source) -> GraphicalModel:
     fold_constants(model)  # before supports, which reads constant bounds as numbers
     infer_supports(model)
     plan_elimination(model)
-    check_ragged(model)
+    if not drawn_only:
+        check_ragged(model)
     find_sum_ridges(model)
     model.validate()
     return model

@@ -24,5 +24,7 @@ def with_latent(compiled: Compiled, name: str) -> Compiled:
                                    decls[0].span if decls else None)], compiled.source)
     body = tuple(s for s in program.body if s is not decls[0])
     unobserved = replace(program, body=body)
-    model = analyse(unobserved, compiled.source)
+    # a continuous query is only drawn (a discrete one is summed out, which ragged loops
+    # allow), so a query inside a ragged loop is fine
+    model = analyse(unobserved, compiled.source, drawn_only=not variable.discrete)
     return Compiled(unobserved, model, generate(model))

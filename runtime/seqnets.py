@@ -220,9 +220,15 @@ def causal(w: torch.Tensor, spec: SeqNet, seq: Any, first: int, count: int,
            select: torch.Tensor | None = None) -> torch.Tensor:
     """The logits after each prefix seq[1..m], m = first .. first + count - 1 (or those of
     the iterations `select`), from one call of the net over the windows they fall in.
-    seq holds the tokens 1..V; the result is [batch..., count, V] for w [batch..., P]."""
+    seq holds the tokens 1..V; the result is [batch..., count, V] for w [batch..., P].
+
+    seq [docs..., L] holds several documents (`x[d, 1..t-1]` inside `for d`): each is
+    read from its own start, so no window crosses from one document into the next, and
+    the result is [batch..., docs..., count, V], all documents in the same net call."""
     w1, batch = single_weights(w)
-    seq = torch.as_tensor(seq, device=w.device).long().reshape(-1)
+    seq = torch.as_tensor(seq, device=w.device).long()
+    docs = tuple(seq.shape[:-1])
+    seq = seq.reshape(-1, seq.shape[-1] if seq.dim() else 0) if docs else seq.reshape(1, -1)
     c = spec.context
     m = torch.arange(first, first + count, device=w.device)
     if select is not None:
@@ -235,14 +241,20 @@ def causal(w: torch.Tensor, spec: SeqNet, seq: Any, first: int, count: int,
     else:
         used, slot = torch.unique(k, return_inverse=True)
     starts = used * c
-    cols = torch.arange(c, device=w.device)
-    idx = starts.unsqueeze(1) + cols
-    tokens = torch.where(idx < seq.numel(), seq[idx.clamp(max=max(seq.numel() - 1, 0))],
-                         torch.full_like(idx, BOS)) if seq.numel() else torch.zeros_like(idx)
-    tokens = torch.cat([torch.full_like(idx[:, :1], BOS), tokens], dim=1)
-    logits, _ = _call(spec, w1, tokens)
-    flat = logits.reshape(-1, spec.vocab)
-    out = flat[slot * (c + 1) + (m - starts[slot])]
+    idx = starts.unsqueeze(1) + torch.arange(c, device=w.device)  # [windows, c]
+    length = seq.shape[-1]
+    if length:
+        tokens = torch.where(idx < length, seq[:, idx.clamp(max=length - 1)],
+                             torch.full_like(idx, BOS))  # [docs, windows, c]
+    else:
+        tokens = torch.zeros((seq.shape[0],) + tuple(idx.shape), dtype=torch.long,
+                             device=w.device)
+    tokens = torch.cat([torch.full_like(tokens[..., :1], BOS), tokens], dim=-1)
+    n_docs, n_windows = tokens.shape[0], tokens.shape[1]
+    logits, _ = _call(spec, w1, tokens.reshape(n_docs * n_windows, c + 1))
+    flat = logits.reshape(n_docs, n_windows * (c + 1), spec.vocab)
+    out = flat[:, slot * (c + 1) + (m - starts[slot])]  # [docs, count, V]
+    out = out.reshape(*docs, *out.shape[1:]) if docs else out[0]
     return out.expand(*batch, *out.shape) if batch else out
 
 

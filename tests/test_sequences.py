@@ -273,3 +273,89 @@ def test_a_continuous_latent_inside_a_ragged_loop_is_refused() -> None:
     with pytest.raises(BgmError, match="continuous latent 'z' is defined inside a loop "
                                        r"ending at len\[n\]"):
         compile_string(src)
+
+
+def test_forecast_continues_each_series_after_its_own_data() -> None:
+    """With sigma near 0 the forecast is the recursion itself, per series."""
+    program = compile_string(MULTI_AR)
+    rng = np.random.default_rng(4)
+    y = rng.normal(size=(3, 5))
+    given = {"alpha": torch.tensor([0.5, -1.0]), "beta": torch.tensor([0.9, 0.2]),
+             "sigma": torch.tensor([1e-12, 1e-12])}
+    out = program.forecast({"N": 3, "T": 5, "y": y.tolist()}, given, 2, device="cpu")["y"]
+    assert out.shape == (2, 3, 2)  # draws, series, horizon
+    for s in range(2):
+        a, b = float(given["alpha"][s]), float(given["beta"][s])
+        first = a + b * y[:, -1]
+        np.testing.assert_allclose(out[s, :, 0], first, atol=1e-9)
+        np.testing.assert_allclose(out[s, :, 1], a + b * first, atol=1e-9)
+    assert program.series_length({"N": 3, "T": 5, "y": y.tolist()}, "y") == 5
+
+
+DOCS_LM = """model Docs
+data V: int
+data D: int
+data T: int
+data len: int[D]
+data text: int<lower=1, upper=V>[D, T]
+net lm = {net}
+for d in 1..D:
+    for t in 2..len[d]:
+        text[d, t] ~ Categorical(logits=lm(text[d, 1..t-1]))
+"""
+ONE_DOC_LM = """model One
+data V: int
+data T: int
+data text: int<lower=1, upper=V>[T]
+net lm = {net}
+for t in 2..T:
+    text[t] ~ Categorical(logits=lm(text[1..t-1]))
+"""
+NETS = {"gru": "GRU(vocab=V, dim=12, layers=1, context=4)",
+        "transformer": "Transformer(vocab=V, dim=16, layers=1, heads=2, context=4)"}
+
+
+@pytest.mark.parametrize("kind", ["gru", "transformer"])
+def test_documents_are_read_apart_so_no_window_crosses_a_boundary(kind: str) -> None:
+    """The log density of a corpus is the sum of each document's alone (same weights),
+    whatever the padding: the net never reads one document's tokens for another's."""
+    rng = np.random.default_rng(5)
+    lengths = [9, 3, 6]
+    docs = [rng.integers(1, 6, size=n) for n in lengths]
+    many = compile_string(DOCS_LM.format(net=NETS[kind]))
+
+    def corpus(fill: int) -> dict:
+        text = np.full((3, 10), fill)
+        for i, doc in enumerate(docs):
+            text[i, :len(doc)] = doc
+        return {"V": 5, "D": 3, "T": 10, "len": lengths, "text": text.tolist()}
+    model = many.bind(corpus(1), device="cpu", dtype="float32")
+    lat = model.latents[0]
+    g = torch.Generator().manual_seed(0)
+    w = (torch.as_tensor(lat.init_centre) + 3 * (2 * torch.rand(
+        lat.size, generator=g, dtype=torch.float64) - 1) * torch.as_tensor(lat.init_scale))
+    w = w.float()[None]
+    total = float(model.log_prob(model.packer.pack({"lm": w}, 1))[0])
+    one = compile_string(ONE_DOC_LM.format(net=NETS[kind]))
+    alone = 0.0
+    for doc in docs:
+        single = one.bind({"V": 5, "T": len(doc), "text": doc.tolist()}, device="cpu",
+                          dtype="float32")
+        alone += float(single.log_prob(single.packer.pack({"lm": w}, 1))[0])
+    assert total == pytest.approx(alone, rel=1e-5)
+    padded = many.bind(corpus(4), device="cpu", dtype="float32")
+    assert float(padded.log_prob(padded.packer.pack({"lm": w}, 1))[0]) == total
+
+
+def test_generating_from_a_model_of_many_documents_draws_one_document_per_draw() -> None:
+    program = compile_string(DOCS_LM.format(net=NETS["gru"]))
+    data = {"V": 5, "D": 2, "T": 6, "len": [6, 4],
+            "text": [[1, 2, 3, 4, 5, 1], [2, 3, 4, 5, 5, 5]]}
+    model = program.bind(data, device="cpu", dtype="float32")
+    lat = model.latents[0]
+    given = {"lm": torch.as_tensor(lat.init_centre, dtype=torch.float32)[None]}
+    out = program.generate(data, given, n=3, length=8, prompt=None, temperature=0)
+    tokens = np.asarray(out["text"]["tokens"])
+    assert tokens.shape == (1, 8)  # one draw of the weights: one document of 8 tokens
+    assert tokens[0, 0] == 1  # the first token is the data's (no statement draws it)
+    assert ((1 <= tokens) & (tokens <= 5)).all()

@@ -784,12 +784,27 @@ def _generate(args: argparse.Namespace, program: Any, given: dict[str, Any]) -> 
     return EXIT_OK
 
 
+def _print_series_forecast(name: str, draws: Any, start: int) -> None:
+    import numpy as np  # noqa: PLC0415
+    print(f"{'':>14} {'mean':>10} {'sd':>10} {'5%':>10} {'95%':>10}")
+    for index in np.ndindex(*draws.shape[1:]):
+        d = draws[(slice(None),) + index]
+        sd = d.std(ddof=1) if len(d) > 1 else float("nan")
+        at = ", ".join(str(i + 1) for i in index[:-1])
+        label = f"{name}[{at}, {start + index[-1] + 1}]"
+        print(f"{label:>14} {d.mean():10.4g} {sd:10.4g} {np.quantile(d, 0.05):10.4g} "
+              f"{np.quantile(d, 0.95):10.4g}")
+
+
 def _forecast(args: argparse.Namespace, program: Any, given: dict[str, Any]) -> int:
     import numpy as np  # noqa: PLC0415
     out = program.forecast(args.data, given, args.forecast, seed=args.seed, device=args.device)
     for name, draws in out.items():
         start = program.series_length(args.data, name)
         print(f"{name}: forecast, {_drawn_from(args.fit, draws.shape[0])}")
+        if draws.ndim > 2:  # many series: one row per series and step
+            _print_series_forecast(name, draws, start)
+            continue
         print(f"{'':>10} {'mean':>10} {'sd':>10} {'5%':>10} {'95%':>10}")
         q05, q95 = np.quantile(draws, 0.05, axis=0), np.quantile(draws, 0.95, axis=0)
         sd = draws.std(0, ddof=1) if len(draws) > 1 else np.full(draws.shape[1], np.nan)

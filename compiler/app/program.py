@@ -166,7 +166,10 @@ class Program:
                 raise ModelError(f"--prompt needs the data's '{name}' written as text: "
                                  '{"alphabet": "...", "text": "..."}')
             fixed = encode(name, alphabets[name], prompt, "prompt")
-        values = fixed + list(raw.get(name, []))
+        data_tokens = raw.get(name, [])
+        for _ in range(self._step_axis(name)):  # many documents: continue the first one's
+            data_tokens = data_tokens[0] if len(data_tokens) else []
+        values = fixed + list(data_tokens)
         size = self._size_name(name)
         total = int(length if length is not None else raw.get(size, len(values)))
         if total < 1:
@@ -182,7 +185,8 @@ class Program:
                  device: str = "auto") -> dict[str, Any]:
         """The next `horizon` values of an observed chain (an AR(k) series) after the data,
         drawn step by step at each of the fit's draws in `given`: {variable: [draws,
-        horizon]}, the posterior predictive forecast."""
+        horizon]}, the posterior predictive forecast. Many series (`y[n, t]` inside `for
+        n`) are continued together: [draws, N, horizon], each after its own data."""
         from runtime.decoding import Decoding  # noqa: PLC0415
         if horizon < 1:
             raise ModelError(f"--forecast must be at least 1, got {horizon}")
@@ -190,16 +194,45 @@ class Program:
                                            "observed chain (y[t] ~ ... y[t-1] ...)")
         if name not in raw:
             raise ModelError(f"a forecast continues the data's '{name}': it is missing")
-        values = [float(x) for x in raw[name]]
-        out = self._continue(raw, name, values, len(values) + horizon, device, given, seed,
-                             Decoding(prompt={name: values}))
-        return {name: out[:, len(values):]}
+        axis = self._step_axis(name)
+        if axis == 0:
+            values = [float(x) for x in raw[name]]
+            out = self._continue(raw, name, values, len(values) + horizon, device, given,
+                                 seed, Decoding(prompt={name: values}))
+            return {name: out[:, len(values):]}
+        return {name: self._forecast_series(raw, name, axis, horizon, device, given, seed)}
+
+    def _forecast_series(self, raw: dict[str, Any], name: str, axis: int, horizon: int,
+                         device: str, given: dict[str, Any], seed: int) -> Any:
+        """Many series continued together along their step dim `axis`: the data's steps
+        are fixed (the prompt), the next `horizon` drawn: [draws, series..., horizon]."""
+        import numpy as np  # noqa: PLC0415
+
+        from runtime.decoding import Decoding, decoding  # noqa: PLC0415
+        if getattr(self.model_class(), "ragged_sizes", {}):
+            raise ModelError("a forecast of series of different lengths (a loop ending at "
+                             "x[n]) is not supported yet: forecast series of one length")
+        values = np.asarray(raw[name], dtype=float)
+        if values.ndim <= axis:
+            raise ModelError(f"the data's '{name}' has {values.ndim} dims; a forecast "
+                             f"continues its dim {axis + 1}")
+        steps = values.shape[axis]
+        last = np.take(values, [steps - 1], axis=axis)
+        raw[name] = np.concatenate([values, np.repeat(last, horizon, axis=axis)], axis)
+        raw[self._size_name(name, axis)] = steps + horizon
+        model = self.bind(raw, device, simulate=True)
+        with decoding(Decoding(prompt={name: [0.0] * steps})):
+            draws = model.predictive(given, seed)
+        out = draws[name].detach().cpu().numpy()
+        out = out.reshape(-1, *out.shape[out.ndim - values.ndim:])
+        return np.moveaxis(np.take(out, np.arange(steps, steps + horizon), axis=axis + 1),
+                           axis + 1, -1)
 
     def series_length(self, data: Any, name: str) -> int:
         """The length of the observed chain `name` in `data` (its size's value): a
         forecast's first index is one past it."""
         bound = self.bind(data, device="cpu", simulate=True)
-        return int(bound.data[self._size_name(name)])
+        return int(bound.data[self._size_name(name, self._step_axis(name))])
 
     def _sequence_data(self, data: Any, attr: str, missing: str) -> tuple[str, dict[str, Any],
                                                                           dict[str, str]]:
@@ -212,23 +245,39 @@ class Program:
         raw, alphabets = encoded(raw)
         return targets[0], raw, alphabets
 
-    def _size_name(self, name: str) -> str:
-        return next(s for s in self.model_class().data_specs if s.name == name).dims[0]
+    def _size_name(self, name: str, axis: int = 0) -> str:
+        dim = next(s for s in self.model_class().data_specs if s.name == name).dims[axis]
+        if not isinstance(dim, str):
+            raise ModelError(f"a forecast lengthens the data's '{name}', whose length is "
+                             "not one int data name")
+        return dim
 
     def _continue(self, raw: dict[str, Any], name: str, values: list[Any], total: int,
                   device: str, given: dict[str, Any], seed: int, settings: Any) -> Any:
         """Draws of `name` over 1..total step by step, its first values fixed by settings'
-        prompt, at the fit's draws `given`: [draws, total]."""
+        prompt, at the fit's draws `given`: [draws, total]. A model of many documents
+        (`x[d, t]`) draws one document per draw."""
         from runtime.decoding import decoding  # noqa: PLC0415
-        raw[self._size_name(name)] = total
-        if values:  # elements no statement draws (x[1] of `for t in 2..T`) come from here
-            raw[name] = (values + [values[-1]] * total)[:total]
+        axis = self._step_axis(name)
+        raw[self._size_name(name, axis)] = total
+        row = (values + [values[-1]] * total)[:total] if values else None
+        if axis:  # one document: every plate before the steps has one element
+            for k in range(axis):
+                raw[self._size_name(name, k)] = 1
+            for vector, _ in getattr(self.model_class(), "ragged_sizes", {}).values():
+                raw[vector] = _nested([total], axis - 1)
+        if row is not None:  # elements no statement draws (x[1] of `for t in 2..T`)
+            raw[name] = _nested(row, axis)
         else:
             raw.pop(name, None)
         model = self.bind(raw, device, simulate=True)
         with decoding(settings):
             draws = model.predictive(given, seed)
         return draws[name].detach().cpu().numpy().reshape(-1, total)
+
+    def _step_axis(self, name: str) -> int:
+        """The position of a sequence's step index (after the plates of many documents)."""
+        return int(getattr(self.model_class(), "chain_axes", {}).get(name, 0))
 
     # ---- prediction by Bayes' rule
     def predict(self, data: Any, fit: str, query: str, draws: int = 1000, seed: int = 1,
@@ -318,3 +367,9 @@ def loo_of_fit(idata: Any, data: Any, path: str, ic: str = "loo") -> Any:
                      / (chains * draws))
     return loo_from_model(bound, theta, reff)
 
+
+def _nested(row: list[Any], depth: int) -> list[Any]:
+    """`row` inside `depth` lists of one element: one document of a [1, ..., T] array."""
+    for _ in range(depth):
+        row = [row]
+    return row

@@ -8,14 +8,33 @@ from __future__ import annotations
 from typing import Any
 
 from compiler.codegen.context import ModuleContext
-from compiler.passes.ragged import ragged_sizes
 from compiler.codegen.emitter import str_tuple_code
 from compiler.codegen.enumeration import enumeration_group_of, is_discrete_latent
 from compiler.codegen.flows import flow_data_scored, flow_of_base
 from compiler.codegen.nets import causal_net_calls
+from compiler.indexing import classify
+from compiler.passes.ragged import ragged_sizes
 from compiler.sizes import Size
 from compiler.tables.names import doc_text
 from compiler.walk import free_names
+
+
+def _chain_axes(ctx: ModuleContext, chains: list[str]) -> dict[str, int]:
+    """Each observed chain whose step index is not its first (`y[n, t]`, a series per
+    element of the plate n): the position of that index."""
+    m = ctx.model
+    out: dict[str, int] = {}
+    for s in m.statements:
+        if s.target not in chains or s.kind != "sample" or not s.loops:
+            continue
+        scopes = tuple(m.scopes[lp.id] for lp in s.loops)
+        for k, item in enumerate(s.node.target.items):
+            f = classify(item, scopes, ctx.ints)
+            if f.kind == "loop" and f.loop is not None and f.loop.key == s.loops[-1].id:
+                if k:
+                    out[s.target] = k  # type: ignore[index]
+                break
+    return out
 
 
 def write_class_attributes(ctx: ModuleContext) -> None:
@@ -78,6 +97,11 @@ def write_class_attributes(ctx: ModuleContext) -> None:
     if chains:
         o.line(f"chain_names = {str_tuple_code(chains)}  # observed chains: forecasts "
                "continue them")
+    axes = _chain_axes(ctx, chains + causal)
+    if axes:
+        entries = ", ".join(f"{k!r}: {v}" for k, v in axes.items())
+        o.line(f"chain_axes = {{{entries}}}  # their step dim, after the plates of many "
+               "series or documents")
     plates = _plates(ctx)
     if plates:
         with o.indent("plates = {"):

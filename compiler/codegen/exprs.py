@@ -560,20 +560,23 @@ class ExprCompiler:
         incremental call that feeds the net the newest token; vectorised (the log density),
         one call of the net over the windows of the whole sequence (teacher forcing)."""
         name = arg.base.id  # type: ignore[attr-defined]
-        f = classify(arg.items[0], scope.all_scopes(), self.ints)
+        f = classify(arg.items[-1], scope.all_scopes(), self.ints)
         assert f.loop is not None and f.offset is not None and f.lo is not None
+        docs = tuple(classify(i, scope.all_scopes(), self.ints).loop.key  # type: ignore[union-attr]
+                     for i in arg.items[:-1])  # several documents: one per iteration
         if f.loop.var in scope.sequential:
             hi = self.size(Size.name(f.loop.var) + f.offset, scope)
             return Value(f"{self.names[v.name]}__inc.logits({self.names[name]}__steps, "
-                         f"{self.size(f.lo, scope)}, {hi})", (), 1)
+                         f"{self.size(f.lo, scope)}, {hi})", docs, 1)
         start = self._zero_based(f.lo, scope)
         stop = self.size(f.loop.hi + f.offset, scope)
         first = self.size(f.loop.lo + f.offset - f.lo + Size.const(1), scope)
         count = self.size(f.loop.length, scope)
         select = self.windows.get(f.loop.key, "None")
+        rows = "..., " if docs else ""
         code = (f"rt.causal({self.names[v.name]}, {self.seqnet_spec(sig, scope)}, "
-                f"{self.names[name]}[{start}:{stop}], {first}, {count}, {select})")
-        return Value(code, (f.loop.key,), 1)
+                f"{self.names[name]}[{rows}{start}:{stop}], {first}, {count}, {select})")
+        return Value(code, docs + (f.loop.key,), 1)
 
     def _special(self, name: str, args: list[Value], t: ExprType, e: n.Call,
                  scope: Scope) -> Value:

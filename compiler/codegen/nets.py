@@ -49,6 +49,8 @@ def causal_prefixes(ctx: ModuleContext, stmt: Statement, scope: Scope) -> tuple[
     if not calls or not scope.loops:
         return None
     v, arg = calls[0]
+    if len(arg.items) > 1:  # many documents: a minibatch draws documents (the plate)
+        return None
     f = classify(arg.items[0], scope.all_scopes(), ctx.ints)
     assert f.loop is not None and f.offset is not None and f.lo is not None
     ex = ctx.exprs()

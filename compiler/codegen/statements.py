@@ -131,7 +131,8 @@ def _write_sample(ctx: ModuleContext, stmt: Statement, mode: str, scope: Scope,
         draw = f"rt.draw({dist_code}, shape__ + {shape}, {ctx.where(stmt.span)!r}" + \
             truncation_code(ctx, s, stmt, scope, ex) + ")"
     elif causal_net_calls(ctx, stmt) and scope.sequential:  # decoding: --temperature, --prompt ...
-        f = classify(stmt.node.target.items[0], scope.all_scopes(), ctx.ints)  # type: ignore[union-attr]
+        step = ctx.storage.step_dim.get(stmt.target, 0)  # type: ignore[arg-type]
+        f = classify(stmt.node.target.items[step], scope.all_scopes(), ctx.ints)  # type: ignore[union-attr]
         index = ctx.exprs().size(Size.name(f.loop.var) + f.offset, scope)  # type: ignore[union-attr, operator]
         draw = (f"rt.draw_token({dist_code}, shape__ + {shape}, {ctx.where(stmt.span)!r}, "
                 f"{stmt.target!r}, {index})")
@@ -163,12 +164,16 @@ def _write_step_by_step_loop(ctx: ModuleContext, u: Unit, mode: str) -> None:
     var = ctx.names[loop.var]
     started = set()
     for stmt in u.body:  # causal nets: their incremental state (KV cache, hidden state)
-        for v, _ in causal_net_calls(ctx, stmt):
+        for v, arg in causal_net_calls(ctx, stmt):
             if v.name not in started:
                 started.add(v.name)
                 spec = ctx.exprs().seqnet_spec(net_signature(ctx, v))
+                scopes = tuple(ctx.model.scopes[lp.id] for lp in stmt.loops)
+                docs = [ex.size(classify(i, scopes, ctx.ints).loop.length)  # type: ignore[union-attr]
+                        for i in arg.items[:-1]]  # one incremental state per document
+                shape = "shape__" + (f" + ({', '.join(docs)},)" if docs else "")
                 o.line(f"{ctx.names[v.name]}__inc = rt.Incremental("
-                       f"{ctx.names[v.name]}, {spec}, shape__)")
+                       f"{ctx.names[v.name]}, {spec}, {shape})")
     with stacking_after_step_loop(ctx), \
             o.indent(f"for {var} in range({ex.size(scope0.lo)}, {ex.size(scope0.hi)} + 1):"):
         for stmt in u.body:  # plan() orders them by their same-iteration reads

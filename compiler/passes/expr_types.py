@@ -300,32 +300,52 @@ class ExprTyper:
 
     def _prefix_argument(self, v: Variable, arg: Any, sig: Any) -> None:
         """A causal net reads a prefix of a vector of tokens: `x[a..t-c]`, x int data
-        with values 1..vocab, in a loop over t."""
+        with values 1..vocab, in a loop over t; or of one document of many, `x[d, a..t-c]`
+        inside `for d` (each index before the prefix the variable of a loop around, in
+        order, over all of its dim)."""
         hint = f"write {v.name}(x[1..t - 1]) inside 'for t in ...:', x a vector of int data"
-        if not isinstance(arg, n.Index) or len(arg.items) != 1:
+        if not isinstance(arg, n.Index) or not arg.items:
             raise ShapeError(f"the causal net '{v.name}' reads a prefix of a sequence", arg,
                              hint)
-        form = classify(arg.items[0], self.scopes, self.ctx.ints)
+        form = classify(arg.items[-1], self.scopes, self.ctx.ints)
         ends_before = form.offset is not None and form.offset.constant is not None and \
             form.offset.constant <= -1
         if form.kind != "prefix" or form.loop is None or not ends_before or \
                 form.loop.key != self.scopes[-1].key:
             raise ShapeError(f"the causal net '{v.name}' reads a prefix such as "
                              f"{format_expr(arg.base)}[1..t - 1] that ends before the "
-                             "innermost loop's iteration", arg.items[0], hint)
-        if len(self.scopes) != 1:
-            raise ShapeError("a causal net inside nested loops is not supported yet", arg,
-                             "read one long sequence in a single loop")
+                             "innermost loop's iteration", arg.items[-1], hint)
         target = self.ctx.model.variables.get(format_expr(arg.base))
         if target is None or target.role not in ("data", "observed") or not _integer(target) \
-                or len(target.shape or ()) != 1:
+                or len(target.shape or ()) != len(arg.items):
             raise ShapeError(f"the causal net '{v.name}' reads tokens: a vector of int data "
-                             f"with values 1..{sig.option('vocab')}", arg.base, hint)
-        _check_static_range(target.name, target.shape[0], form.lo, arg.items[0])
+                             f"with values 1..{sig.option('vocab')}, or one row of a matrix "
+                             "of documents", arg.base, hint)
+        self._document_items(v, arg, target)
+        _check_static_range(target.name, target.shape[-1], form.lo, arg.items[-1])
         first = form.loop.lo + form.offset - form.lo + ONE  # the first prefix's length
         if first.constant is not None and first.constant < 0:
             raise ShapeError(f"the first prefix ({target.name}[{form.lo}..{form.loop.lo} + "
-                             f"{form.offset}]) would end before it starts", arg.items[0])
+                             f"{form.offset}]) would end before it starts", arg.items[-1])
+
+    def _document_items(self, v: Variable, arg: Any, target: Variable) -> None:
+        """The indices before a prefix pick the document: the loops around the one over t,
+        each by its own variable over all of its dim, outer first."""
+        docs = arg.items[:-1]
+        if len(self.scopes) != len(docs) + 1:
+            raise ShapeError("a causal net reads one document per iteration of the loops "
+                             "around its loop over t", arg,
+                             f"write {v.name}(x[d, 1..t - 1]) inside 'for d in 1..D:' and "
+                             "'for t in ...:'")
+        for k, item in enumerate(docs):
+            f = classify(item, self.scopes, self.ctx.ints)
+            scope = self.scopes[k]
+            if f.kind != "loop" or f.loop is None or f.loop.key != scope.key or \
+                    f.offset is None or f.offset.constant != 0 or scope.lo.constant != 1 \
+                    or scope.hi != target.shape[k]:  # type: ignore[index]
+                raise ShapeError(f"the document a causal net reads must be picked by the "
+                                 f"variable of a loop over all of '{target.name}''s dim "
+                                 f"{k + 1} ({scope.var} in 1..{target.shape[k]})", item)  # type: ignore[index]
 
     def _call_shape(self, name: str, kind: str, args: list[ExprType], e: n.Call,
                     integer: bool) -> ExprType:
