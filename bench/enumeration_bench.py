@@ -12,6 +12,11 @@ Workloads (issue 4):
   * Gaussian mixture, N = 10 000, K = 3: one fit step (loss, gradient, Adam update).
     Pyro's TraceEnum_ELBO with the labels enumerated in parallel; plain PyTorch with
     logsumexp written by hand.
+  * Many sequences (issue 19): N = 1 000 sequences of length 100, K = 5, one HMM per
+    sequence (`z[n, t]` inside `for n`): log-likelihood and gradient against hmmlearn's
+    `score` with `lengths` and Pyro's DiscreteHMM batched over the sequences; then ragged
+    lengths (50..100, `for t in 2..lengths[n]`) against hmmlearn (DiscreteHMM takes one
+    length only).
 Each time is the median of repeated runs after a warm-up; ratios are other / bgm (> 1
 means bgm is faster).
 """
@@ -134,6 +139,74 @@ def _pyro_hmm(d: dict, t: int, k: int, repeats: int) -> dict[str, float]:
     return rows
 
 
+SEQUENCES = """
+model Sequences
+data N: int
+data T: int
+data K: int
+data lengths: int[N]
+data y: real[N, T]
+for k in 1..K:
+    A[k] ~ Dirichlet(ones(K))
+    mu[k] ~ Normal(0, 10)
+sigma ~ HalfNormal(5)
+for n in 1..N:
+    z[n, 1] ~ Categorical(ones(K) / K)
+    for t in 2..lengths[n]:
+        z[n, t] ~ Categorical(A[z[n, t-1]])
+    for t in 1..lengths[n]:
+        y[n, t] ~ Normal(mu[z[n, t]], sigma)
+"""
+
+
+def bench_sequences(n: int, t: int, k: int, repeats: int, ragged: bool) -> dict[str, float]:
+    """Many sequences of one HMM: bgm's batched forward algorithm against hmmlearn (C,
+    one sequence after another, no gradient) and Pyro's DiscreteHMM (batched)."""
+    from compiler.api import compile_string
+    from runtime.accumulate import Mode
+    d = hmm_data(n * t, k)
+    rng = np.random.default_rng(3)
+    lengths = rng.integers(t // 2, t + 1, size=n) if ragged else np.full(n, t)
+    y = d["y"].reshape(n, t)
+    source = SEQUENCES if ragged else SEQUENCES.replace("lengths[n]", "T")
+    model = compile_string(source, "sequences.bgm").bind(
+        {"N": n, "T": t, "K": k, "lengths": lengths.tolist(), "y": y.tolist()}, device="cpu")
+    theta0 = model.unconstrain({"A": torch.tensor(d["A"]), "mu": torch.tensor(d["mu"]),
+                                "sigma": torch.tensor(d["sigma"])})[None]
+    rows: dict[str, float] = {}
+
+    def bgm() -> None:
+        theta = theta0.clone().requires_grad_(True)
+        model.log_prob(theta, Mode.for_method("mle")).sum().backward()
+    rows["bgm"] = median_time(bgm, repeats)
+    try:
+        from hmmlearn.hmm import GaussianHMM
+        g = GaussianHMM(n_components=k, covariance_type="diag", init_params="", params="")
+        g.startprob_, g.transmat_ = np.ones(k) / k, d["A"]
+        g.means_, g.covars_ = d["mu"][:, None], np.ones((k, 1))
+        x = np.concatenate([y[i, :m] for i, m in enumerate(lengths)])[:, None]
+        rows["hmmlearn score (lengths)"] = median_time(lambda: g.score(x, lengths=lengths),
+                                                      repeats)
+        bgm_value = float(model.log_prob(theta0, Mode.for_method("mle"))[0])
+        assert abs(bgm_value - g.score(x, lengths=lengths)) < 1e-6 * abs(bgm_value)
+    except ImportError:
+        print("hmmlearn skipped (not installed)")
+    if not ragged:
+        try:
+            import pyro.distributions as pd
+            yt = torch.tensor(y)
+
+            def discrete_hmm() -> None:
+                a = torch.tensor(d["A"]).log().requires_grad_(True)
+                mu = torch.tensor(d["mu"], requires_grad=True)
+                dist = pd.DiscreteHMM(torch.full((k,), -np.log(k)), a, pd.Normal(mu, 1.0))
+                dist.log_prob(yt).sum().backward()  # batched over the n sequences
+            rows["pyro DiscreteHMM (batched)"] = median_time(discrete_hmm, repeats)
+        except ImportError:
+            print("pyro skipped (not installed)")
+    return rows
+
+
 def bench_mixture(n: int, k: int, repeats: int) -> dict[str, float]:
     from compiler.api import compile_file
     from runtime.accumulate import Mode
@@ -204,6 +277,11 @@ def main() -> None:
     t, repeats = (1000, 5) if args.quick else (10_000, 20)
     report(f"HMM log-likelihood + gradient, T = {t}, K = 5", bench_hmm(t, 5, repeats))
     report("Gaussian mixture fit step, N = 10 000, K = 3", bench_mixture(10_000, 3, repeats))
+    n = 100 if args.quick else 1000
+    report(f"{n} sequences x 100 steps, K = 5: log-likelihood + gradient",
+           bench_sequences(n, 100, 5, repeats, ragged=False))
+    report(f"{n} sequences of 50..100 steps (ragged), K = 5: log-likelihood + gradient",
+           bench_sequences(n, 100, 5, repeats, ragged=True))
 
 
 if __name__ == "__main__":

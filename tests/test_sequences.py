@@ -359,3 +359,31 @@ def test_generating_from_a_model_of_many_documents_draws_one_document_per_draw()
     assert tokens.shape == (1, 8)  # one draw of the weights: one document of 8 tokens
     assert tokens[0, 0] == 1  # the first token is the data's (no statement draws it)
     assert ((1 <= tokens) & (tokens <= 5)).all()
+
+
+def test_teaching_tools_read_ragged_loops() -> None:
+    """The plate diagram, the unrolled graph and explain take a loop ending at lengths[n]:
+    z[n, t] links to z[n, t + 1] within a sequence, never across sequences, and no closed
+    form is claimed over a ragged range."""
+    from compiler.api import compile_file
+    from compiler.teaching.diagram import build
+    from compiler.teaching.dsep import unrolled
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    model = compile_file(root / "examples" / "hmm_sequences.bgm").compiled.model
+    diagram = build(model)
+    assert {"z[1]", "z[2]", "y[1]", "A", "mu", "sigma"} <= set(diagram.nodes)  # time slices
+    assert "n = 1..N" in [p.label for p in diagram.plates]
+    g = unrolled(model, 3)
+    assert g.has_edge("z[1, 1]", "z[1, 2]") and g.has_edge("z[2, 2]", "z[2, 3]")
+    assert not g.has_edge("z[1, 3]", "z[2, 1]")
+    conjugate = compile_string("""
+data N: int
+data T: int
+data len: int[N]
+data y: real[N, T]
+mu ~ Normal(0, 10)
+for n in 1..N:
+    for t in 1..len[n]:
+        y[n, t] ~ Normal(mu, 1)
+""")
+    assert "ragged loop" in conjugate.explain()

@@ -189,6 +189,9 @@ def _term(model: GraphicalModel, name: str, prior: str, stmt: Statement) -> Term
                                f"{family} likelihood only when its {k} is known (data or "
                                "a constant)") from None
     ints = int_env(model)
+    if any(lp.id in model.ragged_loops for lp in stmt.loops):
+        raise NotConjugate(f"{where} runs over a loop ending at a data value (a ragged "
+                           "loop); closed forms here count rectangular ranges")
     ranges = tuple((size_of(lp.range.lo, ints).terms, size_of(lp.range.hi, ints).terms)
                    for lp in stmt.loops)
     return Term(str(stmt.target), family, others, ranges)

@@ -43,6 +43,15 @@ def size_name(vector: str) -> str:
     return f"{vector}__max"
 
 
+def loop_end(loop: Loop, ints: dict[str, Any]) -> Size:
+    """A loop's upper bound as a size once the shape pass has accepted it: a ragged end
+    `x[n]` is the size `x__max` (for tools that read loops without the model's scopes)."""
+    e = loop.range.hi
+    if isinstance(e, n.Index) and isinstance(e.base, n.Name) and size_name(e.base.id) in ints:
+        return Size.name(size_name(e.base.id))
+    return size_of(e, ints)
+
+
 def enclosing_loops(model: GraphicalModel, loop: Loop) -> tuple[Loop, ...]:
     """The loops around `loop`, outer first (read off a statement inside it)."""
     for stmt in model.statements:

@@ -31,6 +31,7 @@ import networkx as nx
 
 from compiler.indexing import LoopScope, classify
 from compiler.ir import GraphicalModel, Loop
+from compiler.passes.ragged import loop_end
 from compiler.sizes import int_env, size_of
 from compiler.teaching.dsep import unrolled
 from compiler.walk import children
@@ -142,7 +143,7 @@ def build(model: GraphicalModel) -> Diagram:
 
 def _position(stmt: Any, lp: Loop, ints: dict[str, Any]) -> int | None:
     """The target index position that the loop `lp` runs over (x[t] -> 0)."""
-    scopes = tuple(LoopScope(q.id, q.var, size_of(q.range.lo, ints), size_of(q.range.hi, ints))
+    scopes = tuple(LoopScope(q.id, q.var, size_of(q.range.lo, ints), loop_end(q, ints))
                    for q in stmt.loops)
     for p, item in enumerate(stmt.node.target.items):
         form = classify(item, scopes, ints)

@@ -37,6 +37,7 @@ import networkx as nx
 
 from compiler.indexing import LoopScope
 from compiler.ir import GraphicalModel, Statement
+from compiler.passes.ragged import loop_end
 from compiler.sizes import NotASize, Size, int_env, size_of
 from compiler.walk import children
 from dsl import nodes as n
@@ -90,7 +91,7 @@ class _Unroller:
 
     def scopes(self, stmt: Statement) -> tuple[LoopScope, ...]:
         return tuple(LoopScope(lp.id, lp.var, size_of(lp.range.lo, self.ints),
-                               size_of(lp.range.hi, self.ints)) for lp in stmt.loops)
+                               loop_end(lp, self.ints)) for lp in stmt.loops)
 
     def ranges(self, stmt: Statement) -> list[range]:
         return [range(self.value(s.lo), self.value(s.hi) + 1) for s in self.scopes(stmt)]
