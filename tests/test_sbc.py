@@ -366,3 +366,33 @@ def test_cli_sbc_reports_a_missing_data_file_without_a_traceback(tmp_path: Path)
     assert done.stderr.strip() == f"error: data file {str(missing)!r} not found"
     assert "Traceback" not in done.stderr and done.stdout == ""
     assert not (tmp_path / "ranks.png").exists()
+
+
+SEQUENCES = """\
+model SequencesHMM
+data N: int
+data T: int
+data lengths: int[N]
+data y: real[N, T]
+for k in 1..2:
+    A[k] ~ Dirichlet(ones(2) + 2 * one_hot(k, 2))
+mu: ordered[2] ~ Normal(0, 2)
+for n in 1..N:
+    z[n, 1] ~ Categorical(ones(2) / 2)
+    for t in 2..lengths[n]:
+        z[n, t] ~ Categorical(A[z[n, t-1]])
+    for t in 1..lengths[n]:
+        y[n, t] ~ Normal(mu[z[n, t]], 1)
+"""
+
+
+@pytest.mark.slow
+def test_chees_is_calibrated_on_an_hmm_of_many_ragged_sequences() -> None:
+    """Issue 19: one chain per sequence, of different lengths, summed out by the batched
+    forward algorithm; the replications' draws of A, mu and sigma have uniform ranks."""
+    program = compile_string(SEQUENCES, "sequences.bgm")
+    data = {"N": 3, "T": 6, "lengths": [6, 4, 2]}
+    result = sbc.run(program.model_class(), data, sbc.CheesFitter(warmup=200),
+                     replications=50, seed=2)
+    assert result.names == ["A[1, 1]", "A[1, 2]", "A[2, 1]", "A[2, 2]", "mu[1]", "mu[2]"]
+    assert result.calibrated, result.report()
