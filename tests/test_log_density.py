@@ -258,7 +258,8 @@ MODES = {"posterior": Mode(jacobian=True, priors=True), "map": Mode.for_method("
 # gradient check above impractical; tests/test_svi.py compares its log joint with the
 # hand-written PyTorch VAE of bench/vae_reference.py at the same weights.
 ELSEWHERE = {"vae.bgm", "charlm.bgm", "flow_moons.bgm", "gan_ring.bgm",  # their own tests
-             "diffusion_moons.bgm", "diffusion_digits.bgm"}
+             "diffusion_moons.bgm", "diffusion_digits.bgm",
+             "hmm_sequences.bgm"}  # tests/test_sequences.py: hmmlearn, brute force
 
 
 def test_every_example_has_a_reference() -> None:
