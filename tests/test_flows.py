@@ -19,7 +19,7 @@ from runtime.metrics import mmd
 from runtime.svi import Svi, SviSettings
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE = ROOT / "examples" / "flow_moons.bgm"
+EXAMPLE = ROOT / "examples" / "flow_realnvp_moons.bgm"  # NeuralSpline: test_splines.py
 SHAPE = (2, 6, 64)
 
 

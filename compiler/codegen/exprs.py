@@ -14,7 +14,7 @@ from typing import Any
 from compiler.indexing import IndexForm, LoopScope, classify
 from compiler.ir import GraphicalModel
 from compiler.passes.expr_types import ExprType
-from compiler.passes.nets import SEQUENCE, signature
+from compiler.passes.nets import FLOW_FUNCTIONS, INVERTIBLE, SEQUENCE, signature
 from compiler.sizes import Size
 from compiler.tables.functions import FUNCTIONS
 from dsl import nodes as n
@@ -536,8 +536,8 @@ class ExprCompiler:
         x = self.tensor(self.real(self.expr(e.args[0], scope)))
         if sig.invertible:  # a flow pushed forward (sampling x = f(u))
             middle = len(x.loops) + x.rank - 1
-            return Value(f"rt.realnvp({self.names[v.name]}, {self.flow_shape(sig, scope)}, "
-                         f"{x.code}, {middle})", x.loops, x.rank)
+            return Value(f"rt.{FLOW_FUNCTIONS[sig.kind]}({self.names[v.name]}, "
+                         f"{self.flow_shape(sig, scope)}, {x.code}, {middle})", x.loops, x.rank)
         sizes = ", ".join(self.size(s, scope) for s in sig.sizes)
         middle = len(x.loops) + x.rank - 1
         code = (f"rt.mlp({self.names[v.name]}, ({sizes},), {sig.activation!r}, {x.code}, "
@@ -545,9 +545,10 @@ class ExprCompiler:
         return Value(code, x.loops, x.rank)
 
     def flow_shape(self, sig: Any, scope: Scope | None = None) -> str:
-        """`(dim, layers, hidden)` of a RealNVP, as runtime/flows.py takes them."""
+        """The sizes of an invertible net in the order of its keywords, as runtime/flows.py
+        takes them: `(dim, layers, hidden)` of a RealNVP."""
         return "(" + ", ".join(self.size(sig.option(k), scope)
-                               for k in ("dim", "layers", "hidden")) + ")"
+                               for k in INVERTIBLE[sig.kind]) + ")"
 
     def seqnet_spec(self, sig: Any, scope: Scope | None = None) -> str:
         """`rt.seqnet(...)`: a causal net's kind and sizes, as runtime/seqnets.py takes them."""

@@ -10,6 +10,7 @@ from typing import Any
 from compiler.codegen.context import ModuleContext
 from compiler.codegen.nets import net_signature
 from compiler.ir import GraphicalModel, Statement
+from compiler.passes.nets import FLOW_FUNCTIONS
 from dsl.printer import format_simple
 
 
@@ -36,7 +37,7 @@ def write_flow_inverse(ctx: ModuleContext, flow: Any) -> None:
               f"{format_simple(ctx.model.statements[flow.assign].node)}: a flow, so "
               f"{flow.base} = {flow.net}^-1({flow.data}) (change of variables)")
     base = ctx.names[flow.base]
-    o.line(f"{base}, {base}__ladj = rt.realnvp_inverse(u__[{flow.net!r}], "
+    o.line(f"{base}, {base}__ladj = rt.{FLOW_FUNCTIONS[sig.kind]}_inverse(u__[{flow.net!r}], "
            f"{ctx.exprs().flow_shape(sig)}, {ctx.names[flow.data]})")
     o.line(f"acc__.likelihood({flow.data!r}, {base}__ladj, ndims={len(v.shape) - 1})")  # type: ignore[arg-type]
 

@@ -12,6 +12,7 @@ from compiler.codegen.dataspecs import data_spec_lines
 from compiler.codegen.enumeration import is_discrete_latent
 from compiler.codegen.flows import flow_of_base
 from compiler.codegen.nets import mlp_sizes_code, net_signature
+from compiler.passes.nets import FLOW_FUNCTIONS
 from compiler.passes.supports import Support
 
 
@@ -51,9 +52,9 @@ def write_latent_specs(ctx: ModuleContext) -> None:
                            f"{ctx.exprs().seqnet_spec(sig)}),")
                     continue
                 if sig.invertible:
-                    shape = ctx.exprs().flow_shape(sig)
-                    o.line(f"rt.Latent({v.name!r}, (rt.realnvp_size(*{shape}),), 'net', "
-                           f"init_scale=rt.realnvp_init_scale(*{shape})),")
+                    shape, fn = ctx.exprs().flow_shape(sig), FLOW_FUNCTIONS[sig.kind]
+                    o.line(f"rt.Latent({v.name!r}, (rt.{fn}_size(*{shape}),), 'net', "
+                           f"init_scale=rt.{fn}_init_scale(*{shape})),")
                     continue
                 sizes = mlp_sizes_code(ctx, v)
                 o.line(f"rt.Latent({v.name!r}, (rt.mlp_size({sizes}),), 'net', "

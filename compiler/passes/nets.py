@@ -8,7 +8,9 @@ Supported now:
 - causal sequence nets over tokens 1..V, `GRU(vocab=V, dim=H, layers=1, context=128)` and
   `Transformer(vocab=V, dim=D, layers=2, heads=4, context=128)`: `f(x[a..t-c])` is the
   vector of V logits of what follows the prefix (runtime/seqnets.py).
-`RealNVP` is reported as not supported yet.
+- invertible nets for flows (rule 13), `RealNVP(dim, layers=4, hidden=64)` (affine
+  couplings) and `NeuralSpline(dim, layers=8, hidden=64, bins=8, bound=4)`
+  (rational-quadratic spline couplings on [-bound, bound], the identity outside).
 """
 from __future__ import annotations
 
@@ -21,12 +23,17 @@ from compiler.sizes import NotASize, Size, int_env, size_of
 from dsl import nodes as n
 from dsl.diagnostics import BgmError, Problem
 
-SUPPORTED = ("MLP", "GRU", "Transformer", "RealNVP")
+SUPPORTED = ("MLP", "GRU", "Transformer", "RealNVP", "NeuralSpline")
 SEQUENCE = {  # keyword: default (None: required)
     "GRU": {"vocab": None, "dim": None, "layers": 1, "context": 128},
     "Transformer": {"vocab": None, "dim": None, "layers": 2, "heads": 4, "context": 128},
 }
-INVERTIBLE = {"RealNVP": {"dim": None, "layers": 4, "hidden": 64}}
+INVERTIBLE = {"RealNVP": {"dim": None, "layers": 4, "hidden": 64},
+              "NeuralSpline": {"dim": None, "layers": 8, "hidden": 64, "bins": 8,
+                               "bound": 4}}
+# the runtime's functions of each invertible kind: NAME(w, shape, u), NAME_inverse(w,
+# shape, x), NAME_size(*shape) and NAME_init_scale(*shape) (runtime/flows.py)
+FLOW_FUNCTIONS = {"RealNVP": "realnvp", "NeuralSpline": "spline_flow"}
 KEYWORDS = {**SEQUENCE, **INVERTIBLE}
 DEFAULT_ACTIVATION = "relu"
 

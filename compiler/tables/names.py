@@ -20,7 +20,7 @@ IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 KEYWORDS = frozenset({"model", "data", "param", "const", "net", "for", "in", "factor", "guide"})
 TYPE_NAMES = frozenset({"real", "int", "positive", "unit", "simplex", "ordered",
                         "cholesky_corr"})
-NET_KINDS = frozenset({"MLP", "GRU", "Transformer", "RealNVP"})
+NET_KINDS = frozenset({"MLP", "GRU", "Transformer", "RealNVP", "NeuralSpline"})
 # `act=` values of a net name activations from their own namespace (rule 20), so `relu`
 # is neither a variable nor a reserved word.
 ACTIVATIONS = frozenset({"relu", "tanh", "sigmoid", "gelu", "elu", "silu", "softplus",
