@@ -1,9 +1,10 @@
 """Training checkpoints in safetensors: tensors and string metadata only, so loading one
 never unpickles an object (a checkpoint from elsewhere cannot run code).
 
-A checkpoint holds everything a step changes: the parameters, Adam's moments, the global
-random state (minibatch order and reparameterised noise both come from it), the epoch's
-permutation and position, and the loss history. Resuming therefore repeats an
+A checkpoint holds everything a step changes: the parameters (and their moving average,
+when one is kept), Adam's moments, the global random state (minibatch order and
+reparameterised noise both come from it), the epoch's permutation and position, and the
+loss history. Resuming therefore repeats an
 uninterrupted run with the same seed exactly (tests/test_svi.py). It is written beside
 its target and renamed into place, so a run killed while writing leaves the previous one.
 """
@@ -24,7 +25,8 @@ def _fingerprint(svi: Any) -> dict[str, str]:
     s = svi.settings
     return {"format": FORMAT, "model": svi.model.name, "seed": str(s.seed),
             "batch": str(s.batch), "plate": str(svi.plate), "lr": repr(s.lr),
-            "particles": str(s.particles)}
+            "particles": str(s.particles), "schedule": s.schedule,
+            "ema": repr(svi.ema_decay())}
 
 
 def save(svi: Any, path: str | Path) -> None:

@@ -185,7 +185,14 @@ def pareto_k(log_ratios: torch.Tensor) -> float:
 
 def svi_result(svi: Any, log_likelihood: str = "auto") -> tuple[Any, float]:
     """The fitted variational posterior as an InferenceData (draws of every latent from q
-    over the full data, the point values of params and nets) and the full-data ELBO."""
+    over the full data, the point values of params and nets) and the full-data ELBO; at
+    the weights' moving average when SVI keeps one (a diffusion model's), so that what
+    the fit saves is what `bgmc sample --fit` should draw with."""
+    with svi.averaged():
+        return _svi_result(svi, log_likelihood)
+
+
+def _svi_result(svi: Any, log_likelihood: str) -> tuple[Any, float]:
     s = svi.settings
     point = all(lat.name in svi.model.param_names for lat in svi.model.latents)
     draws, log_q = svi.draws_with_log_q(1 if point else s.draws)  # no latents: one point
@@ -193,7 +200,7 @@ def svi_result(svi: Any, log_likelihood: str = "auto") -> tuple[Any, float]:
     attrs = {"model": svi.model.name, "method": "svi", "seed": s.seed,
              "steps": svi.state.step, "batch": s.batch or 0, "plate": svi.plate or "",
              "lr": s.lr, "guide": "guide block" if svi.guide is not None else "meanfield",
-             "elbo": svi.full_elbo()}
+             "elbo": svi.full_elbo(), "schedule": s.schedule, "ema": svi.ema_decay()}
     if log_q is not None and not point:
         attrs["pareto_k"] = pareto_k(lp - log_q)
     # pointwise log-likelihoods (for LOO) of a net's data would be the largest part of

@@ -7,6 +7,10 @@ Gaussian on the unconstrained coordinates of every continuous latent it does not
 (Pyro's AutoNormal, initial scale 0.1). Point parameters and nets (the model's and the
 guide's) are optimised directly (rule 23: variational EM).
 
+The step size follows a schedule of the step alone (runtime/schedule.py), and a
+diffusion model's weights are averaged as it trains (runtime/ema.py); the average is
+what the fit keeps and samples with.
+
 Minibatches subsample one plate `for i in 1..N`: the rows of every data array whose first
 declared dim is N, and N itself. The compiler lists which terms vary over each plate
 (`plates`); the accumulators scale those terms by N / batch, so the minibatch ELBO is an
@@ -14,6 +18,7 @@ unbiased estimate of the full one (tests/test_svi.py checks its gradient).
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -23,7 +28,9 @@ from typing import Any
 import torch
 
 from runtime.accumulate import Accumulator, Mode
+from runtime.ema import DEFAULT_DECAY, Ema
 from runtime.errors import ModelError
+from runtime.schedule import SCHEDULES, learning_rate, set_rate
 
 # log q's initial scale for the mean-field part, as Pyro's AutoNormal: a wide start makes
 # the first gradients noisy enough to throw nets far off
@@ -40,6 +47,10 @@ class SviSettings:
     particles: int = 1
     seed: int = 1
     draws: int = 1000
+    schedule: str = "constant"  # of the learning rate (runtime/schedule.py)
+    # the decay of an average of the weights kept for sampling (runtime/ema.py); None:
+    # DEFAULT_DECAY for a diffusion model, none for others; 0: none
+    ema: float | None = None
 
 
 @dataclass
@@ -91,7 +102,27 @@ class Svi:
         self.batch = min(settings.batch, self.total) if self.plate is not None else None
         self.rows = self._rows(model)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr)
+        if settings.schedule not in SCHEDULES:
+            raise ModelError(f"unknown learning-rate schedule '{settings.schedule}' "
+                             f"(one of {', '.join(SCHEDULES)})")
+        decay = self.ema_decay()
+        self.ema = Ema(self.params, decay) if decay else None
         self.state = SviState()
+
+    def ema_decay(self) -> float:
+        """The decay of the weights' average: the setting, or by default DEFAULT_DECAY
+        for a diffusion model (whose samples are drawn with it) and none for others."""
+        decay = self.settings.ema
+        if decay is None:
+            decay = DEFAULT_DECAY if getattr(self.model, "diffusion_names", ()) else 0.0
+        if decay and not 0 < decay < 1:
+            raise ModelError(f"the EMA decay must be in (0, 1), got {decay}")
+        return float(decay)
+
+    def averaged(self) -> Any:
+        """A block inside which the params hold their moving averages (when kept)."""
+        return self.ema.swapped(self.params) if self.ema is not None else \
+            contextlib.nullcontext()
 
     # ---- what is optimised
     def parameters(self) -> list[torch.nn.Parameter]:
@@ -101,6 +132,8 @@ class Svi:
         out = {f"param.{k}": v for k, v in self.params.items()}
         out["meanfield.loc"] = self.loc
         out["meanfield.log_scale"] = self.log_scale
+        if self.ema is not None:
+            out.update({f"ema.{k}": v for k, v in self.ema.shadow.items()})
         return out
 
     # ---- minibatches
@@ -261,8 +294,13 @@ class Svi:
             raise ModelError(f"the ELBO's gradient with respect to '{bad[0]}' became "
                              f"non-finite at step {self.state.step + 1}; try a smaller --lr",
                              self.model.locations.get(bad[0]))
+        s = self.settings
+        set_rate(self.optimizer, learning_rate(s.lr, self.state.step, self.total_steps(),
+                                               s.schedule))
         self.optimizer.step()
         self.state.step += 1
+        if self.ema is not None:
+            self.ema.update(self.params, self.state.step)
         value = float(-elbo.detach())
         self.state.losses.append(value)
         return value

@@ -266,16 +266,21 @@ def _parser() -> argparse.ArgumentParser:
                      help="radius R of uniform(-R, R) initial values, or a JSON file")
     fit.add_argument("--iter", type=positive_int, default=None,
                      help="maximum iterations (mle, map); steps (svi, adversarial) "
-                          "(default: 2000); nuts takes --warmup and --draws instead")
+                          "(default: 2000, or a flow's, diffusion model's or GAN's own "
+                          "training defaults); nuts takes --warmup and --draws instead")
     fit.add_argument("--lr", type=positive_float, default=None,
                      help="Adam's learning rate (default 0.05; svi 0.001; adversarial "
-                          "0.0002)")
+                          "0.0002, the generator's: the critic's is twice it)")
     svi = fit.add_argument_group("svi")
     svi.add_argument("--batch", type=positive_int, help="minibatch size over a plate")
     svi.add_argument("--plate", help="the size of the plate to subsample, e.g. N (found by "
                                      "itself when there is one)")
     svi.add_argument("--epochs", type=positive_int, help="passes over the plate (else "
                                                          "--iter steps)")
+    svi.add_argument("--lr-schedule", choices=["constant", "cosine"], default=None,
+                     help="the learning rate over the run: constant (default), or a "
+                          "cosine decay to 2%% of --lr (default for flows and diffusion "
+                          "models)")
     svi.add_argument("--particles", type=positive_int, default=1,
                      help="draws per ELBO estimate")
     svi.add_argument("--checkpoint", type=output_file,
@@ -621,7 +626,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
                       draws=args.draws, adapt_delta=args.adapt_delta,
                       max_treedepth=args.max_treedepth, metric=args.metric,
                       family=args.family, optimizer=args.optimizer, restarts=args.restarts,
-                      init=args.init, max_iter=args.iter or 2000, lr=args.lr,
+                      init=args.init, max_iter=args.iter, lr=args.lr,
+                      lr_schedule=args.lr_schedule,
                       batch=args.batch,
                       plate=args.plate, epochs=args.epochs, particles=args.particles,
                       checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every,

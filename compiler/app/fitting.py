@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from compiler.app.defaults import family_of, training_threads, with_family_defaults
 from compiler.app.progress import progress
 from runtime.errors import ModelError
 
@@ -27,9 +28,11 @@ if TYPE_CHECKING:
 
 METHODS = ("mle", "map", "nuts", "chees", "advi", "svi", "exact", "adversarial")
 POINT_METHODS = ("mle", "map")
+DEFAULT_ITER = 2000  # --iter when neither it nor --epochs is given
 CHOICES: dict[str, tuple[Any, ...]] = {
     "method": METHODS, "metric": ("diag", "dense"), "family": ("meanfield", "fullrank"),
     "optimizer": (None, "lbfgs", "adam"), "gan_loss": ("ns", "wgan-gp"),
+    "lr_schedule": (None, "constant", "cosine"),
     "dtype": (None, "float64", "float32"),
     "log_likelihood": ("auto", "always", "never")}
 # The defaults of options whose best value depends on the method: the many-chain sampler
@@ -75,8 +78,11 @@ class FitSettings:
     # many weights runs long without converging)
     optimizer: str | None = None
     restarts: int = 1
-    max_iter: int = 2000  # mle/map iterations; svi and adversarial steps
+    # mle/map iterations; svi and adversarial steps (None: DEFAULT_ITER, or the model
+    # family's epochs or steps, compiler/app/defaults.py)
+    max_iter: int | None = None
     lr: float | None = None  # Adam's learning rate (default 0.05; svi 1e-3; gan 2e-4)
+    lr_schedule: str | None = None  # svi: "constant" (default) or "cosine"
     # starting points: a radius R of uniform(-R, R), a JSON file, or a dict of values
     init: float | str | Mapping[str, Any] = 2.0
     # svi
@@ -108,7 +114,7 @@ class FitSettings:
                                  f"of {shown}")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
-            if value is None and name in ("batch", "epochs"):
+            if value is None and name in ("batch", "epochs", "max_iter"):
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value < low or \
                     (high is not None and value > high):
@@ -221,10 +227,16 @@ def fit(program: Program, data: Any, settings: FitSettings, output: str | None =
     """Fit `program` to `data` as `settings` ask. `output` names the fit's file when it
     will be written, so that SVI's checkpoint and loss plot default beside it; `notify`
     hears what happens during the fit (a resumed checkpoint)."""
+    family = family_of(program)
+    settings, chosen = with_family_defaults(settings, family)
     model = program.bind(data, settings.device, dtype=settings.dtype)
     notes = tuple(f"'{name}' is not in the data: {name} = {how}"
                   for name, how in getattr(model, "inferred_sizes", {}).items())
-    result = _fit_bound(program, model, settings, output, notify)
+    with training_threads(family, settings.method, model) as one_thread:
+        result = _fit_bound(program, model, settings, output, notify)
+    if chosen or one_thread:
+        notes += (f"{chosen or 'training ' + family.name}"  # type: ignore[union-attr]
+                  f"{' on one CPU thread' if one_thread else ''}",)
     left_out = None
     if result.idata is not None:
         left_out = result.idata.attrs.get("left_out")
@@ -287,7 +299,8 @@ def _point(name: str, model: Any, s: FitSettings, init: Any, radius: float) -> F
     bar = progress(s.progress, None, unit="evaluations", refresh=s.refresh)
     try:
         result = optimize(model, method=s.method, seed=s.seed, init=init, radius=radius,
-                          restarts=s.restarts, optimizer=optimizer, max_iter=s.max_iter,
+                          restarts=s.restarts, optimizer=optimizer,
+                          max_iter=s.max_iter or DEFAULT_ITER,
                           lr=s.lr or 0.05, progress=bar.optimizing if bar else None)
     finally:
         if bar is not None:
@@ -359,9 +372,10 @@ def _svi(model: Any, s: FitSettings, output: str | None, notify: Notify | None) 
     from runtime.posterior import svi_result  # noqa: PLC0415
     from runtime.svi import Svi, SviSettings  # noqa: PLC0415
     from runtime.training import write_loss_plot  # noqa: PLC0415
-    settings = SviSettings(steps=s.max_iter, epochs=s.epochs, batch=s.batch, plate=s.plate,
-                           lr=s.lr or 1e-3, particles=s.particles, seed=s.seed,
-                           draws=s.draws)
+    settings = SviSettings(steps=s.max_iter or DEFAULT_ITER, epochs=s.epochs, batch=s.batch,
+                           plate=s.plate, lr=s.lr or 1e-3, particles=s.particles,
+                           seed=s.seed, draws=s.draws,
+                           schedule=s.lr_schedule or "constant")
     svi = Svi(model, settings)
     ckpt = _beside(s.checkpoint, output, ".ckpt.safetensors")
     if s.resume:
@@ -404,7 +418,8 @@ def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
     if not s.critic:
         raise ModelError("--method adversarial needs --critic NET: a net declared in the "
                          "file that scores rows (MLP(in, ..., 1))")
-    settings = AdversarialSettings(critic=s.critic, steps=s.max_iter, batch=s.batch or 256,
+    settings = AdversarialSettings(critic=s.critic, steps=s.max_iter or DEFAULT_ITER,
+                                   batch=s.batch or 256,
                                    lr=s.lr or 2e-4, loss=s.gan_loss, seed=s.seed)
     trainer = Adversarial(model, settings)
     bar = progress(s.progress, settings.steps, unit="step", refresh=s.refresh)

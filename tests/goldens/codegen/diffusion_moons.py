@@ -27,14 +27,14 @@ class DiffusionMoons(rt.CompiledModel):
         'N': ('x',),
     }
     locations = {
-        'N': 'diffusion_moons.bgm:11',
-        'x': 'diffusion_moons.bgm:12',
-        'eps': 'diffusion_moons.bgm:13',
+        'N': 'diffusion_moons.bgm:13',
+        'x': 'diffusion_moons.bgm:14',
+        'eps': 'diffusion_moons.bgm:15',
     }
 
     data_specs = (
-        rt.DataSpec('N', 'int', where='diffusion_moons.bgm:11'),
-        rt.DataSpec('x', 'real', dims=('N', 2), where='diffusion_moons.bgm:12'),
+        rt.DataSpec('N', 'int', where='diffusion_moons.bgm:13'),
+        rt.DataSpec('x', 'real', dims=('N', 2), where='diffusion_moons.bgm:14'),
     )
 
     def latent_specs(self, data__):
@@ -53,15 +53,15 @@ class DiffusionMoons(rt.CompiledModel):
     def check_sizes(self, data__):
         """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
         N = data__['N']
-        rt.check_loop(1, N, 'diffusion_moons.bgm:14:10', 'the range 1..N')
+        rt.check_loop(1, N, 'diffusion_moons.bgm:16:10', 'the range 1..N')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         x = data__['x']
-        # diffusion_moons.bgm:13  net eps = MLP(2 + 16, 128, 128, 128, 2, act=silu): the weights of
+        # diffusion_moons.bgm:15  net eps = MLP(2 + 16, 128, 128, 128, 2, act=silu): the weights of
         #     the net, point parameters (no prior, no Jacobian)
         eps = u__['eps']
-        # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
+        # diffusion_moons.bgm:17  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
         # not a density: minus the noise-prediction loss at a random step t and noise (a Monte Carlo
         #     objective, for --method svi)
         acc__.likelihood(
@@ -77,17 +77,17 @@ class DiffusionMoons(rt.CompiledModel):
                 "cannot draw from the prior: eps is a net (weights without a prior); fit first and "
                 "draw the predictive at the fitted values ('bgmc sample --fit FIT.json', FIT.json "
                 "from 'bgmc fit')",
-                'diffusion_moons.bgm:13',
+                'diffusion_moons.bgm:15',
             )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         eps = given__['eps']
-        # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
+        # diffusion_moons.bgm:17  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
         x = rt.draw(
             rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine'),
             shape__ + (N, 2),
-            'diffusion_moons.bgm:15',
+            'diffusion_moons.bgm:17',
         )
         draws__['x'] = x
         return draws__
@@ -98,11 +98,11 @@ class DiffusionMoons(rt.CompiledModel):
         x = data__.get('x')
         draws__ = {}
         eps = given__['eps']
-        # diffusion_moons.bgm:15  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
+        # diffusion_moons.bgm:17  for i in 1..N: x[i] ~ Diffusion(eps, steps=200, schedule="cosine")
         x = rt.draw(
             rt.Diffusion(eps, (18, 128, 128, 128, 2), 'silu', 200, 'cosine'),
             shape__ + (N, 2),
-            'diffusion_moons.bgm:15',
+            'diffusion_moons.bgm:17',
         )
         draws__['x'] = x
         return draws__

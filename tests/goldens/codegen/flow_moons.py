@@ -27,15 +27,15 @@ class Flow2D(rt.CompiledModel):
         'N': ('x',),
     }
     locations = {
-        'N': 'flow_moons.bgm:10',
-        'x': 'flow_moons.bgm:11',
-        'f': 'flow_moons.bgm:12',
-        'u': 'flow_moons.bgm:14',
+        'N': 'flow_moons.bgm:13',
+        'x': 'flow_moons.bgm:14',
+        'f': 'flow_moons.bgm:15',
+        'u': 'flow_moons.bgm:17',
     }
 
     data_specs = (
-        rt.DataSpec('N', 'int', where='flow_moons.bgm:10'),
-        rt.DataSpec('x', 'real', dims=('N', 2), where='flow_moons.bgm:11'),
+        rt.DataSpec('N', 'int', where='flow_moons.bgm:13'),
+        rt.DataSpec('x', 'real', dims=('N', 2), where='flow_moons.bgm:14'),
     )
 
     def latent_specs(self, data__):
@@ -45,29 +45,29 @@ class Flow2D(rt.CompiledModel):
             # nets: their weights, one flat vector each (point parameters)
             rt.Latent(
                 'f',
-                (rt.realnvp_size(*(2, 6, 64)),),
+                (rt.spline_flow_size(*(2, 8, 64, 8, 4)),),
                 'net',
-                init_scale=rt.realnvp_init_scale(*(2, 6, 64)),
+                init_scale=rt.spline_flow_init_scale(*(2, 8, 64, 8, 4)),
             ),
         )
 
     def check_sizes(self, data__):
         """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
         N = data__['N']
-        rt.check_loop(1, N, 'flow_moons.bgm:13:10', 'the range 1..N')
+        rt.check_loop(1, N, 'flow_moons.bgm:16:10', 'the range 1..N')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
         x = data__['x']
-        # flow_moons.bgm:12  net f = RealNVP(dim=2, layers=6): the weights of the net, point
-        #     parameters (no prior, no Jacobian)
+        # flow_moons.bgm:15  net f = NeuralSpline(dim=2): the weights of the net, point parameters
+        #     (no prior, no Jacobian)
         f = u__['f']
-        # flow_moons.bgm:15  x[i] = f(u[i]): a flow, so u = f^-1(x) (change of variables)
-        u, u__ladj = rt.realnvp_inverse(u__['f'], (2, 6, 64), x)
+        # flow_moons.bgm:18  x[i] = f(u[i]): a flow, so u = f^-1(x) (change of variables)
+        u, u__ladj = rt.spline_flow_inverse(u__['f'], (2, 8, 64, 8, 4), x)
         acc__.likelihood('x', u__ladj, ndims=1)
-        # flow_moons.bgm:14  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
+        # flow_moons.bgm:17  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
         acc__.likelihood('x', dist.Normal(data__.tensor(0.0), 1.0).log_prob(u), ndims=2)
-        # flow_moons.bgm:15  for i in 1..N: x[i] = f(u[i])
+        # flow_moons.bgm:18  for i in 1..N: x[i] = f(u[i])
 
     def sample_prior(self, data__, shape__, given__=None):
         """Ancestral draws from the prior (batch shape__) at the fitted given__."""
@@ -76,17 +76,17 @@ class Flow2D(rt.CompiledModel):
                 "cannot draw from the prior: f is a net (weights without a prior); fit first and "
                 "draw the predictive at the fitted values ('bgmc sample --fit FIT.json', FIT.json "
                 "from 'bgmc fit')",
-                'flow_moons.bgm:12',
+                'flow_moons.bgm:15',
             )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         f = given__['f']
-        # flow_moons.bgm:14  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
-        u = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'flow_moons.bgm:14')
+        # flow_moons.bgm:17  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
+        u = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'flow_moons.bgm:17')
         draws__['u'] = u
-        # flow_moons.bgm:15  for i in 1..N: x[i] = f(u[i])
-        x = rt.realnvp(f, (2, 6, 64), u, 1)
+        # flow_moons.bgm:18  for i in 1..N: x[i] = f(u[i])
+        x = rt.spline_flow(f, (2, 8, 64, 8, 4), u, 1)
         draws__['x'] = x
         return draws__
 
@@ -96,10 +96,10 @@ class Flow2D(rt.CompiledModel):
         x = data__.get('x')
         draws__ = {}
         f = given__['f']
-        # flow_moons.bgm:14  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
-        u = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'flow_moons.bgm:14')
+        # flow_moons.bgm:17  for i in 1..N: u[i]: real[2] ~ Normal(0, 1)
+        u = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'flow_moons.bgm:17')
         draws__['u'] = u
-        # flow_moons.bgm:15  for i in 1..N: x[i] = f(u[i])
-        x = rt.realnvp(f, (2, 6, 64), u, 1)
+        # flow_moons.bgm:18  for i in 1..N: x[i] = f(u[i])
+        x = rt.spline_flow(f, (2, 8, 64, 8, 4), u, 1)
         draws__['x'] = x
         return draws__

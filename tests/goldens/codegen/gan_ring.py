@@ -28,16 +28,16 @@ class GANRing(rt.CompiledModel):
         'N': ('x',),
     }
     locations = {
-        'N': 'gan_ring.bgm:9',
-        'x': 'gan_ring.bgm:10',
-        'G': 'gan_ring.bgm:11',
-        'D': 'gan_ring.bgm:12',
-        'z': 'gan_ring.bgm:14',
+        'N': 'gan_ring.bgm:12',
+        'x': 'gan_ring.bgm:13',
+        'G': 'gan_ring.bgm:14',
+        'D': 'gan_ring.bgm:15',
+        'z': 'gan_ring.bgm:17',
     }
 
     data_specs = (
-        rt.DataSpec('N', 'int', where='gan_ring.bgm:9'),
-        rt.DataSpec('x', 'real', dims=('N', 2), where='gan_ring.bgm:10'),
+        rt.DataSpec('N', 'int', where='gan_ring.bgm:12'),
+        rt.DataSpec('x', 'real', dims=('N', 2), where='gan_ring.bgm:13'),
     )
 
     def latent_specs(self, data__):
@@ -71,7 +71,7 @@ class GANRing(rt.CompiledModel):
     def check_sizes(self, data__):
         """Indices and loop ranges that depend on data sizes stay inside the declared sizes."""
         N = data__['N']
-        rt.check_loop(1, N, 'gan_ring.bgm:13:10', 'the range 1..N')
+        rt.check_loop(1, N, 'gan_ring.bgm:16:10', 'the range 1..N')
 
     def log_density(self, data__, u__, acc__):
         """The log joint density at unconstrained values u__ (batched), accumulated in acc__."""
@@ -79,7 +79,7 @@ class GANRing(rt.CompiledModel):
             "'x' = G(z) with G not invertible is an implicit model: it has no likelihood, so it "
             "cannot be fitted by mle, map, nuts, advi or svi; train it against a critic net "
             "declared in the file with 'bgmc fit --method adversarial --critic NET'",
-            'gan_ring.bgm:15',
+            'gan_ring.bgm:18',
         )
 
     def sample_prior(self, data__, shape__, given__=None):
@@ -89,17 +89,17 @@ class GANRing(rt.CompiledModel):
                 "cannot draw from the prior: G, D are nets (weights without a prior); fit first "
                 "and draw the predictive at the fitted values ('bgmc sample --fit FIT.json', "
                 "FIT.json from 'bgmc fit')",
-                'gan_ring.bgm:11',
+                'gan_ring.bgm:14',
             )
         N = data__['N']
         x = data__.get('x')
         draws__ = {}
         G = given__['G']
         D = given__['D']
-        # gan_ring.bgm:14  for i in 1..N: z[i]: real[2] ~ Normal(0, 1)
-        z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'gan_ring.bgm:14')
+        # gan_ring.bgm:17  for i in 1..N: z[i]: real[2] ~ Normal(0, 1)
+        z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'gan_ring.bgm:17')
         draws__['z'] = z
-        # gan_ring.bgm:15  for i in 1..N: x[i] = G(z[i])
+        # gan_ring.bgm:18  for i in 1..N: x[i] = G(z[i])
         x = rt.mlp(G, (2, 64, 64, 2,), 'relu', z, 1)
         draws__['x'] = x
         return draws__
@@ -111,10 +111,10 @@ class GANRing(rt.CompiledModel):
         draws__ = {}
         G = given__['G']
         D = given__['D']
-        # gan_ring.bgm:14  for i in 1..N: z[i]: real[2] ~ Normal(0, 1)
-        z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'gan_ring.bgm:14')
+        # gan_ring.bgm:17  for i in 1..N: z[i]: real[2] ~ Normal(0, 1)
+        z = rt.draw(dist.Normal(data__.tensor(0.0), 1.0), shape__ + (N, 2), 'gan_ring.bgm:17')
         draws__['z'] = z
-        # gan_ring.bgm:15  for i in 1..N: x[i] = G(z[i])
+        # gan_ring.bgm:18  for i in 1..N: x[i] = G(z[i])
         x = rt.mlp(G, (2, 64, 64, 2,), 'relu', z, 1)
         draws__['x'] = x
         return draws__
