@@ -6,10 +6,19 @@ Tests that keep golden files take the `update_goldens` fixture (a bool), or the
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `pytest -n 2` (CI's slow step) runs two workers on two cores: one torch thread each,
+    # and in the processes tests start, since a second thread waiting for a core the other
+    # worker holds stalls every operation (compiler/app/defaults.py measured 60 times).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+    torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
