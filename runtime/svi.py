@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from runtime.accumulate import Accumulator, Mode
+from runtime.distributed import World
 from runtime.ema import DEFAULT_DECAY, Ema
 from runtime.errors import ModelError
 from runtime.schedule import SCHEDULES, learning_rate, set_rate
@@ -100,6 +101,8 @@ class Svi:
         self.total = self.windows[self.plate].count if self.plate in self.windows else \
             model.data[self.plate] if self.plate is not None else None
         self.batch = min(settings.batch, self.total) if self.plate is not None else None
+        self.world = World.current()  # data-parallel over its ranks (runtime/distributed.py)
+        self.world.check_batch(self.batch)
         self.rows = self._rows(model)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr)
         if settings.schedule not in SCHEDULES:
@@ -282,10 +285,13 @@ class Svi:
     def step(self) -> float:
         self.optimizer.zero_grad()
         idx = self._indices()
-        elbo, _, _ = self.elbo(self.settings.particles, idx)
-        if not torch.isfinite(elbo):
-            raise ModelError(self._diagnose(idx))
-        (-elbo).backward()
+        if self.world.distributed:
+            elbo = self._shared_step(idx)
+        else:
+            elbo, _, _ = self.elbo(self.settings.particles, idx)
+            if not torch.isfinite(elbo):
+                raise ModelError(self._diagnose(idx))
+            (-elbo).backward()
         grads = [v.grad for v in self.params.values() if v.grad is not None]
         finite = not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
         bad = [] if finite else [k for k, v in self.params.items() if v.grad is not None and
@@ -304,6 +310,24 @@ class Svi:
         value = float(-elbo.detach())
         self.state.losses.append(value)
         return value
+
+    def _shared_step(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """This rank's part of a step: the ELBO of its shard of the global minibatch idx,
+        weighted by its share so that the ranks' gradients sum (one all-reduce) to the
+        gradient of the global batch's ELBO, which is returned (the same on every rank)."""
+        local = self.world.shard(idx)
+        with self.world.noise(self.settings.seed, self.state.step, self.model.device):
+            elbo = self.elbo(self.settings.particles, local)[0] * self.world.share(idx)
+        (-elbo).backward()
+        total = elbo.detach().reshape(1).clone()
+        for p in self.parameters():
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self.world.sum_([p.grad for p in self.parameters()] + [total])
+        if not torch.isfinite(total).all():  # every rank stops, rank 0 names the term
+            with self.world.noise(self.settings.seed, self.state.step, self.model.device):
+                raise ModelError(self._diagnose(local))
+        return total[0]
 
     def _diagnose(self, idx: torch.Tensor | None) -> str:
         """Name the first non-finite term of the ELBO (a factor of the model or of q)."""
