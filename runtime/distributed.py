@@ -102,7 +102,8 @@ class World:
 
     # ---- random streams
     def noise(self, seed: int, step: int, device: torch.device) -> Any:
-        """A block whose random draws come from this rank's stream for `step` (reproducible
+        """A block whose random draws come from this rank's stream for `step` (a count
+        that differs between the blocks of a run: reproducible
         for a seed and a number of ranks); the global stream is left as it was. One
         process keeps drawing from the global stream, as it always has."""
         if not self.distributed:
@@ -121,6 +122,19 @@ class World:
         for t in tensors:
             t.copy_(flat[at:at + t.numel()].view_as(t))
             at += t.numel()
+
+    def summed(self, params: list[torch.Tensor], value: torch.Tensor) -> torch.Tensor:
+        """After the backward pass of this rank's weighted loss `value`: the gradients of
+        `params` summed over the ranks in place, and the global loss (the sum of the
+        ranks' values), the same on every rank."""
+        total = value.detach().reshape(1).clone()
+        if not self.distributed:
+            return total[0]
+        for p in params:
+            if p.grad is None:  # a rank whose shard does not reach p still takes part
+                p.grad = torch.zeros_like(p)
+        self.sum_([p.grad for p in params] + [total])
+        return total[0]
 
     def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's `obj` on rank 0, in rank order (None on the other ranks)."""

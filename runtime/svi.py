@@ -319,15 +319,11 @@ class Svi:
         with self.world.noise(self.settings.seed, self.state.step, self.model.device):
             elbo = self.elbo(self.settings.particles, local)[0] * self.world.share(idx)
         (-elbo).backward()
-        total = elbo.detach().reshape(1).clone()
-        for p in self.parameters():
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-        self.world.sum_([p.grad for p in self.parameters()] + [total])
-        if not torch.isfinite(total).all():  # every rank stops, rank 0 names the term
+        total = self.world.summed(self.parameters(), elbo)
+        if not torch.isfinite(total):  # every rank stops, rank 0 names the term
             with self.world.noise(self.settings.seed, self.state.step, self.model.device):
                 raise ModelError(self._diagnose(local))
-        return total[0]
+        return total
 
     def _diagnose(self, idx: torch.Tensor | None) -> str:
         """Name the first non-finite term of the ELBO (a factor of the model or of q)."""

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -111,3 +112,70 @@ def test_summed_gradient_of_the_shards_is_the_one_process_gradient(tmp_path: Pat
     out = tmp_path / "result.txt"
     mp.spawn(_gradient_worker, args=(2, free_port(), str(out)), nprocs=2, join=True)
     assert out.read_text() == "ok"
+
+
+def _cli_worker(rank: int, world: int, port: int, workdir: str, argv: list[str]) -> None:
+    """`bgmc <argv>` as rank `rank` of a torchrun group, recording the files it writes
+    (every output goes through runtime.files.write_atomic, which ends in os.replace)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    os.chdir(workdir)
+    written: list[str] = []
+    replace = os.replace
+
+    def recording(src: Any, dst: Any) -> None:
+        written.append(Path(dst).name)
+        replace(src, dst)
+
+    os.replace = recording
+    from compiler.cli import main
+    code = main(argv)
+    os.replace = replace
+    Path(workdir, f"rank{rank}.txt").write_text(f"{code}\n" + "\n".join(sorted(written)))
+
+
+LINEAR = [str(EXAMPLES / "linear_regression.bgm"), "--data",
+          str(EXAMPLES / "linear_regression.json"), "--method", "svi", "--batch", "8",
+          "--draws", "20", "--no-progress", "--seed", "4"]
+
+
+@pytest.mark.slow  # ~25 s: two processes each compile, fit and summarise
+def test_two_processes_write_from_rank_zero_and_resume_on_one(tmp_path: Path) -> None:
+    """A run on 2 processes: rank 0 alone writes (the fit, its checkpoints, the loss
+    plot); its checkpoint then resumes on 1 process with its parameters and step."""
+    argv = ["fit", *LINEAR, "--iter", "20", "--checkpoint-every", "10", "-o", "fit.nc"]
+    mp.spawn(_cli_worker, args=(2, free_port(), str(tmp_path), argv), nprocs=2, join=True)
+    rank0 = (tmp_path / "rank0.txt").read_text().splitlines()
+    rank1 = (tmp_path / "rank1.txt").read_text().splitlines()
+    assert rank0[0] == "0" and rank1 == ["0"]  # exit codes; rank 1 wrote nothing
+    assert sorted(set(rank0[1:])) == ["fit.nc", "fit.nc.ckpt.safetensors", "fit.nc.loss.png"]
+    assert rank0.count("fit.nc.ckpt.safetensors") == 2  # at step 10 and at the end
+
+    from safetensors.torch import load_file
+
+    from compiler.api import compile_file
+    from runtime import checkpoint
+    from runtime.svi import Svi, SviSettings
+    ckpt = tmp_path / "fit.nc.ckpt.safetensors"
+    saved = load_file(str(ckpt))
+    model = compile_file(LINEAR[0]).bind(LINEAR[2], device="cpu")
+    svi = Svi(model, SviSettings(steps=30, batch=8, seed=4, draws=20))
+    assert svi.world.size == 1
+    checkpoint.load(svi, ckpt)
+    assert svi.state.step == 20 and svi.state.losses == saved["losses"].tolist()
+    for name, value in svi.named_tensors().items():
+        assert torch.equal(value.detach(), saved[name]), name
+    svi.run()
+    assert svi.state.step == 30 and svi.state.losses[:20] == saved["losses"].tolist()
+
+
+def test_more_processes_than_rows_of_a_minibatch_is_one_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    run = subprocess.run([sys.executable, "-m", "compiler.cli", "fit", *LINEAR[:5],
+                          "--batch", "1", "--nproc", "2"], capture_output=True, text=True,
+                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr == ("error: --batch 1 is smaller than --nproc 2: every process needs "
+                          "rows of each minibatch; use --batch 2 or more\n")
