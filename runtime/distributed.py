@@ -21,6 +21,7 @@ every rank and independent of the number of ranks.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,6 +94,15 @@ class World:
             return 1.0 / self.size
         return len(range(self.rank, int(idx.numel()), self.size)) / int(idx.numel())
 
+    def chains(self, chains: int) -> range:
+        """This rank's chains, a contiguous block of nearly equal size (the chains are
+        indexed globally: each keeps its own random stream, runtime/streams.py)."""
+        if chains < self.size:
+            raise ModelError(f"--chains {chains} is fewer than the number of processes "
+                             f"{self.size}: every process needs a chain; use --chains "
+                             f"{self.size} or more, or fewer processes")
+        return range(chains * self.rank // self.size, chains * (self.rank + 1) // self.size)
+
     def check_batch(self, batch: int | None, flag: str = "--batch") -> None:
         """Refuse more ranks than rows in a minibatch (a rank would have none)."""
         if self.distributed and batch is not None and batch < self.size:
@@ -144,10 +154,39 @@ class World:
         dist.gather_object(obj, out, dst=0)
         return out
 
-    def stop(self) -> None:
-        """Leave the process group (at the end of a run)."""
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    def joined(self, part: Any) -> Any:
+        """On rank 0, the ranks' parts (tensors, dicts and dataclasses of them, with a
+        leading chain dimension) joined along that dimension in rank order; None on the
+        other ranks. One process: `part` itself."""
+        if not self.distributed:
+            return part
+        parts = self.gather(_to_cpu(part))
+        return _concat(parts) if parts is not None else None
+
+
+def _to_cpu(x: Any) -> Any:
+    """x with its tensors on the CPU (gather_object pickles them)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, dict):
+        return {k: _to_cpu(v) for k, v in x.items()}
+    if dataclasses.is_dataclass(x) and not isinstance(x, type):
+        return dataclasses.replace(x, **{f.name: _to_cpu(getattr(x, f.name))
+                                         for f in dataclasses.fields(x)})
+    return x
+
+
+def _concat(parts: list[Any]) -> Any:
+    first = parts[0]
+    if isinstance(first, torch.Tensor):
+        return torch.cat(parts, 0)
+    if isinstance(first, dict):
+        return {k: _concat([p[k] for p in parts]) for k in first}
+    if dataclasses.is_dataclass(first) and not isinstance(first, type):
+        return dataclasses.replace(first, **{
+            f.name: _concat([getattr(p, f.name) for p in parts])
+            for f in dataclasses.fields(first)})
+    return first  # None, or a setting every rank shares
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -230,3 +231,29 @@ def test_a_vae_trained_on_two_processes_is_as_good_as_on_one(tmp_path: Path) -> 
     mean_one, mean_two = sum(one) / 3, sum(two) / 3
     assert abs(mean_two - mean_one) < 0.02 * abs(mean_one), (one, two)
     assert mean_two > -42.0, two  # it learned: an untrained decoder gives about -44
+
+
+@pytest.mark.slow  # ~35 s: three processes each compile, sample and summarise
+def test_nuts_chains_split_over_two_processes_give_the_one_process_netcdf(
+        tmp_path: Path) -> None:
+    """4 chains, 2 on each rank, each from its own stream keyed by (seed, chain index),
+    gathered on rank 0: the same arrays as 4 chains in one process."""
+    import arviz as az
+
+    from compiler.cli import main
+    schools = [str(EXAMPLES / "eight_schools_noncentered.bgm"), "--data",
+               str(EXAMPLES / "eight_schools.json"), "--method", "nuts", "--chains", "4",
+               "--warmup", "150", "--draws", "100", "--seed", "7", "--no-progress"]
+    argv = ["fit", *schools, "-o", "two.nc"]
+    mp.spawn(_cli_worker, args=(2, free_port(), str(tmp_path), argv), nprocs=2, join=True)
+    assert (tmp_path / "rank1.txt").read_text() == "0\n"  # rank 1 wrote nothing
+    assert main(["fit", *schools, "-o", str(tmp_path / "one.nc")]) == 0
+    one, two = az.from_netcdf(tmp_path / "one.nc"), az.from_netcdf(tmp_path / "two.nc")
+    assert one.groups() == two.groups()
+    for group in one.groups():
+        a, b = getattr(one, group), getattr(two, group)
+        assert set(a.data_vars) == set(b.data_vars), group
+        for name in a.data_vars:
+            assert a[name].shape == b[name].shape, (group, name)
+            assert np.array_equal(a[name].values, b[name].values, equal_nan=True), \
+                (group, name)

@@ -28,8 +28,9 @@ if TYPE_CHECKING:
 
 METHODS = ("mle", "map", "nuts", "chees", "advi", "svi", "exact", "adversarial")
 # the methods that run on several processes (torchrun, or bgmc fit --nproc): data-parallel
-# training; the others would repeat the same work on every process
-PARALLEL_METHODS = ("svi", "adversarial")
+# training, and NUTS's chains split across them; the others would repeat the same work on
+# every process (chees adapts one step size over all chains jointly; advi has no chains)
+PARALLEL_METHODS = ("svi", "adversarial", "nuts")  # nuts: its chains split over them
 POINT_METHODS = ("mle", "map")
 DEFAULT_ITER = 2000  # --iter when neither it nor --epochs is given
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -252,6 +253,12 @@ def fit(program: Program, data: Any, settings: FitSettings, output: str | None =
     return dataclasses.replace(result, notes=notes + ((left_out,) if left_out else ()))
 
 
+def _rank_zero() -> bool:
+    """Whether this process writes: rank 0 of its group, or a process on its own."""
+    from runtime.distributed import World  # noqa: PLC0415
+    return World.current().writer
+
+
 def _world(model: Any, method: str) -> Any:
     """The processes this fit runs on: the group torchrun describes in the environment,
     joined here (runtime/distributed.py), or this process alone."""
@@ -365,7 +372,7 @@ def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
         run, settings = (posterior.run_chees, CheesSettings(**common)) \
             if s.method == "chees" else \
             (posterior.run_nuts, NutsSettings(max_treedepth=s.max_treedepth, **common))
-        bar = progress(s.progress, s.warmup + s.draws, refresh=s.refresh)
+        bar = progress(s.progress and _rank_zero(), s.warmup + s.draws, refresh=s.refresh)
         try:
             idata = run(model, settings, radius, init,  # type: ignore[operator]
                         bar.sampling if bar is not None else None,
