@@ -421,6 +421,8 @@ def _svi(model: Any, s: FitSettings, output: str | None, notify: Notify | None) 
         plot = _beside(s.loss_plot, output, ".loss.png")
         if plot and writer and svi.state.losses:
             write_loss_plot(svi.state.losses, plot, svi.total)
+    if not writer:  # the weights are the same on every rank: rank 0 makes the fit
+        return Fit(model.name, "svi")
     idata, elbo = svi_result(svi, s.log_likelihood)
     tokens = sum(w.items for w in svi.windows.values())
     if tokens:  # a language model: the ELBO over its tokens, in bits
@@ -458,6 +460,8 @@ def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
         if plot and writer and trainer.state.generator_losses:
             write_loss_plot(trainer.state.generator_losses, plot,
                             ylabel=f"generator loss ({settings.loss})")
+    if not writer:  # the weights are the same on every rank: rank 0 makes the fit
+        return Fit(model.name, "adversarial")
     line = (f"adversarial ({settings.loss}): {trainer.state.step} steps; last generator loss "
             f"{trainer.state.generator_losses[-1]:.4g}, critic loss "
             f"{trainer.state.critic_losses[-1]:.4g}")
