@@ -285,3 +285,22 @@ def test_nuts_chains_split_over_two_processes_give_the_one_process_netcdf(
             assert a[name].shape == b[name].shape, (group, name)
             assert np.array_equal(a[name].values, b[name].values, equal_nan=True), \
                 (group, name)
+
+
+@pytest.mark.slow  # ~20 s: torchrun's launcher starts two processes, twice
+def test_nproc_runs_the_command_on_two_processes_through_torchrun(tmp_path: Path) -> None:
+    """`bgmc fit ... --nproc 2`: one report on stdout, nothing from the launcher on stderr,
+    the fit written; an error met by every process is printed once, with status 1."""
+    import subprocess
+
+    def bgmc(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "compiler.cli", "fit", *LINEAR,
+                               "--iter", "10", "--nproc", "2", *extra],
+                              capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = bgmc("-o", "fit.nc")
+    assert run.returncode == 0 and run.stderr == "", run.stderr
+    assert run.stdout.count("ELBO") == 1 and (tmp_path / "fit.nc").is_file()
+    bad = bgmc("--resume", "--checkpoint", "missing.safetensors")
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr == "error: --resume: no checkpoint at 'missing.safetensors'\n"
