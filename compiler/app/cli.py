@@ -670,7 +670,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(line)
     for warning in fit.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.output and launch.rank() == 0:  # under torchrun, rank 0 alone writes
+    if args.output:  # under torchrun, rank 0 alone writes (Fit.save)
         fit.save(args.output)
     if fit.summarised and launch.rank() == 0:
         _print_summary(*fit.summary(args.var_names, args.hdi_prob))

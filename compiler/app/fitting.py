@@ -208,8 +208,11 @@ class Fit:
 
     def save(self, path: str) -> None:
         """Write the fit whole or not at all: JSON for point estimates; draws as NetCDF
-        (.nc, everything) or CSV (.csv, the draws as CmdStan writes them)."""
+        (.nc, everything) or CSV (.csv, the draws as CmdStan writes them). On several
+        processes (torchrun), rank 0 alone writes: the others hold no result."""
         from runtime.files import write_atomic  # noqa: PLC0415
+        if not _rank_zero():
+            return
         if self.estimate is not None:
             write_atomic(path, json.dumps(self.point_report(), indent=1) + "\n")
         elif path.lower().endswith(".csv"):
