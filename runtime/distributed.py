@@ -146,6 +146,20 @@ class World:
         self.sum_([p.grad for p in params] + [total])
         return total[0]
 
+    def all_chains(self, x: torch.Tensor) -> torch.Tensor:
+        """Every rank's x [C_r, ...] joined along the chains in rank order, on every rank
+        (an adaptation shared by all chains computes on them all, in the order one process
+        would: its sums are then the same to the last bit)."""
+        sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(self.size)]
+        dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
+        counts = [int(n) for n in sizes]
+        wire = x.to(torch.uint8) if x.dtype == torch.bool else x  # gloo sends no bool
+        padded = torch.zeros((max(counts), *x.shape[1:]), dtype=wire.dtype, device=x.device)
+        padded[:x.shape[0]] = wire
+        parts = [torch.empty_like(padded) for _ in range(self.size)]
+        dist.all_gather(parts, padded)
+        return torch.cat([p[:n] for p, n in zip(parts, counts, strict=True)]).to(x.dtype)
+
     def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's `obj` on rank 0, in rank order (None on the other ranks)."""
         if not self.distributed:
@@ -154,14 +168,15 @@ class World:
         dist.gather_object(obj, out, dst=0)
         return out
 
-    def joined(self, part: Any) -> Any:
+    def joined(self, part: Any, shared: tuple[str, ...] = ()) -> Any:
         """On rank 0, the ranks' parts (tensors, dicts and dataclasses of them, with a
         leading chain dimension) joined along that dimension in rank order; None on the
-        other ranks. One process: `part` itself."""
+        other ranks. The dataclass fields named in `shared` are the same on every rank
+        (an adaptation of all chains): rank 0's is kept. One process: `part` itself."""
         if not self.distributed:
             return part
         parts = self.gather(_to_cpu(part))
-        return _concat(parts) if parts is not None else None
+        return _concat(parts, shared) if parts is not None else None
 
 
 def _to_cpu(x: Any) -> Any:
@@ -176,7 +191,7 @@ def _to_cpu(x: Any) -> Any:
     return x
 
 
-def _concat(parts: list[Any]) -> Any:
+def _concat(parts: list[Any], shared: tuple[str, ...] = ()) -> Any:
     first = parts[0]
     if isinstance(first, torch.Tensor):
         return torch.cat(parts, 0)
@@ -185,7 +200,7 @@ def _concat(parts: list[Any]) -> Any:
     if dataclasses.is_dataclass(first) and not isinstance(first, type):
         return dataclasses.replace(first, **{
             f.name: _concat([getattr(p, f.name) for p in parts])
-            for f in dataclasses.fields(first)})
+            for f in dataclasses.fields(first) if f.name not in shared})
     return first  # None, or a setting every rank shares
 
 

@@ -114,9 +114,12 @@ def run_chees(model: Any, settings: chees.CheesSettings, radius: float = 2.0,
     groups = superchains(settings.chains)
     distinct = starts(model, groups, settings.seed, radius, init)
     q0 = distinct[superchain_of(settings.chains, groups)]
-    began = time.perf_counter()
-    result = chees.sample(model.log_prob, q0, settings, progress)
+    began = time.perf_counter()  # on several ranks: their chains, gathered on rank 0
+    result = World.current().joined(chees.sample(model.log_prob, q0, settings, progress),
+                                    shared=("step_size", "trajectory_length", "metric"))
     seconds = time.perf_counter() - began
+    if result is None:  # not rank 0: rank 0 builds the fit
+        return None
     attrs = {"model": model.name, "method": "chees", "seed": settings.seed,
              "chains": settings.chains, "superchains": groups, "warmup": settings.warmup,
              "adapt_delta": settings.adapt_delta, "metric": settings.metric,

@@ -261,17 +261,21 @@ def test_a_vae_trained_on_two_processes_is_as_good_as_on_one(tmp_path: Path) -> 
     assert mean_two > -42.0, two  # it learned: an untrained decoder gives about -44
 
 
-@pytest.mark.slow  # ~35 s: three processes each compile, sample and summarise
-def test_nuts_chains_split_over_two_processes_give_the_one_process_netcdf(
-        tmp_path: Path) -> None:
-    """4 chains, 2 on each rank, each from its own stream keyed by (seed, chain index),
-    gathered on rank 0: the same arrays as 4 chains in one process."""
+@pytest.mark.slow  # ~35 s each: three processes each compile, sample and summarise
+@pytest.mark.parametrize("method, chains, warmup", [("nuts", 4, 150), ("chees", 8, 100)])
+def test_chains_split_over_two_processes_give_the_one_process_netcdf(
+        tmp_path: Path, method: str, chains: int, warmup: int) -> None:
+    """Half the chains on each rank, each from its own stream keyed by (seed, chain
+    index), gathered on rank 0: the same arrays as all the chains in one process. chees
+    adapts one step size and trajectory length over all chains: each rank gathers every
+    chain's acceptance and end points and computes the same adaptation."""
     import arviz as az
 
     from compiler.cli import main
     schools = [str(EXAMPLES / "eight_schools_noncentered.bgm"), "--data",
-               str(EXAMPLES / "eight_schools.json"), "--method", "nuts", "--chains", "4",
-               "--warmup", "150", "--draws", "100", "--seed", "7", "--no-progress"]
+               str(EXAMPLES / "eight_schools.json"), "--method", method, "--chains",
+               str(chains), "--warmup", str(warmup), "--draws", "100", "--seed", "7",
+               "--no-progress"]
     argv = ["fit", *schools, "-o", "two.nc"]
     mp.spawn(_cli_worker, args=(2, free_port(), str(tmp_path), argv), nprocs=2, join=True)
     assert (tmp_path / "rank1.txt").read_text() == "0\n"  # rank 1 wrote nothing

@@ -280,9 +280,10 @@ def _parser() -> argparse.ArgumentParser:
                           "'bgmc compare --data' computes LOO from the model)")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
     fit.add_argument("--nproc", type=positive_int, default=None, metavar="P",
-                     help="train on P processes of this machine (svi, adversarial: each "
-                          "takes a shard of every minibatch), started by torchrun's "
-                          "launcher; see docs/distributed.md")
+                     help="run on P processes of this machine (svi, adversarial: each "
+                          "takes a shard of every minibatch; nuts, chees: each runs some "
+                          "of the chains), started by torchrun's launcher; see "
+                          "docs/distributed.md")
     fit.add_argument("--refresh", type=positive_int, default=20, metavar="N",
                      help="update the progress bar every N iterations")
     point = fit.add_argument_group("mle, map")

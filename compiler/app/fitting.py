@@ -28,9 +28,9 @@ if TYPE_CHECKING:
 
 METHODS = ("mle", "map", "nuts", "chees", "advi", "svi", "exact", "adversarial")
 # the methods that run on several processes (torchrun, or bgmc fit --nproc): data-parallel
-# training, and NUTS's chains split across them; the others would repeat the same work on
-# every process (chees adapts one step size over all chains jointly; advi has no chains)
-PARALLEL_METHODS = ("svi", "adversarial", "nuts")  # nuts: its chains split over them
+# training, and the chains of nuts and chees split across them; the others would repeat
+# the same work on every process (advi fits one Gaussian: it has no chains)
+PARALLEL_METHODS = ("svi", "adversarial", "nuts", "chees")  # nuts, chees: chains split
 POINT_METHODS = ("mle", "map")
 DEFAULT_ITER = 2000  # --iter when neither it nor --epochs is given
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -269,7 +269,7 @@ def _world(model: Any, method: str) -> Any:
     world = World.from_env(model.device)
     if world.distributed and method not in PARALLEL_METHODS:
         raise ModelError(f"--method {method} runs in one process; several processes "
-                         f"(--nproc, torchrun) train with {' or '.join(PARALLEL_METHODS)}")
+                         f"(--nproc, torchrun) run {', '.join(PARALLEL_METHODS)}")
     return world
 
 
