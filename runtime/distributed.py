@@ -31,6 +31,7 @@ import torch
 import torch.distributed as dist
 
 from runtime.errors import ModelError
+from runtime.streams import keyed_seed
 
 ENV = ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 
@@ -118,8 +119,7 @@ class World:
         process keeps drawing from the global stream, as it always has."""
         if not self.distributed:
             return contextlib.nullcontext()
-        # a tuple of ints hashes the same in every process (no hash randomisation)
-        return _forked(hash((seed, self.size, self.rank, step)) & (2 ** 63 - 1), device)
+        return _forked(keyed_seed(seed, self.size, self.rank, step), device)
 
     # ---- communication
     def sum_(self, tensors: list[torch.Tensor]) -> None:
