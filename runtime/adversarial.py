@@ -190,8 +190,9 @@ class Adversarial:
         with self._noise(self.settings.critic_steps):
             score = self.critic(self.fake(len(real)))
         loss_g = F.softplus(-score).mean() if self.settings.loss == "ns" else -score.mean()
-        (loss_g * share).backward()
-        loss_g = self.world.summed(list(self.generators.values()), loss_g * share)
+        weighted = loss_g * share
+        weighted.backward()
+        loss_g = self.world.summed(list(self.generators.values()), weighted)
         g, d = float(loss_g.detach()), float(loss_d.detach())
         if not (torch.isfinite(loss_g) and torch.isfinite(loss_d)):
             raise ModelError(f"adversarial training became non-finite at step "

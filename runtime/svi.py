@@ -15,6 +15,11 @@ Minibatches subsample one plate `for i in 1..N`: the rows of every data array wh
 declared dim is N, and N itself. The compiler lists which terms vary over each plate
 (`plates`); the accumulators scale those terms by N / batch, so the minibatch ELBO is an
 unbiased estimate of the full one (tests/test_svi.py checks its gradient).
+
+On several processes (torchrun; runtime/distributed.py) each rank takes its shard of
+every global minibatch and weights its ELBO by its share of the batch; the gradients,
+summed over the ranks, are the one-process gradient of the global batch
+(tests/test_distributed.py checks it to 1e-10).
 """
 from __future__ import annotations
 
