@@ -77,7 +77,7 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
     except InternalError as exc:  # its message already says it is a bug in bgmc
         if getattr(args, "debug", False):
             raise
-        print(f"bgmc: {exc}; rerun with --debug for a traceback", file=sys.stderr)
+        print(f"bgmc: {exc}; rerun with --debug for a traceback", file=launch.bug_stream())
         return 3
     except BgmRuntimeError as exc:  # its message is complete and meant for the user
         print(f"error: {exc}", file=sys.stderr)
@@ -87,10 +87,14 @@ def _run(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"error: out of memory ({str(exc).splitlines()[0][:200]}): ask for less "
                   "(--chains, --draws, -n, --batch, or smaller data)", file=sys.stderr)
             return EXIT_USER
+        if launch.lost_peer(exc):  # the launcher names the process that went away
+            print("error: another process of this run stopped; this one stops too",
+                  file=sys.stderr)
+            return EXIT_USER
         if getattr(args, "debug", False):
             raise
         print(f"internal error: {type(exc).__name__}: {exc}\n(this is a bug in bgmc; rerun "
-              "with --debug for a traceback and please report it)", file=sys.stderr)
+              "with --debug for a traceback and please report it)", file=launch.bug_stream())
         return 3
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import TextIO
 
 from runtime.errors import ModelError
 
@@ -28,6 +29,24 @@ def rank() -> int:
     """This process's rank in torchrun's group (0 when it is not in one)."""
     raw = os.environ.get("RANK", "0")
     return int(raw) if raw.isdigit() else 0
+
+
+def bug_stream() -> TextIO:
+    """Where an internal error is reported: stderr, also on the ranks other than 0 (whose
+    stderr is otherwise silenced), since a bug may strike one process alone."""
+    return sys.__stderr__ if rank() > 0 and sys.__stderr__ is not None else sys.stderr
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether `exc` is the process group's report that another process of the run went
+    away (killed, or failed first): this process did nothing wrong, and is no bug."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return False
+    backend_error = getattr(dist, "DistBackendError", ())
+    text = str(exc)
+    return isinstance(exc, backend_error) or isinstance(exc, RuntimeError) and \
+        any(word in text for word in ("gloo", "NCCL", "Connection reset", "Connection closed"))
 
 
 def leave_group() -> None:
@@ -69,6 +88,10 @@ def launch(argv: list[str], nproc: int, batch: int | None) -> int:
     try:
         torchrun.run(config)
     except ChildFailedError as exc:
-        codes = [f.exitcode for f in exc.failures.values() if f.exitcode]
-        return codes[0] if codes and codes[0] > 0 else 1  # < 0: killed by a signal
+        which, first = exc.get_first_failure()  # the cause; the others were stopped
+        if first.exitcode < 0:  # killed (by the kernel, out of memory?): it said nothing
+            print(f"error: process {which} of {nproc} was killed by signal "
+                  f"{-first.exitcode}", file=sys.stderr)
+            return 1
+        return first.exitcode
     return 0
