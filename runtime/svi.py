@@ -294,11 +294,10 @@ class Svi:
             elbo = self._shared_step(idx)
         else:
             elbo, _, _ = self.elbo(self.settings.particles, idx)
-            if not torch.isfinite(elbo):
-                raise ModelError(self._diagnose(idx))
-            (-elbo).backward()
-        grads = [v.grad for v in self.params.values() if v.grad is not None]
-        finite = not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
+            (-elbo).backward()  # a non-finite ELBO is caught below, before any update
+        value, elbo_finite, finite = self._read(elbo)
+        if not elbo_finite:
+            raise ModelError(self._diagnose(idx))
         bad = [] if finite else [k for k, v in self.params.items() if v.grad is not None and
                                  not torch.isfinite(v.grad).all()]
         if bad:
@@ -312,9 +311,20 @@ class Svi:
         self.state.step += 1
         if self.ema is not None:
             self.ema.update(self.params, self.state.step)
-        value = float(-elbo.detach())
         self.state.losses.append(value)
         return value
+
+    def _read(self, elbo: torch.Tensor) -> tuple[float, bool, bool]:
+        """-ELBO, whether it is finite, and whether every gradient is, in one copy to
+        the host: on a GPU each read of a value waits for the device, so a step reads
+        once (the loss is needed for the progress bar and the loss history)."""
+        grads = [v.grad for v in self.params.values() if v.grad is not None]
+        total = torch.stack([g.sum() for g in grads]).sum().to(elbo.dtype) if grads else \
+            elbo.new_zeros(())
+        value, elbo_finite, finite = torch.stack([
+            -elbo.detach(), torch.isfinite(elbo).to(elbo.dtype),
+            torch.isfinite(total).to(elbo.dtype)]).tolist()
+        return value, bool(elbo_finite), bool(finite)
 
     def _shared_step(self, idx: torch.Tensor | None) -> torch.Tensor:
         """This rank's part of a step: the ELBO of its shard of the global minibatch idx,
