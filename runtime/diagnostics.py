@@ -307,6 +307,7 @@ def compare(fits: dict[str, Any], ic: str = "loo", data_given: bool = False) -> 
         if not isinstance(idata, az.ELPDData) and not hasattr(idata, "log_likelihood"):
             raise ModelError(f"the fit '{name}' has no log_likelihood group: "
                              f"{_why_no_log_likelihood(idata, data_given)}")
+    fits = {name: without_certain_observations(idata) for name, idata in fits.items()}
     with quiet():
         table = az.compare(fits, ic=ic)
     legend = ("warning: True where the Pareto k of some observation is above good_k (0.7 "
@@ -314,6 +315,33 @@ def compare(fits: dict[str, Any], ic: str = "loo", data_given: bool = False) -> 
               "warning: True where the WAIC variance of some observation is above 0.4: WAIC "
               "is unreliable for that fit")
     return table.to_string() + "\n" + legend
+
+
+def certain(samples: np.ndarray) -> np.ndarray:
+    """Which observations of `samples` [observations, draws] have log-likelihood exactly 0
+    at every draw: certain under the whole posterior. They add nothing to LOO or WAIC
+    (their term is 0 either way), but a constant column has no Pareto tail, so its k would
+    flag the fit as unreliable. They are the padding past a ragged loop's end (the density
+    masks it to exactly 0, runtime/ragged.py), or observations of probability one."""
+    return np.all(samples == 0, axis=-1)
+
+
+def without_certain_observations(idata: Any) -> Any:
+    """`idata` with its pointwise log-likelihood flattened to the observations that are
+    not certain (`certain`), each variable's over one `NAME_obs` dim; unchanged when every
+    observation is uncertain (or it is ArviZ's ELPDData already)."""
+    if not hasattr(idata, "log_likelihood") or not hasattr(idata, "posterior"):
+        return idata
+    import xarray as xr  # noqa: PLC0415  (ArviZ's own dependency)
+    flat = {name: np.asarray(v).reshape(v.shape[0], v.shape[1], -1)
+            for name, v in idata.log_likelihood.data_vars.items()}
+    drop = {name: certain(np.moveaxis(v, -1, 0).reshape(v.shape[-1], -1))
+            for name, v in flat.items()}
+    if not any(d.any() for d in drop.values()):
+        return idata
+    kept = xr.Dataset({name: (("chain", "draw", f"{name}_obs"), v[..., ~drop[name]])
+                       for name, v in flat.items()})
+    return arviz().InferenceData(posterior=idata.posterior, log_likelihood=kept)
 
 
 def _why_no_log_likelihood(idata: Any, data_given: bool) -> str:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from runtime.accumulate import Accumulator, Mode
-from runtime.diagnostics import quiet
+from runtime.diagnostics import certain, quiet
 from runtime.errors import ModelError
 from runtime.evaluate import chunk_draws
 from runtime.output import arviz
@@ -49,11 +49,17 @@ def loo_from_model(model: Any, theta: torch.Tensor, reff: float) -> Any:
         block = _rows(model, theta, plate, first, last) if plate is not None else \
             _columns(model, theta, first, last)
         samples = block.reshape(chains * draws, -1).T  # [observations, samples]
+        samples = samples[~certain(samples)]  # padding past a ragged loop's end
+        if not samples.size:
+            continue
         with quiet():
             log_weights, k = az.psislw(-samples, reff)
         loo_i.append(_logsumexp(log_weights + samples))
         lppd_i.append(_logsumexp(samples) - np.log(chains * draws))
         khat.append(np.asarray(k))
+    if not loo_i:
+        raise ModelError("every observation has log-likelihood 0 at every draw (certain, or "
+                         "padding past a ragged loop's end): LOO has nothing to compare")
     return _elpd(np.concatenate(loo_i), np.concatenate(lppd_i), np.concatenate(khat),
                  chains * draws)
 

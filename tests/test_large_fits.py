@@ -14,7 +14,7 @@ import torch
 
 import runtime.loo as loo_module
 from compiler.api import compile_string
-from compiler.app.cli import main
+from compiler.app.cli import _fit_labels, main
 from runtime.diagnostics import quiet
 from runtime.evaluate import chunk_draws, evaluate
 from runtime.loo import loo_from_model
@@ -151,6 +151,17 @@ def test_compare_computes_loo_from_the_model_given_the_data(tmp_path: Path, caps
     rows = {line.split()[0]: line.split() for line in table.splitlines()[1:3]}
     assert rows["a"][2] == rows["b"][2]  # the same elpd_loo, to the printed digits
     assert "warning: True where the Pareto k" in table
+    # one file twice, or two files of one name: a row each, told apart by path and count
+    a = str(tmp_path / "a.nc")
+    assert main(["compare", a, a]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line[:len(a) + 4].strip() for line in lines[1:3]] == [a, f"{a} (2)"]
+
+
+def test_fit_labels_are_stems_unless_they_repeat() -> None:
+    assert _fit_labels(["x/a.nc", "y/b.nc"]) == ["a", "b"]
+    assert _fit_labels(["x/a.nc", "y/a.nc", "b.nc"]) == ["x/a.nc", "y/a.nc", "b"]
+    assert _fit_labels(["a.nc", "a.nc", "a.nc"]) == ["a.nc", "a.nc (2)", "a.nc (3)"]
 
 
 def test_the_model_runs_a_chunk_of_draws_sized_by_the_data() -> None:

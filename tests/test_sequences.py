@@ -237,6 +237,38 @@ def test_ragged_series_ar_density_is_the_sum_over_each_series_length() -> None:
     assert got == pytest.approx(want, rel=1e-12)
 
 
+def test_loo_of_ragged_series_counts_only_the_observations_that_exist() -> None:
+    """PSIS-LOO of a ragged model, from its stored pointwise log-likelihood and from the
+    model, is the LOO of the real observations alone: the padding (0 at every draw) is
+    neither counted nor flagged by a Pareto k."""
+    import arviz as az
+    import xarray as xr
+
+    from runtime.diagnostics import without_certain_observations
+    from runtime.evaluate import inference_data
+    from runtime.loo import loo_from_model
+    rng = np.random.default_rng(3)
+    lengths = [6, 2, 9, 1]
+    y = rng.normal(size=(4, 9)).cumsum(1)
+    model = compile_string(RAGGED_AR).bind({"N": 4, "T": 9, "len": lengths, "y": y.tolist()},
+                                           device="cpu")
+    draws = {"alpha": rng.normal(0, 0.1, (2, 200)), "beta": rng.normal(0.9, 0.05, (2, 200)),
+             "sigma": rng.uniform(0.8, 1.2, (2, 200))}
+    theta = model.unconstrain({k: torch.as_tensor(v) for k, v in draws.items()}, batch_ndim=2)
+    idata = inference_data(model, theta, {"lp": torch.zeros(2, 200)}, {"seed": 1}, "always")
+    ll = np.asarray(idata.log_likelihood["y"])  # [2, 200, 4, 8]: steps 2..9
+    real = np.concatenate([ll[:, :, i, :n - 1] for i, n in enumerate(lengths)], axis=-1)
+    assert real.shape[-1] == sum(n - 1 for n in lengths) == 14
+    alone = az.InferenceData(posterior=idata.posterior, log_likelihood=xr.Dataset(
+        {"y": (("chain", "draw", "obs"), real)}))
+    stored = az.loo(without_certain_observations(idata))
+    from_model = loo_from_model(model, theta, 1.0)
+    assert stored.n_data_points == from_model.n_data_points == 14
+    assert stored.elpd_loo == pytest.approx(az.loo(alone).elpd_loo, rel=1e-12)
+    assert from_model.elpd_loo == pytest.approx(az.loo(alone, reff=1.0).elpd_loo, rel=1e-12)
+    assert not stored.warning
+
+
 def test_ragged_mixture_sums_out_only_the_elements_that_exist() -> None:
     from scipy.special import logsumexp
     rng = np.random.default_rng(1)

@@ -718,12 +718,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from compiler.app.program import loo_of_fit  # noqa: PLC0415
     from compiler.app.userfiles import read_fit  # noqa: PLC0415
     from runtime.diagnostics import compare  # noqa: PLC0415
-    fits = {Path(f).stem: read_fit(f) for f in args.fits}
-    for name, path in zip(list(fits), args.fits, strict=True):
+    labels = _fit_labels(args.fits)
+    fits = {label: read_fit(f) for label, f in zip(labels, args.fits, strict=True)}
+    for name, path in zip(labels, args.fits, strict=True):
         if "log_likelihood" not in fits[name].groups() and args.data is not None:
             fits[name] = loo_of_fit(fits[name], args.data, path, args.ic)
     print(compare(fits, args.ic, data_given=args.data is not None))
     return EXIT_OK
+
+
+def _fit_labels(paths: list[str]) -> list[str]:
+    """A row name per fit file: its stem, or the path as given where stems repeat, with
+    ' (2)', ' (3)' ... where a path itself repeats (each file is a row of the table)."""
+    stems = [Path(p).stem for p in paths]
+    names = [s if stems.count(s) == 1 else p for s, p in zip(stems, paths, strict=True)]
+    return [n if names[:i].count(n) == 0 else f"{n} ({names[:i].count(n) + 1})"
+            for i, n in enumerate(names)]
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
