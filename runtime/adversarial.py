@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch.nn import functional as F
 
+from runtime.distributed import World
 from runtime.ema import DEFAULT_DECAY, Ema
 from runtime.errors import ModelError
 
@@ -117,6 +118,11 @@ class Adversarial:
         self.ema = Ema(self.generators, settings.ema) if settings.ema else None
         self.batch = min(settings.batch, int(self.real.shape[0]))
         self.state = AdversarialState()
+        # data-parallel over its ranks, as SVI (runtime/distributed.py): each takes its
+        # shard of the real rows and draws as many fake ones; losses are batch means, so
+        # weighting each rank's by its share B_r / B makes their sum the global batch's
+        self.world = World.current()
+        self.world.check_batch(self.batch)
 
     def averaged(self) -> Any:
         """A block inside which the generator holds its moving average (when kept)."""
@@ -138,9 +144,16 @@ class Adversarial:
         with self.averaged():
             return self.fake(n)
 
-    def _real(self) -> torch.Tensor:
-        idx = torch.randperm(int(self.real.shape[0]))[:self.batch].to(self.real.device)
-        return self.real.index_select(0, idx)
+    def _real(self) -> tuple[torch.Tensor, float]:
+        """This rank's rows of a global minibatch of real rows, and its share of it."""
+        idx = torch.randperm(int(self.real.shape[0]))[:self.batch]
+        local = self.world.shard(idx)
+        return self.real.index_select(0, local.to(self.real.device)), self.world.share(idx)
+
+    def _noise(self, k: int) -> Any:
+        """This rank's random stream for block k of the step (runtime/distributed.py)."""
+        key = self.state.step * (self.settings.critic_steps + 1) + k
+        return self.world.noise(self.settings.seed, key, self.real.device)
 
     def _critic_loss(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         if self.settings.loss == "ns":
@@ -165,15 +178,21 @@ class Adversarial:
         return grad.flatten(1).pow(2).sum(1).mean()
 
     def step(self) -> float:
-        for _ in range(self.settings.critic_steps):
+        for k in range(self.settings.critic_steps):
             self.opt_d.zero_grad()
-            loss_d = self._critic_loss(self._real(), self.fake(self.batch).detach())
+            real, share = self._real()
+            with self._noise(k):
+                loss_d = self._critic_loss(real, self.fake(len(real)).detach()) * share
             loss_d.backward()
+            loss_d = self.world.summed([self.params[self.settings.critic]], loss_d)
             self.opt_d.step()
         self.opt_g.zero_grad()
-        score = self.critic(self.fake(self.batch))
+        with self._noise(self.settings.critic_steps):
+            score = self.critic(self.fake(len(real)))
         loss_g = F.softplus(-score).mean() if self.settings.loss == "ns" else -score.mean()
-        loss_g.backward()
+        weighted = loss_g * share
+        weighted.backward()
+        loss_g = self.world.summed(list(self.generators.values()), weighted)
         g, d = float(loss_g.detach()), float(loss_d.detach())
         if not (torch.isfinite(loss_g) and torch.isfinite(loss_d)):
             raise ModelError(f"adversarial training became non-finite at step "

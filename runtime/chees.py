@@ -41,6 +41,7 @@ from typing import Any
 
 import torch
 
+from runtime.distributed import World
 from runtime.model import numerical_failure
 from runtime.nuts import (
     MAX_DELTA_H,
@@ -237,42 +238,51 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
            groups: torch.Tensor | None = None) -> CheesResult:
     """Warmup and sampling of every chain in lockstep; init is [chains, dim].
 
+    On several ranks (runtime/distributed.py) each runs its block of the chains, and
+    the adaptation, shared by all chains, is computed on every rank from every chain's
+    acceptance and end points (gathered), as one process would: the draws are the same.
+
     `groups` (the 0-based group of each chain) gives each group its own adaptation, for
     chains of different posteriors run together (SBC's replications, runtime/sbc.py);
     with `settings.laplace`, every chain's own mode is then looked for, by Newton steps
     taken for all chains at once."""
     potential = _potential_of(log_prob)
-    c, d = init.shape
-    streams = ChainStreams(settings.seed, list(range(c)), init.dtype, init.device)
+    world = World.current()  # this rank's chains; the adaptation sees every chain
+    mine = world.chains(init.shape[0]) if world.distributed else range(init.shape[0])
+    pool = world.all_chains if world.distributed else _itself
+    c, d = len(mine), init.shape[1]
+    streams = ChainStreams(settings.seed, list(mine), init.dtype, init.device)
     dense = settings.metric == "dense"
     if groups is None:
-        groups = torch.zeros(c, dtype=torch.long)
-    groups = groups.to(init.device)
-    metric = _shared(torch.ones((int(groups.max()) + 1, d), dtype=init.dtype,
-                                device=init.device), groups, dense)
-    q = init
+        groups = torch.zeros(init.shape[0], dtype=torch.long)
+    every = groups.to(init.device)  # the group of every chain, and of this rank's
+    groups = every[mine.start:mine.stop]
+    unit = torch.ones((int(every.max()) + 1, d), dtype=init.dtype, device=init.device)
+    metric = _shared(unit, groups, dense)
+    metric_all = _shared(unit, every, dense) if world.distributed else metric
+    q = init[mine.start:mine.stop]
     lp, g = initial_density(potential, q, "chees")
     if settings.laplace:
         # one group: its distinct starts (one per superchain); several: every chain, as
         # the log density of a row is that of its group's posterior
-        one = int(groups.max()) == 0
+        one = int(every.max()) == 0
         rows, index = torch.unique(init, dim=0, return_inverse=True) if one else \
-            (init, torch.arange(c, device=init.device))
+            (init, torch.arange(len(every), device=init.device))
         found = laplace_metric(log_prob, potential, rows,
-                               torch.zeros(len(rows), dtype=torch.long) if one else groups,
+                               torch.zeros(len(rows), dtype=torch.long) if one else every,
                                dense, separately=one)
         if found is not None:
             moved, inverses = found
             identity = metric.inverse[0]
-            metric = _shared(torch.stack([identity if m is None else m for m in inverses]),
-                             groups, dense)
-            q = moved[index]
+            each = torch.stack([identity if m is None else m for m in inverses])
+            metric, metric_all = _shared(each, groups, dense), _shared(each, every, dense)
+            q = moved[index][mine.start:mine.stop]
             lp, g = potential(q)
-    n_groups = int(groups.max()) + 1
+    n_groups = int(every.max()) + 1
     step = _initial_step(potential, metric, q, lp, g,
                          torch.full((n_groups,), settings.init_step_size, dtype=init.dtype,
-                                    device=init.device), streams, groups)
-    adapt = _Adaptation(step, settings.adapt_delta, settings.max_leapfrog, groups)
+                                    device=init.device), streams, groups, pool, every)
+    adapt = _Adaptation(step, settings.adapt_delta, settings.max_leapfrog, every)
     ends = windows(settings.warmup)
     window: list[torch.Tensor] = []
     kept: dict[bool, list[torch.Tensor]] = {True: [], False: []}
@@ -296,18 +306,23 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
         lp = torch.where(take, lp1, lp)
         g = torch.where(take[:, None], g1, g)
         if warm:
-            adapt.update(accept, divergent,
-                         chees_gradient(start, q1, p1, accept, divergent, metric, jitter,
-                                        length, groups))
+            accept_all, divergent_all = pool(accept), pool(divergent)
+            adapt.update(accept_all, divergent_all,
+                         chees_gradient(pool(start), pool(q1), pool(p1), accept_all,
+                                        divergent_all, metric_all, jitter, length, every))
             step, length = adapt.step, adapt.length
             if ends and ends[0] <= i + 1 <= ends[-1]:
-                window.append(q)
+                window.append(pool(q))
             if ends and i + 1 in ends[1:]:
-                before = metric
-                metric = _shared(_pooled(window, dense, groups), groups, dense)
+                before = metric_all
+                estimate = _pooled(window, dense, every)
+                metric, metric_all = _shared(estimate, groups, dense), \
+                    _shared(estimate, every, dense)
                 window = []
-                step = _initial_step(potential, metric, q, lp, g, step, streams, groups)
-                adapt.restart(step, torch.maximum(length * _rescale(before, metric), step))
+                step = _initial_step(potential, metric, q, lp, g, step, streams, groups,
+                                     pool, every)
+                adapt.restart(step, torch.maximum(length * _rescale(before, metric_all),
+                                                  step))
                 step, length = adapt.step, adapt.length
             if i + 1 == settings.warmup:
                 step, length = adapt.final()
@@ -335,7 +350,7 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
     warm_draws, warm_stats = stacked(True)
     return CheesResult(draws=draws if draws is not None else torch.empty(c, 0, d),
                        stats=draw_stats or {}, step_size=step, trajectory_length=length,
-                       metric=metric.inverse[0], warmup_draws=warm_draws,
+                       metric=metric_all.inverse[0], warmup_draws=warm_draws,
                        warmup_stats=warm_stats)
 
 
@@ -485,6 +500,11 @@ def _shared(inverse: torch.Tensor, groups: torch.Tensor, dense: bool) -> Metric:
     return Metric(inverse[groups], dense)
 
 
+def _itself(x: torch.Tensor) -> torch.Tensor:
+    """One process's chains are every chain."""
+    return x
+
+
 def _rescale(before: Metric, after: Metric) -> float:
     """How a trajectory length learnt under `before` reads under `after`: the length was
     set by the widest direction, and distances in whitened coordinates scale by
@@ -512,10 +532,14 @@ def _pooled(window: list[torch.Tensor], dense: bool, groups: torch.Tensor) -> to
 
 def _initial_step(potential: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
                   metric: Metric, q: torch.Tensor, lp: torch.Tensor, g: torch.Tensor,
-                  step: torch.Tensor, streams: ChainStreams,
-                  groups: torch.Tensor) -> torch.Tensor:
+                  step: torch.Tensor, streams: ChainStreams, groups: torch.Tensor,
+                  pool: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                  every: torch.Tensor | None = None) -> torch.Tensor:
     """Stan's heuristic on each group's pooled chains: double or halve its step until the
-    harmonic mean of one leapfrog's acceptance crosses 0.8."""
+    harmonic mean of one leapfrog's acceptance crosses 0.8. On several ranks, `pool`
+    gathers every chain's acceptance and `every` is every chain's group."""
+    pool = pool or _itself
+    every = groups if every is None else every
     step = step.clone()
     ones = torch.ones(len(q), dtype=torch.long, device=q.device)
     direction: torch.Tensor | None = None
@@ -524,9 +548,9 @@ def _initial_step(potential: Callable[[torch.Tensor], tuple[torch.Tensor, torch.
         p = metric.draw_momentum(streams)
         _, lp1, _, p1, _, h0 = _trajectory(potential, metric, q, lp, g, p, step[groups], ones)
         log_accept = torch.nan_to_num(h0 - (-lp1 + metric.kinetic(p1)), nan=-math.inf)
-        inverse = 1.0 / log_accept.clamp(max=0).exp().clamp(min=1e-300)
-        total = torch.zeros_like(step).index_add_(0, groups, inverse)
-        count = torch.zeros_like(step).index_add_(0, groups, torch.ones_like(inverse))
+        inverse = pool(1.0 / log_accept.clamp(max=0).exp().clamp(min=1e-300))
+        total = torch.zeros_like(step).index_add_(0, every, inverse)
+        count = torch.zeros_like(step).index_add_(0, every, torch.ones_like(inverse))
         up = count / total > 0.8
         if direction is None:
             direction = up

@@ -273,9 +273,11 @@ class _DiscreteUniform(td.Distribution):
     arg_constraints: dict = {}
 
     def __init__(self, lower, upper):
-        # a Python number becomes float64, not torch's float32 default
-        lower, upper = (torch.as_tensor(b, dtype=torch.float64) if isinstance(b, float)
-                        else torch.as_tensor(b) for b in (lower, upper))
+        # a Python number becomes float64, not torch's float32 default, on the device of
+        # the other bound when that one is a tensor (a literal bound with a data bound)
+        device = next((b.device for b in (lower, upper) if isinstance(b, torch.Tensor)), None)
+        lower, upper = (torch.as_tensor(b, dtype=torch.float64 if isinstance(b, float)
+                                        else None, device=device) for b in (lower, upper))
         self.lower, self.upper = torch.broadcast_tensors(lower, upper)
         super().__init__(self.lower.shape, validate_args=False)
 

@@ -14,6 +14,7 @@ output, as sequential loops over t vectorised over draws.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,9 +29,20 @@ def log_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     a_max = torch.nan_to_num(a.amax(-1, keepdim=True).detach(), neginf=0.0)
     b_max = torch.nan_to_num(b.amax(-2, keepdim=True).detach(), neginf=0.0)
     out = torch.log(torch.exp(a - a_max) @ torch.exp(b - b_max)) + a_max + b_max
-    if not bool(torch.isfinite(out).all()):
-        return _log_matmul_exact(a, b)
-    return out
+    return fast_or_exact(out, lambda: _log_matmul_exact(a, b))
+
+
+def fast_or_exact(fast: torch.Tensor, exact: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`fast` where it is finite, else the exact computation `exact()` (same shape).
+
+    On the CPU, asking whether fast is finite everywhere is free, so exact() runs only
+    when needed (and then gives every entry). On other devices asking would copy to the
+    host and wait for the device inside the step loop, so exact() always runs and
+    torch.where picks entry by entry: more arithmetic, no synchronisation."""
+    finite = torch.isfinite(fast)
+    if fast.device.type == "cpu":
+        return fast if bool(finite.all()) else exact()
+    return torch.where(finite, fast, exact())
 
 
 def _log_matmul_exact(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -54,15 +66,14 @@ def log_likelihood(phi: torch.Tensor) -> torch.Tensor:
     The matrices are multiplied in probability space, each rescaled by its largest entry
     (kept as a log scale), so a round is one batched matrix product; entries more than
     ~700 nats below their matrix's largest underflow, which changes the sum by a
-    relative 1e-300. If everything underflowed, the exact log-space product is used."""
+    relative 1e-300. If everything underflowed, the exact log-space product is used
+    (fast_or_exact: without waiting for the device off the CPU)."""
     alpha = phi[..., 0, 0, :]
     if phi.shape[-3] == 1:
         return torch.logsumexp(alpha, -1)
     fast = _scaled_log_likelihood(alpha, phi[..., 1:, :, :])
-    if bool(torch.isfinite(fast).all()):
-        return fast
-    total = chain_product(phi[..., 1:, :, :])
-    return torch.logsumexp(alpha.unsqueeze(-1) + total, dim=(-2, -1))
+    return fast_or_exact(fast, lambda: torch.logsumexp(
+        alpha.unsqueeze(-1) + chain_product(phi[..., 1:, :, :]), dim=(-2, -1)))
 
 
 def _scale(x: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Full Bayesian inference for a bound model: NUTS or ADVI to an InferenceData."""
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -8,6 +9,7 @@ import torch
 
 from runtime import advi, chees, nuts
 from runtime.accumulate import Mode
+from runtime.distributed import World
 from runtime.errors import ModelError
 from runtime.evaluate import evaluate, inference_data, log_prob_in_chunks
 from runtime.optimize import find_start
@@ -74,9 +76,15 @@ def run_nuts(model: Any, settings: nuts.NutsSettings, radius: float = 2.0,
     _refuse_params(model, "nuts")
     _refuse_no_latents(model, "nuts")
     q0 = starts(model, settings.chains, settings.seed, radius, init)
+    world = World.current()  # the chains split across its ranks, gathered on rank 0
+    mine = world.chains(settings.chains)
     began = time.perf_counter()
-    result = nuts.sample(model.log_prob, q0, settings, progress)
+    result = world.joined(nuts.sample(
+        model.log_prob, q0[mine.start:mine.stop],
+        dataclasses.replace(settings, chains=len(mine), first_chain=mine.start), progress))
     seconds = time.perf_counter() - began
+    if result is None:  # not rank 0: rank 0 builds the fit
+        return None
     stats = _nuts_stats(result.log_density, result.stats, settings.max_treedepth)
     attrs = {"model": model.name, "method": "nuts", "seed": settings.seed,
              "chains": settings.chains, "warmup": settings.warmup,
@@ -106,9 +114,12 @@ def run_chees(model: Any, settings: chees.CheesSettings, radius: float = 2.0,
     groups = superchains(settings.chains)
     distinct = starts(model, groups, settings.seed, radius, init)
     q0 = distinct[superchain_of(settings.chains, groups)]
-    began = time.perf_counter()
-    result = chees.sample(model.log_prob, q0, settings, progress)
+    began = time.perf_counter()  # on several ranks: their chains, gathered on rank 0
+    result = World.current().joined(chees.sample(model.log_prob, q0, settings, progress),
+                                    shared=("step_size", "trajectory_length", "metric"))
     seconds = time.perf_counter() - began
+    if result is None:  # not rank 0: rank 0 builds the fit
+        return None
     attrs = {"model": model.name, "method": "chees", "seed": settings.seed,
              "chains": settings.chains, "superchains": groups, "warmup": settings.warmup,
              "adapt_delta": settings.adapt_delta, "metric": settings.metric,

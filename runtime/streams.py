@@ -22,7 +22,13 @@ BLOCK = 64
 
 def chain_seed(seed: int, chain: int) -> int:
     """The 63-bit seed of chain `chain` (0-based) of a run seeded `seed`."""
-    state = np.random.SeedSequence(seed, spawn_key=(chain,)).generate_state(2, np.uint32)
+    return keyed_seed(seed, chain)
+
+
+def keyed_seed(seed: int, *key: int) -> int:
+    """A 63-bit seed for the stream of `key` in a run seeded `seed` (a chain's index; a
+    process's number of ranks, rank and step: runtime/distributed.py)."""
+    state = np.random.SeedSequence(seed, spawn_key=key).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1]))
 
 

@@ -15,6 +15,11 @@ Minibatches subsample one plate `for i in 1..N`: the rows of every data array wh
 declared dim is N, and N itself. The compiler lists which terms vary over each plate
 (`plates`); the accumulators scale those terms by N / batch, so the minibatch ELBO is an
 unbiased estimate of the full one (tests/test_svi.py checks its gradient).
+
+On several processes (torchrun; runtime/distributed.py) each rank takes its shard of
+every global minibatch and weights its ELBO by its share of the batch; the gradients,
+summed over the ranks, are the one-process gradient of the global batch
+(tests/test_distributed.py checks it to 1e-10).
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from typing import Any
 import torch
 
 from runtime.accumulate import Accumulator, Mode
+from runtime.distributed import World
 from runtime.ema import DEFAULT_DECAY, Ema
 from runtime.errors import ModelError
 from runtime.schedule import SCHEDULES, learning_rate, set_rate
@@ -100,6 +106,8 @@ class Svi:
         self.total = self.windows[self.plate].count if self.plate in self.windows else \
             model.data[self.plate] if self.plate is not None else None
         self.batch = min(settings.batch, self.total) if self.plate is not None else None
+        self.world = World.current()  # data-parallel over its ranks (runtime/distributed.py)
+        self.world.check_batch(self.batch)
         self.rows = self._rows(model)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=settings.lr)
         if settings.schedule not in SCHEDULES:
@@ -282,12 +290,14 @@ class Svi:
     def step(self) -> float:
         self.optimizer.zero_grad()
         idx = self._indices()
-        elbo, _, _ = self.elbo(self.settings.particles, idx)
-        if not torch.isfinite(elbo):
+        if self.world.distributed:
+            elbo = self._shared_step(idx)
+        else:
+            elbo, _, _ = self.elbo(self.settings.particles, idx)
+            (-elbo).backward()  # a non-finite ELBO is caught below, before any update
+        value, elbo_finite, finite = self._read(elbo)
+        if not elbo_finite:
             raise ModelError(self._diagnose(idx))
-        (-elbo).backward()
-        grads = [v.grad for v in self.params.values() if v.grad is not None]
-        finite = not grads or bool(torch.isfinite(torch.stack([g.sum() for g in grads]).sum()))
         bad = [] if finite else [k for k, v in self.params.items() if v.grad is not None and
                                  not torch.isfinite(v.grad).all()]
         if bad:
@@ -301,9 +311,34 @@ class Svi:
         self.state.step += 1
         if self.ema is not None:
             self.ema.update(self.params, self.state.step)
-        value = float(-elbo.detach())
         self.state.losses.append(value)
         return value
+
+    def _read(self, elbo: torch.Tensor) -> tuple[float, bool, bool]:
+        """-ELBO, whether it is finite, and whether every gradient is, in one copy to
+        the host: on a GPU each read of a value waits for the device, so a step reads
+        once (the loss is needed for the progress bar and the loss history)."""
+        grads = [v.grad for v in self.params.values() if v.grad is not None]
+        total = torch.stack([g.sum() for g in grads]).sum().to(elbo.dtype) if grads else \
+            elbo.new_zeros(())
+        value, elbo_finite, finite = torch.stack([
+            -elbo.detach(), torch.isfinite(elbo).to(elbo.dtype),
+            torch.isfinite(total).to(elbo.dtype)]).tolist()
+        return value, bool(elbo_finite), bool(finite)
+
+    def _shared_step(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """This rank's part of a step: the ELBO of its shard of the global minibatch idx,
+        weighted by its share so that the ranks' gradients sum (one all-reduce) to the
+        gradient of the global batch's ELBO, which is returned (the same on every rank)."""
+        local = self.world.shard(idx)
+        with self.world.noise(self.settings.seed, self.state.step, self.model.device):
+            elbo = self.elbo(self.settings.particles, local)[0] * self.world.share(idx)
+        (-elbo).backward()
+        total = self.world.summed(self.parameters(), elbo)
+        if not torch.isfinite(total):  # every rank stops, rank 0 names the term
+            with self.world.noise(self.settings.seed, self.state.step, self.model.device):
+                raise ModelError(self._diagnose(local))
+        return total
 
     def _diagnose(self, idx: torch.Tensor | None) -> str:
         """Name the first non-finite term of the ELBO (a factor of the model or of q)."""

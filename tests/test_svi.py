@@ -303,3 +303,21 @@ def test_vae_heldout_elbo_matches_the_hand_written_vae_over_three_seeds() -> Non
     mean_ours, mean_theirs = float(np.mean(ours)), float(np.mean(theirs))
     assert abs(mean_ours - mean_theirs) < 0.02 * abs(mean_theirs), (ours, theirs)
     assert mean_ours > -40.0, ours  # it learned: an untrained decoder gives about -44
+
+
+def test_a_non_finite_elbo_stops_the_step_before_any_update_and_names_its_term() -> None:
+    """The step reads the loss and the finiteness of the ELBO and of the gradients in one
+    copy to the host; a non-finite ELBO still stops before the optimiser moves."""
+    model = compile_file(ROOT / "examples/linear_regression.bgm").bind(
+        str(ROOT / "examples/linear_regression.json"), device="cpu")
+    svi = Svi(model, SviSettings(batch=8, seed=1))
+    svi.step()
+    with torch.no_grad():
+        svi.log_scale.fill_(math.inf)
+    before = {k: v.detach().clone() for k, v in svi.named_tensors().items()}
+    with pytest.raises(ModelError, match=r"the ELBO became non-finite at step 2: the "
+                                         r"model's term 'prior alpha' \(linear_regression"):
+        svi.step()
+    assert svi.state.step == 1 and len(svi.state.losses) == 1
+    for name, value in svi.named_tensors().items():
+        assert torch.equal(value.detach(), before[name]), name

@@ -13,15 +13,17 @@ are checked before use (compiler/app/userfiles.py) and never run code.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from compiler.app import launch
 from compiler.app.fitting import LIMITS, METHODS, POINT_METHODS
 from dsl.diagnostics import BgmError, InternalError
 from runtime.errors import BgmRuntimeError, ModelError
@@ -37,8 +39,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     _ignore_file_size_signal()
+    with _quiet_unless_rank_zero():
+        try:
+            return _run(args, sys.argv[1:] if argv is None else argv)
+        finally:
+            launch.leave_group()
+
+
+@contextlib.contextmanager
+def _quiet_unless_rank_zero() -> Iterator[None]:
+    """Under torchrun, the processes other than rank 0 print nothing (rank 0 reports the
+    run, and the same error if every process meets it)."""
+    if launch.rank() == 0:
+        yield
+        return
+    with open(os.devnull, "w") as null, contextlib.redirect_stdout(null), \
+            contextlib.redirect_stderr(null):
+        yield
+
+
+def _run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         _check_outputs(args)
+        if getattr(args, "nproc", None) and not launch.under_launcher():
+            # the same command on --nproc processes (compiler/app/launch.py)
+            return launch.launch(argv, args.nproc, args.batch)
         return int(args.run(args) or EXIT_OK)
     except BgmError as exc:
         print(exc.render(color=sys.stderr.isatty()), file=sys.stderr)
@@ -52,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     except InternalError as exc:  # its message already says it is a bug in bgmc
         if getattr(args, "debug", False):
             raise
-        print(f"bgmc: {exc}; rerun with --debug for a traceback", file=sys.stderr)
+        print(f"bgmc: {exc}; rerun with --debug for a traceback", file=launch.bug_stream())
         return 3
     except BgmRuntimeError as exc:  # its message is complete and meant for the user
         print(f"error: {exc}", file=sys.stderr)
@@ -62,10 +87,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: out of memory ({str(exc).splitlines()[0][:200]}): ask for less "
                   "(--chains, --draws, -n, --batch, or smaller data)", file=sys.stderr)
             return EXIT_USER
+        if launch.lost_peer(exc):  # the launcher names the process that went away
+            print("error: another process of this run stopped; this one stops too",
+                  file=sys.stderr)
+            return EXIT_USER
         if getattr(args, "debug", False):
             raise
         print(f"internal error: {type(exc).__name__}: {exc}\n(this is a bug in bgmc; rerun "
-              "with --debug for a traceback and please report it)", file=sys.stderr)
+              "with --debug for a traceback and please report it)", file=launch.bug_stream())
         return 3
 
 
@@ -254,6 +283,11 @@ def _parser() -> argparse.ArgumentParser:
                           "while draws x observations is at most 1e8 values (above it "
                           "'bgmc compare --data' computes LOO from the model)")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument("--nproc", type=positive_int, default=None, metavar="P",
+                     help="run on P processes of this machine (svi, adversarial: each "
+                          "takes a shard of every minibatch; nuts, chees: each runs some "
+                          "of the chains), started by torchrun's launcher; see "
+                          "docs/distributed.md")
     fit.add_argument("--refresh", type=positive_int, default=20, metavar="N",
                      help="update the progress bar every N iterations")
     point = fit.add_argument_group("mle, map")
@@ -641,9 +675,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
         print(line)
     for warning in fit.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    if args.output:
+    if args.output:  # under torchrun, rank 0 alone writes (Fit.save)
         fit.save(args.output)
-    if fit.summarised:
+    if fit.summarised and launch.rank() == 0:
         _print_summary(*fit.summary(args.var_names, args.hdi_prob))
     return EXIT_OK
 

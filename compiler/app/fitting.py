@@ -27,6 +27,10 @@ if TYPE_CHECKING:
     from compiler.app.program import Program
 
 METHODS = ("mle", "map", "nuts", "chees", "advi", "svi", "exact", "adversarial")
+# the methods that run on several processes (torchrun, or bgmc fit --nproc): data-parallel
+# training, and the chains of nuts and chees split across them; the others would repeat
+# the same work on every process (advi fits one Gaussian: it has no chains)
+PARALLEL_METHODS = ("svi", "adversarial", "nuts", "chees")  # nuts, chees: chains split
 POINT_METHODS = ("mle", "map")
 DEFAULT_ITER = 2000  # --iter when neither it nor --epochs is given
 CHOICES: dict[str, tuple[Any, ...]] = {
@@ -204,8 +208,11 @@ class Fit:
 
     def save(self, path: str) -> None:
         """Write the fit whole or not at all: JSON for point estimates; draws as NetCDF
-        (.nc, everything) or CSV (.csv, the draws as CmdStan writes them)."""
+        (.nc, everything) or CSV (.csv, the draws as CmdStan writes them). On several
+        processes (torchrun), rank 0 alone writes: the others hold no result."""
         from runtime.files import write_atomic  # noqa: PLC0415
+        if not _rank_zero():
+            return
         if self.estimate is not None:
             write_atomic(path, json.dumps(self.point_report(), indent=1) + "\n")
         elif path.lower().endswith(".csv"):
@@ -230,6 +237,9 @@ def fit(program: Program, data: Any, settings: FitSettings, output: str | None =
     family = family_of(program)
     settings, chosen = with_family_defaults(settings, family)
     model = program.bind(data, settings.device, dtype=settings.dtype)
+    world = _world(model, settings.method)
+    if not world.writer:  # rank 0 alone tells what happens (resumed checkpoints)
+        notify = None
     notes = tuple(f"'{name}' is not in the data: {name} = {how}"
                   for name, how in getattr(model, "inferred_sizes", {}).items())
     with training_threads(family, settings.method, model) as one_thread:
@@ -244,6 +254,23 @@ def fit(program: Program, data: Any, settings: FitSettings, output: str | None =
         result.idata.attrs["model_source"] = program.compiled.source.text
         result.idata.attrs["model_file"] = Path(program.compiled.source.path).name
     return dataclasses.replace(result, notes=notes + ((left_out,) if left_out else ()))
+
+
+def _rank_zero() -> bool:
+    """Whether this process writes: rank 0 of its group, or a process on its own."""
+    from runtime.distributed import World  # noqa: PLC0415
+    return World.current().writer
+
+
+def _world(model: Any, method: str) -> Any:
+    """The processes this fit runs on: the group torchrun describes in the environment,
+    joined here (runtime/distributed.py), or this process alone."""
+    from runtime.distributed import World  # noqa: PLC0415
+    world = World.from_env(model.device)
+    if world.distributed and method not in PARALLEL_METHODS:
+        raise ModelError(f"--method {method} runs in one process; several processes "
+                         f"(--nproc, torchrun) run {', '.join(PARALLEL_METHODS)}")
+    return world
 
 
 def _fit_bound(program: Program, model: Any, settings: FitSettings, output: str | None,
@@ -348,7 +375,7 @@ def _posterior(model: Any, s: FitSettings, init: Any, radius: float) -> Fit:
         run, settings = (posterior.run_chees, CheesSettings(**common)) \
             if s.method == "chees" else \
             (posterior.run_nuts, NutsSettings(max_treedepth=s.max_treedepth, **common))
-        bar = progress(s.progress, s.warmup + s.draws, refresh=s.refresh)
+        bar = progress(s.progress and _rank_zero(), s.warmup + s.draws, refresh=s.refresh)
         try:
             idata = run(model, settings, radius, init,  # type: ignore[operator]
                         bar.sampling if bar is not None else None,
@@ -384,18 +411,21 @@ def _svi(model: Any, s: FitSettings, output: str | None, notify: Notify | None) 
         checkpoint.load(svi, ckpt)
         if notify is not None:
             notify(f"resumed from {ckpt} at step {svi.state.step}")
-    bar = progress(s.progress, svi.total_steps(), svi.state.step, unit="step",
+    writer = svi.world.writer  # rank 0 alone writes: the bar, checkpoints, the plot
+    bar = progress(s.progress and writer, svi.total_steps(), svi.state.step, unit="step",
                    refresh=s.refresh)
     try:
         svi.run(bar.training if bar is not None else None,
-                (lambda state: checkpoint.save(state, ckpt)) if ckpt else None,
+                (lambda state: checkpoint.save(state, ckpt)) if ckpt and writer else None,
                 s.checkpoint_every)
     finally:
         if bar is not None:
             bar.close()
         plot = _beside(s.loss_plot, output, ".loss.png")
-        if plot and svi.state.losses:
+        if plot and writer and svi.state.losses:
             write_loss_plot(svi.state.losses, plot, svi.total)
+    if not writer:  # the weights are the same on every rank: rank 0 makes the fit
+        return Fit(model.name, "svi")
     idata, elbo = svi_result(svi, s.log_likelihood)
     tokens = sum(w.items for w in svi.windows.values())
     if tokens:  # a language model: the ELBO over its tokens, in bits
@@ -422,16 +452,19 @@ def _adversarial(model: Any, s: FitSettings, output: str | None) -> Fit:
                                    batch=s.batch or 256,
                                    lr=s.lr or 2e-4, loss=s.gan_loss, seed=s.seed)
     trainer = Adversarial(model, settings)
-    bar = progress(s.progress, settings.steps, unit="step", refresh=s.refresh)
+    writer = trainer.world.writer  # rank 0 alone writes: the bar, the plot
+    bar = progress(s.progress and writer, settings.steps, unit="step", refresh=s.refresh)
     try:
         trainer.run(bar.training if bar is not None else None)
     finally:
         if bar is not None:
             bar.close()
         plot = _beside(s.loss_plot, output, ".loss.png")
-        if plot and trainer.state.generator_losses:
+        if plot and writer and trainer.state.generator_losses:
             write_loss_plot(trainer.state.generator_losses, plot,
                             ylabel=f"generator loss ({settings.loss})")
+    if not writer:  # the weights are the same on every rank: rank 0 makes the fit
+        return Fit(model.name, "adversarial")
     line = (f"adversarial ({settings.loss}): {trainer.state.step} steps; last generator loss "
             f"{trainer.state.generator_losses[-1]:.4g}, critic loss "
             f"{trainer.state.critic_losses[-1]:.4g}")
