@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `pytest -n 2` (CI's slow step) runs two workers on two cores: one torch thread each,
+    # `pytest -n 2` (both of CI's steps) runs two workers on two cores: one torch thread each,
     # and in the processes tests start, since a second thread waiting for a core the other
     # worker holds stalls every operation (compiler/app/defaults.py measured 60 times).
     os.environ["OMP_NUM_THREADS"] = "1"
