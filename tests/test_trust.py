@@ -296,6 +296,7 @@ def test_a_loop_variable_hides_a_const_of_its_name() -> None:
      "argument --warmup: expected an integer at least 0 and at most 10000000"),
     ("--draws", "100000000", "argument --draws: expected a positive integer up to 10000000"),
     ("--max-treedepth", "64", "argument --max-treedepth: expected a positive integer up to 30"),
+    ("--nproc", "100000", "argument --nproc: expected a number of processes from 1 to 256"),
 ])
 def test_counts_that_would_run_for_ever_are_refused(flag: str, value: str, message: str,
                                                      capsys: pytest.CaptureFixture[str]) -> None:

@@ -158,6 +158,9 @@ positive_int = _int_in(1, None, "a positive integer")
 chain_count = _int_in(*LIMITS["chains"], "a positive integer up to 100000")
 draw_count = _int_in(*LIMITS["draws"], "a positive integer up to 10000000")
 tree_depth = _int_in(*LIMITS["max_treedepth"], "a positive integer up to 30")
+# processes started on this machine by --nproc: a typo (--nproc 100000) would fork that
+# many interpreters before any of them could refuse
+process_count = _int_in(1, 256, "a number of processes from 1 to 256")
 warmup_count = _int_in(*LIMITS["warmup"], "an integer at least 0 and at most 10000000")
 nonneg_int = _int_in(0, None, "an integer of at least 0")
 seed_int = _int_in(*LIMITS["seed"], "a seed from 0 to 4294967295")
@@ -283,7 +286,7 @@ def _parser() -> argparse.ArgumentParser:
                           "while draws x observations is at most 1e8 values (above it "
                           "'bgmc compare --data' computes LOO from the model)")
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
-    fit.add_argument("--nproc", type=positive_int, default=None, metavar="P",
+    fit.add_argument("--nproc", type=process_count, default=None, metavar="P",
                      help="run on P processes of this machine (svi, adversarial: each "
                           "takes a shard of every minibatch; nuts, chees: each runs some "
                           "of the chains), started by torchrun's launcher; see "
