@@ -1,11 +1,12 @@
 """Many-chain HMC in lockstep, tuned by ChEES (Hoffman, Radul and Sountsov, AISTATS 2021).
 
 Why a second sampler next to NUTS: eager PyTorch pays about the same per-operation
-overhead for one chain as for a thousand, and batched NUTS makes every chain wait for the
-deepest tree in the batch. Here every chain takes the same number of leapfrog steps in an
-iteration, so one batched call of the log density and its gradient serves all chains at
-every step, with no chain waiting on another. What NUTS chooses per chain (how far to
-go) is learnt once for all chains during warmup instead:
+overhead for one chain as for a thousand, so speed comes from many chains per call. NUTS
+serves its chains with one batched call per leapfrog step too, none waiting for another
+(runtime/nuts_tree.py), but each chain adapts alone, so it needs a long warmup and a long
+run per chain. Here every chain takes the same number of leapfrog steps in an iteration,
+and what NUTS chooses per chain (how far to go) is learnt once for all chains during a
+short warmup instead:
 
 - a shared step size, by dual averaging of the harmonic mean of the chains' acceptance
   probabilities towards 0.651 (the optimum for HMC, Beskos et al. 2013);
@@ -44,13 +45,13 @@ import torch
 from runtime.distributed import World
 from runtime.model import numerical_failure
 from runtime.nuts import (
-    MAX_DELTA_H,
     DualAveraging,
     Metric,
     _estimate,
     _potential_of,
     initial_density,
 )
+from runtime.nuts_tree import MAX_DELTA_H
 from runtime.streams import ChainStreams
 
 TARGET_ACCEPT = 0.651

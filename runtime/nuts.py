@@ -3,13 +3,10 @@
 Multinomial NUTS with the generalised U-turn criterion (Betancourt 2017) and Stan's
 extra checks across merged subtrees, biased progressive sampling between subtrees and
 uniform progressive sampling within them, divergence detection (energy error > 1000)
-and a maximum tree depth. Subtrees are built iteratively, not recursively: every chain
-takes its leapfrog steps in lock-step so one call of the log density and its gradient
-serves all chains; a chain whose trajectory has ended is masked, not waited for.
-
-Within a subtree of 2^d steps, the U-turn checks of its aligned sub-subtrees need only
-the momentum at the start of the latest aligned segment of each size and the running
-momentum sum there ("checkpoints"), so memory is O(depth x dim) per chain.
+and a maximum tree depth. One call of the log density and its gradient serves every
+chain at every leapfrog step, and no chain waits for another: the trajectories, a step at
+a time, are in runtime/nuts_tree.py; this module has the settings, the metric, the
+density's wrapper, the adaptation and the run.
 
 A point where the log density is undefined or not finite (NaN from the log of a negative,
 a Cholesky factorisation that fails, an argument outside its support) is rejected as Stan
@@ -27,14 +24,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
+from runtime.arrays import ArrayOps
 from runtime.errors import ModelError
 from runtime.model import numerical_failure
+from runtime.nuts_tree import Trajectories
 from runtime.streams import ChainStreams
 
 Potential = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
-MAX_DELTA_H = 1000.0
 
 
 @dataclass
@@ -77,10 +76,14 @@ class Metric:
     _chol: torch.Tensor | None = field(default=None, repr=False)
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
-        """M^{-1} p."""
+        """M^{-1} p, for p [C, D] or [C, ..., D] (several vectors per chain)."""
+        inverse = self.inverse
+        if p.dim() > 2:
+            inverse = inverse.reshape(inverse.shape[:1] + (1,) * (p.dim() - 2)
+                                      + inverse.shape[1:])
         if self.dense:
-            return (self.inverse @ p.unsqueeze(-1)).squeeze(-1)
-        return self.inverse * p
+            return (inverse @ p.unsqueeze(-1)).squeeze(-1)
+        return inverse * p
 
     def kinetic(self, p: torch.Tensor) -> torch.Tensor:
         return 0.5 * (p * self.velocity(p)).sum(-1)
@@ -155,240 +158,44 @@ def initial_density(potential: Potential, q: torch.Tensor,
     return lp, g
 
 
-# ---- one transition -------------------------------------------------------------------
-
-
-@dataclass
-class _Edge:
-    q: torch.Tensor
-    p: torch.Tensor
-    g: torch.Tensor
-
-
-def _where(mask: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    m = mask.reshape(mask.shape + (1,) * (a.dim() - mask.dim()))
-    return torch.where(m, a, b)
-
-
-def _no_uturn(metric: Metric, p_start: torch.Tensor, p_end: torch.Tensor,
-              rho: torch.Tensor) -> torch.Tensor:
-    """Generalised criterion: True where the trajectory has not turned back."""
-    return ((metric.velocity(p_start) * rho).sum(-1) > 0) & \
-        ((metric.velocity(p_end) * rho).sum(-1) > 0)
-
-
-class _Transition:
-    """State of one NUTS transition for all chains."""
-
-    def __init__(self, potential: Potential, metric: Metric, step: torch.Tensor,
-                 q: torch.Tensor, lp: torch.Tensor, g: torch.Tensor,
-                 streams: ChainStreams, max_depth: int):
-        self.potential, self.metric, self.step = potential, metric, step
-        self.streams, self.max_depth = streams, max_depth
-        c = q.shape[0]
-        p = metric.draw_momentum(streams)
-        self.h0 = -lp + metric.kinetic(p)
-        self.left = _Edge(q, p, g)
-        self.right = _Edge(q, p, g)
-        self.sample_q, self.sample_lp, self.sample_g = q, lp, g
-        self.log_w = -self.h0 + self.h0  # log weight of the initial point relative to h0: 0
-        self.rho = p.clone()
-        self.done = torch.zeros(c, dtype=torch.bool, device=q.device)
-        self.divergent = torch.zeros_like(self.done)
-        self.depth = torch.zeros(c, dtype=torch.long, device=q.device)
-        self.n_leapfrog = torch.zeros(c, dtype=torch.long, device=q.device)
-        self.sum_accept = torch.zeros_like(lp)
-        self.energy_end = self.h0.clone()
-
-    def _uniform(self, mask: torch.Tensor) -> torch.Tensor:
-        """U(0, 1) for the chains in `mask`, each from its own stream; the others' streams
-        do not move, so a chain's draws do not depend on the chains beside it."""
-        return self.streams.uniform(mask).to(self.h0.device)
-
-    def run(self) -> None:
-        for depth in range(self.max_depth):
-            if self.done.all():
-                break
-            forward = self._uniform(~self.done) < 0.5
-            self._extend(depth, forward)
-
-    def _leapfrog(self, e: _Edge, step: torch.Tensor) -> tuple[_Edge, torch.Tensor]:
-        s = step[:, None]
-        p_half = e.p + 0.5 * s * e.g
-        q = e.q + s * self.metric.velocity(p_half)
-        lp, g = self.potential(q)
-        p = p_half + 0.5 * s * g
-        return _Edge(q, p, g), lp
-
-    def _extend(self, depth: int, forward: torch.Tensor) -> None:
-        """Build a subtree of 2^depth steps in each chain's direction and merge it."""
-        active = ~self.done
-        start = _Edge(_where(forward, self.right.q, self.left.q),
-                      _where(forward, self.right.p, self.left.p),
-                      _where(forward, self.right.g, self.left.g))
-        step = torch.where(forward, self.step, -self.step)
-        sub = _Subtree(self, depth, start, active)
-        e = start
-        for n in range(2 ** depth):
-            if not sub.going.any():
-                break
-            e, lp = self._leapfrog(e, step)
-            sub.add(n, e, lp)
-        ok = active & sub.valid
-        new_edge = sub.last
-        self.left = _Edge(*(_where(ok & ~forward, a, b) for a, b in
-                            ((new_edge.q, self.left.q), (new_edge.p, self.left.p),
-                             (new_edge.g, self.left.g))))
-        self.right = _Edge(*(_where(ok & forward, a, b) for a, b in
-                             ((new_edge.q, self.right.q), (new_edge.p, self.right.p),
-                              (new_edge.g, self.right.g))))
-        accept = ok & (torch.log(self._uniform(ok)) < sub.log_w - self.log_w)
-        self.sample_q = _where(accept, sub.sample_q, self.sample_q)
-        self.sample_lp = torch.where(accept, sub.sample_lp, self.sample_lp)
-        self.sample_g = _where(accept, sub.sample_g, self.sample_g)
-        self.log_w = torch.where(ok, torch.logaddexp(self.log_w, sub.log_w), self.log_w)
-        rho_old = self.rho
-        self.rho = _where(ok, self.rho + sub.rho, self.rho)
-        self.depth = torch.where(active, self.depth + 1, self.depth)
-        self.n_leapfrog += sub.n_leapfrog
-        self.sum_accept += sub.sum_accept
-        self.divergent |= sub.divergent & active
-        merged_ok = _no_uturn(self.metric, self.left.p, self.right.p, self.rho)
-        # Stan's extra checks across the old tree and the new subtree
-        old_outer = _where(forward, self.left.p, self.right.p)
-        extra1 = _no_uturn(self.metric, old_outer, sub.first.p, rho_old + sub.first.p)
-        extra2 = _no_uturn(self.metric, start.p, new_edge.p, sub.rho + start.p)
-        keep_going = ok & merged_ok & extra1 & extra2
-        self.done |= active & ~keep_going
-
-
-class _Subtree:
-    """Accumulates one subtree's weight, sample, momentum sum and U-turn checks."""
-
-    def __init__(self, t: _Transition, depth: int, start: _Edge, active: torch.Tensor):
-        self.t, self.depth = t, depth
-        self.going = active.clone()
-        self.valid = active.clone()
-        self.divergent = torch.zeros_like(active)
-        self.log_w = torch.full_like(t.h0, -math.inf)
-        self.rho = torch.zeros_like(start.p)
-        self.sample_q, self.sample_lp, self.sample_g = start.q, t.sample_lp, start.g
-        self.first = start
-        self.last = start
-        self.n_leapfrog = torch.zeros_like(t.n_leapfrog)
-        self.sum_accept = torch.zeros_like(t.h0)
-        self.ck_p: list[torch.Tensor | None] = [None] * (depth + 1)
-        self.ck_rho: list[torch.Tensor | None] = [None] * (depth + 1)
-        self.end_p: list[torch.Tensor | None] = [None] * (depth + 1)
-
-    def add(self, n: int, e: _Edge, lp: torch.Tensor) -> None:
-        t, going = self.t, self.going
-        h = -lp + t.metric.kinetic(e.p)
-        delta = h - t.h0
-        delta = torch.where(torch.isnan(delta), torch.full_like(delta, math.inf), delta)
-        divergent = going & (delta > MAX_DELTA_H)
-        self.n_leapfrog += going.long()
-        self.sum_accept += torch.where(going, torch.clamp(torch.exp(-delta), max=1.0),
-                                       torch.zeros_like(delta))
-        log_w_point = -delta
-        new_log_w = torch.logaddexp(self.log_w, log_w_point)
-        u = torch.log(t._uniform(going))
-        take = going & ~divergent & (u < log_w_point - new_log_w)
-        self.sample_q = _where(take, e.q, self.sample_q)
-        self.sample_lp = torch.where(take, lp, self.sample_lp)
-        self.sample_g = _where(take, e.g, self.sample_g)
-        before = self.rho
-        if bool(going.all()):  # the usual case: no masking needed
-            self.log_w = new_log_w
-            self.rho = self.rho + e.p
-            if n == 0:
-                self.first = e
-            self.last = e
-        else:
-            self.log_w = torch.where(going, new_log_w, self.log_w)
-            self.rho = _where(going, self.rho + e.p, self.rho)
-            if n == 0:
-                self.first = _Edge(*(_where(going, a, b) for a, b in
-                                     ((e.q, self.first.q), (e.p, self.first.p),
-                                      (e.g, self.first.g))))
-            self.last = _Edge(*(_where(going, a, b) for a, b in
-                                ((e.q, self.last.q), (e.p, self.last.p), (e.g, self.last.g))))
-        # checkpoints at the start of aligned segments of each size 2^k
-        for k in range(self.depth + 1):
-            if n % (2 ** k) == 0:
-                self.ck_p[k] = e.p
-                self.ck_rho[k] = before
-        ok = torch.ones_like(going)
-        for k in range(1, self.depth + 1):
-            if (n + 1) % (2 ** k) != 0:
-                continue
-            seg_rho = self.rho - self.ck_rho[k]  # type: ignore[operator]
-            ok &= _no_uturn(t.metric, self.ck_p[k], e.p, seg_rho)  # type: ignore[arg-type]
-            half = 2 ** (k - 1)
-            mid_p = self.ck_p[k - 1]  # start of the right half
-            left_rho = self.ck_rho[k - 1] - self.ck_rho[k]  # type: ignore[operator]
-            ok &= _no_uturn(t.metric, self.ck_p[k], mid_p, left_rho + mid_p)  # type: ignore[arg-type]
-            left_end = self.end_p[k - 1]
-            if left_end is not None and half > 0:
-                right_rho = self.rho - self.ck_rho[k - 1]  # type: ignore[operator]
-                ok &= _no_uturn(t.metric, left_end, e.p, right_rho + left_end)
-        # the end of the left half of the next check is this point when n+1 is a
-        # multiple of 2^j but not 2^(j+1): remember it for level j
-        j = 0
-        while (n + 1) % (2 ** (j + 1)) == 0 and j < self.depth:
-            j += 1
-        self.end_p[j] = e.p
-        stop = going & (divergent | ~ok)
-        self.divergent |= divergent
-        self.valid &= ~stop
-        self.going &= ~stop
-
-
-def transition(potential: Potential, metric: Metric, step: torch.Tensor, q: torch.Tensor,
-               lp: torch.Tensor, g: torch.Tensor, streams: ChainStreams,
-               max_depth: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
-                                        dict[str, torch.Tensor]]:
-    """One NUTS transition of every chain: (q, lp, grad, stats)."""
-    t = _Transition(potential, metric, step, q, lp, g, streams, max_depth)
-    t.run()
-    n = t.n_leapfrog.clamp(min=1)
-    stats = {
-        "accept_stat": t.sum_accept / n,
-        "n_leapfrog": t.n_leapfrog,
-        "tree_depth": t.depth,
-        "diverging": t.divergent,
-        "energy": t.h0,
-        "step_size": step,
-    }
-    return t.sample_q, t.sample_lp, t.sample_g, stats
-
-
 # ---- adaptation -------------------------------------------------------------------------
 
 
 class DualAveraging:
-    """Nesterov dual averaging of log step size (Hoffman & Gelman 2014, Stan's constants)."""
+    """Nesterov dual averaging of log step size (Hoffman & Gelman 2014, Stan's constants),
+    one per element of `step` (a chain in NUTS, a group of chains in chees); `mask` limits
+    an update or a restart to some of them, each with its own iteration count."""
 
     def __init__(self, step: torch.Tensor, delta: float):
         self.delta = delta
-        self.restart(step)
-
-    def restart(self, step: torch.Tensor) -> None:
         self.mu = torch.log(10 * step)
-        self.counter = 0
+        self.counter = torch.zeros_like(step)
         self.s_bar = torch.zeros_like(step)
         self.x_bar = torch.zeros_like(step)
 
-    def update(self, accept: torch.Tensor) -> torch.Tensor:
+    def restart(self, step: torch.Tensor, mask: torch.Tensor | None = None) -> None:
+        m = torch.ones_like(step, dtype=torch.bool) if mask is None else mask
+        self.mu = torch.where(m, torch.log(10 * step), self.mu)
+        self.counter = torch.where(m, 0.0, self.counter)
+        self.s_bar = torch.where(m, 0.0, self.s_bar)
+        self.x_bar = torch.where(m, 0.0, self.x_bar)
+
+    def update(self, accept: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The next step size of each element (of those in `mask`: the others' state does
+        not move, and their value is not meaningful)."""
         gamma, t0, kappa = 0.05, 10.0, 0.75
-        self.counter += 1
-        t = self.counter
+        m = torch.ones_like(accept, dtype=torch.bool) if mask is None else mask
+        counter = self.counter + 1
+        t = counter.clamp(min=1)
         accept = torch.nan_to_num(accept, nan=0.0).clamp(0, 1)
         eta = 1.0 / (t + t0)
-        self.s_bar = (1 - eta) * self.s_bar + eta * (self.delta - accept)
-        x = self.mu - self.s_bar * math.sqrt(t) / gamma
+        s_bar = (1 - eta) * self.s_bar + eta * (self.delta - accept)
+        x = self.mu - s_bar * torch.sqrt(t) / gamma
         x_eta = t ** (-kappa)
-        self.x_bar = x_eta * x + (1 - x_eta) * self.x_bar
+        x_bar = x_eta * x + (1 - x_eta) * self.x_bar
+        self.counter = torch.where(m, counter, self.counter)
+        self.s_bar = torch.where(m, s_bar, self.s_bar)
+        self.x_bar = torch.where(m, x_bar, self.x_bar)
         return torch.exp(x)
 
     def final(self) -> torch.Tensor:
@@ -416,7 +223,7 @@ def windows(warmup: int) -> tuple[int, int, list[int]]:
     return init, term, ends
 
 
-def _estimate(samples: list[torch.Tensor], dense: bool) -> torch.Tensor:
+def _estimate(samples: list[torch.Tensor] | torch.Tensor, dense: bool) -> torch.Tensor:
     """Regularised variance (or covariance) of warmup draws.
 
     The diagonal estimate is Stan's: shrunk towards 1e-3 on the unconstrained scale. The
@@ -428,7 +235,7 @@ def _estimate(samples: list[torch.Tensor], dense: bool) -> torch.Tensor:
     invariant to the units of each coordinate; the floor keeps it positive definite
     when a chain has not moved in a window.
     """
-    x = torch.stack(samples, 1)  # [C, n, D]
+    x = samples if isinstance(samples, torch.Tensor) else torch.stack(samples, 1)  # [C, n, D]
     n = x.shape[1]
     centred = x - x.mean(1, keepdim=True)
     if dense:
@@ -440,12 +247,14 @@ def _estimate(samples: list[torch.Tensor], dense: bool) -> torch.Tensor:
 
 
 def _initial_step(potential: Potential, metric: Metric, q: torch.Tensor, lp: torch.Tensor,
-                  g: torch.Tensor, step: torch.Tensor,
-                  streams: ChainStreams) -> torch.Tensor:
-    """Stan's heuristic: double or halve until one leapfrog's acceptance crosses 0.8."""
+                  g: torch.Tensor, step: torch.Tensor, streams: ChainStreams,
+                  chains: torch.Tensor | None = None) -> torch.Tensor:
+    """Stan's heuristic: double or halve until one leapfrog's acceptance crosses 0.8 (for
+    the chains in `chains`, all by default; the others keep their step and streams)."""
     step = step.clone()
     direction: torch.Tensor | None = None
-    moving = torch.ones(q.shape[0], dtype=torch.bool, device=q.device)
+    moving = torch.ones(q.shape[0], dtype=torch.bool, device=q.device) if chains is None \
+        else chains.clone()
     for _ in range(50):
         p = metric.draw_momentum(streams, moving)
         h0 = -lp + metric.kinetic(p)
@@ -469,8 +278,14 @@ def _initial_step(potential: Potential, metric: Metric, q: torch.Tensor, lp: tor
 
 
 def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
-           settings: NutsSettings, progress: Any = None) -> NutsResult:
-    """Run warmup and sampling for all chains at once; init is [chains, dim]."""
+           settings: NutsSettings, progress: Any = None, *,
+           arrays: ArrayOps | None = None) -> NutsResult:
+    """Run warmup and sampling for all chains at once; init is [chains, dim].
+
+    Each chain adapts its own step size and metric on Stan's schedule, at its own pace,
+    so no chain waits for another at any point of the run (runtime/nuts_tree.py).
+    `arrays`: the array library of the per-step bookkeeping (numpy on a CPU, torch
+    elsewhere, by default); the draws do not depend on it."""
     streams = ChainStreams(settings.seed, list(range(settings.first_chain,
                                                      settings.first_chain + init.shape[0])),
                            init.dtype, init.device)
@@ -479,54 +294,153 @@ def sample(log_prob: Callable[[torch.Tensor], torch.Tensor], init: torch.Tensor,
     dense = settings.metric == "dense"
     ones = torch.ones((c, d), dtype=init.dtype, device=init.device)
     metric = Metric(torch.diag_embed(ones) if dense else ones, dense)
-    q = init
-    lp, g = initial_density(potential, q, "NUTS")
+    lp, g = initial_density(potential, init, "NUTS")
     step = torch.full((c,), settings.init_step_size, dtype=init.dtype, device=init.device)
-    step = _initial_step(potential, metric, q, lp, g, step, streams)
+    step = _initial_step(potential, metric, init, lp, g, step, streams)
     adapter = DualAveraging(step, settings.adapt_delta)
-    init_buffer, _, ends = windows(settings.warmup)
-    window: list[torch.Tensor] = []
-    draws, lps = [], []
-    stats: dict[str, list[torch.Tensor]] = {}
-    warm_draws, warm_lps = [], []
-    warm_stats: dict[str, list[torch.Tensor]] = {}
-    total = settings.warmup + settings.draws
-    divergences = torch.zeros(c, dtype=torch.long)
-    for i in range(total):
-        warm = i < settings.warmup
-        q, lp, g, st = transition(potential, metric, step, q, lp, g, streams,
-                                  settings.max_treedepth)
-        if warm:
-            if settings.save_warmup and i % settings.thin == 0:
-                warm_draws.append(q)
-                warm_lps.append(lp)
-                for k, v in st.items():
-                    warm_stats.setdefault(k, []).append(v)
-            step = adapter.update(st["accept_stat"])
-            if ends and init_buffer <= i < ends[-1]:
-                window.append(q)
-                if i + 1 in ends:
-                    metric = Metric(_estimate(window, dense), dense)
-                    window = []
-                    step = _initial_step(potential, metric, q, lp, g, step, streams)
-                    adapter.restart(step)
-            if i + 1 == settings.warmup:
-                step = adapter.final()
-        else:
-            if (i - settings.warmup) % settings.thin == 0:
-                draws.append(q)
-                lps.append(lp)
-                for k, v in st.items():
-                    stats.setdefault(k, []).append(v)
-            divergences += st["diverging"].long().cpu()
-        if progress is not None:
-            progress(i + 1, total, warm, divergences)
-    return NutsResult(
-        draws=torch.stack(draws, 1) if draws else torch.empty(c, 0, d),
-        log_density=torch.stack(lps, 1) if lps else torch.empty(c, 0),
-        stats={k: torch.stack(v, 1) for k, v in stats.items()},
-        step_size=step, metric=metric.inverse,
-        warmup_draws=torch.stack(warm_draws, 1) if warm_draws else None,
-        warmup_log_density=torch.stack(warm_lps, 1) if warm_lps else None,
-        warmup_stats={k: torch.stack(v, 1) for k, v in warm_stats.items()}
-        if warm_stats else None)
+    ops = arrays or ArrayOps(init.dtype, init.device)
+
+    def potential_of_arrays(q: Any) -> tuple[Any, Any]:
+        lp, g = potential(ops.tensor(q))
+        return ops.array(lp), ops.array(g)
+
+    t = Trajectories(ops, potential_of_arrays, metric, ops.array(step), ops.array(init),
+                     ops.array(lp), ops.array(g), streams, settings.max_treedepth)
+    run = _Run(ops, settings, c, d)
+    t.begin(run.live)
+    done_before = 0
+    with np.errstate(all="ignore"):  # log(0), exp(-inf), logaddexp(-inf, -inf) are meant
+        while bool(run.live.any()):
+            ended = t.advance(run.live)
+            if ended is None:
+                continue
+            it = run.iteration
+            stats = t.stats()
+            run.record(ended, it, t.sample[:, 0], t.sample_lp, stats)
+            warm = ended & (it < settings.warmup)
+            if bool(warm.any()):
+                _adapt(t, run, adapter, potential, warm, it, stats["accept_stat"],
+                       dense)
+            run.iteration = it + ended
+            run.live = run.iteration < run.total
+            over = ended & ~run.live
+            if bool(over.any()):
+                t.freeze(over)
+            again = ended & run.live
+            if bool(again.any()):
+                t.begin(again)
+            if progress is not None:
+                done = int(run.iteration.min())
+                if done > done_before:
+                    done_before = done
+                    progress(done, run.total, done <= settings.warmup,
+                             ops.tensor(run.divergences).cpu())
+    return run.result(ops.tensor(t.step), t.metric.inverse)
+
+
+def _adapt(t: Trajectories, run: _Run, adapter: DualAveraging, potential: Potential,
+           warm: Any, it: Any, accept: Any, dense: bool) -> None:
+    """Stan's warmup, for the chains in `warm` that just ended warmup iteration `it`:
+    dual averaging of the step size, the metric from each slow window's draws (then the
+    step size found afresh), and the averaged step size at the end of warmup."""
+    ops = t.ops
+    chains = ops.tensor(warm)
+    step = ops.tensor(t.step)
+    step = torch.where(chains, adapter.update(ops.tensor(accept), chains), step)
+    wit = it.clip(0, run.warmup - 1) if ops.numpy else it.clamp(0, run.warmup - 1)
+    in_window = warm & (it >= run.first_window) & (it < run.last_window)
+    if bool(in_window.any()):
+        rows = ops.nonzero(in_window)
+        at = (it - run.window_start[wit])
+        run.window[rows, at[rows]] = t.sample[rows, 0]
+        closing = in_window & run.closes[wit + 1]
+        if bool(closing.any()):
+            inverse = t.metric.inverse.clone()
+            sizes = at + 1
+            for size in sorted({int(s) for s in sizes[ops.nonzero(closing)]}):
+                rows = ops.nonzero(closing & (sizes == size))
+                inverse[ops.tensor(rows)] = _estimate(ops.tensor(run.window[rows, :size]),
+                                                      dense)
+            t.set_metric(Metric(inverse, dense))
+            closing_t = ops.tensor(closing)
+            found = _initial_step(potential, t.metric, ops.tensor(t.sample[:, 0]),
+                                  ops.tensor(t.sample_lp), ops.tensor(t.sample[:, 2]), step,
+                                  t.streams, closing_t)
+            step = torch.where(closing_t, found, step)
+            adapter.restart(step, closing_t)
+    last = warm & (it + 1 == run.warmup)
+    if bool(last.any()):
+        step = torch.where(ops.tensor(last), adapter.final(), step)
+    t.step = ops.array(step)
+
+
+class _Run:
+    """Where each chain is in the run, and what it has recorded: draws and statistics
+    written at each chain's own iteration, the warmup's window draws, Stan's schedule."""
+
+    def __init__(self, ops: ArrayOps, settings: NutsSettings, c: int, d: int):
+        self.ops = ops
+        self.warmup, self.thin = settings.warmup, settings.thin
+        self.total = settings.warmup + settings.draws
+        self.iteration = ops.full((c,), 0, "int")
+        self.live = self.iteration < self.total
+        self.divergences = ops.full((c,), 0, "int")
+        init_buffer, _, ends = windows(settings.warmup)
+        self.first_window = init_buffer
+        self.last_window = ends[-1] if ends else 0
+        # per warmup iteration: where its window started; whether a window closes after it
+        start = torch.zeros(max(settings.warmup, 1), dtype=torch.long)
+        closes = torch.zeros(settings.warmup + 2, dtype=torch.bool)
+        longest, begin = 0, init_buffer
+        for end in ends:
+            start[begin:end] = begin
+            closes[end] = True
+            longest, begin = max(longest, end - begin), end
+        self.window_start = ops.array(start.to(ops.device))
+        self.closes = ops.array(closes.to(ops.device))
+        self.window = ops.full((c, longest, d), 0.0)
+        kept = -(-settings.draws // self.thin)
+        self.draws = ops.full((c, kept, d), 0.0)
+        self.log_density = ops.full((c, kept), 0.0)
+        self.stats: dict[str, Any] = {}
+        kept_warm = -(-settings.warmup // self.thin) if settings.save_warmup else 0
+        self.warm_draws = ops.full((c, kept_warm, d), 0.0)
+        self.warm_log_density = ops.full((c, kept_warm), 0.0)
+        self.warm_stats: dict[str, Any] = {}
+
+    def record(self, ended: Any, it: Any, q: Any, lp: Any, stats: dict[str, Any]) -> None:
+        """Keep the draws of the chains that ended iteration `it` (every thin-th)."""
+        sampling = ended & (it >= self.warmup)
+        self.divergences = self.divergences + (sampling & stats["diverging"])
+        offset = self.ops.where(sampling, it - self.warmup, it)
+        kept = ended & (offset % self.thin == 0)
+        self._write(kept & sampling, offset // self.thin, q, lp, stats,
+                    self.draws, self.log_density, self.stats)
+        if self.warm_draws.shape[1]:
+            self._write(kept & ~sampling, offset // self.thin, q, lp, stats,
+                        self.warm_draws, self.warm_log_density, self.warm_stats)
+
+    def _write(self, mask: Any, slot: Any, q: Any, lp: Any, stats: dict[str, Any],
+               draws: Any, lps: Any, into: dict[str, Any]) -> None:
+        if not bool(mask.any()):
+            return
+        ops = self.ops
+        rows = ops.nonzero(mask)
+        at = slot[rows]
+        draws[rows, at] = q[rows]
+        lps[rows, at] = lp[rows]
+        for k, v in stats.items():
+            if k not in into:
+                into[k] = ops.xp.zeros_like(lps, dtype=v.dtype)
+            into[k][rows, at] = v[rows]
+
+    def result(self, step: torch.Tensor, inverse: torch.Tensor) -> NutsResult:
+        tensor = self.ops.tensor
+        warm = bool(self.warm_stats)
+        return NutsResult(
+            draws=tensor(self.draws), log_density=tensor(self.log_density),
+            stats={k: tensor(v) for k, v in self.stats.items()},
+            step_size=step, metric=inverse,
+            warmup_draws=tensor(self.warm_draws) if warm else None,
+            warmup_log_density=tensor(self.warm_log_density) if warm else None,
+            warmup_stats={k: tensor(v) for k, v in self.warm_stats.items()} if warm else None)

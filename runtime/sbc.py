@@ -188,8 +188,8 @@ class CheesFitter:
     shared; a Fitter whose `fit_many` takes `batch` replications. Each replication's
     draws are its chains' draws, thinned, pooled.
 
-    Why: NUTS fits a batch of replications as one batched call too, but every iteration
-    waits for the deepest tree among them; here no chain waits, and SBC's 100
+    Why: NUTS fits a batch of replications as one batched call too, but each of its
+    chains adapts alone over a long warmup; here the adaptation is pooled, and SBC's 100
     replications of a small model cost about what one fit costs. Where the model's
     density does not broadcast over the replications (runtime/sbc.py `_stacked`), the
     replications are fitted by NUTS instead, one after another.

@@ -46,7 +46,9 @@ class ChainStreams:
         self.generators = [torch.Generator().manual_seed(chain_seed(seed, c))
                            for c in self.chains]
         self._blocks: dict[int, torch.Tensor] = {}  # width (0: uniforms) -> [C, BLOCK, w]
-        self._cursors: dict[int, torch.Tensor] = {}  # width -> [C] next unread row
+        self._cursors: dict[int, np.ndarray] = {}  # width -> [C] next unread row
+        self._everyone = np.ones(len(self.chains), dtype=bool)
+        self._index = np.arange(len(self.chains))
 
     def normal(self, dim: int, mask: torch.Tensor | None = None) -> torch.Tensor:
         """[chains, dim] independent N(0, 1): the next vector of each chain's stream
@@ -58,19 +60,37 @@ class ChainStreams:
         chains in `mask`; the others get 0.5)."""
         return self._next(0, mask)[:, 0]
 
-    def _next(self, width: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def uniforms(self, width: int, mask: torch.Tensor | np.ndarray | None = None) -> np.ndarray:
+        """[chains, width] independent U(0, 1) as a numpy array: the next row of each
+        chain's stream of rows of `width` uniforms (of the chains in `mask`; the others
+        get 0.5). A stream of its own, apart from `uniform`'s."""
+        return self._next(-width, mask).numpy()
+
+    def _next(self, width: int, mask: torch.Tensor | np.ndarray | None) -> torch.Tensor:
+        # Called at every leapfrog step of NUTS, so it keeps to a few numpy operations on
+        # views of the blocks; a chain's block is refilled when it has read all of it.
         c = len(self.chains)
+        # width > 0: normals; 0: uniforms one at a time; -k: rows of k uniforms
+        normal, columns = width > 0, max(abs(width), 1)
         if width not in self._blocks:
-            self._blocks[width] = torch.empty((c, BLOCK, max(width, 1)), dtype=self.dtype)
-            self._cursors[width] = torch.full((c,), BLOCK, dtype=torch.long)
+            self._blocks[width] = torch.empty((c, BLOCK, columns), dtype=self.dtype)
+            self._cursors[width] = np.full(c, BLOCK, dtype=np.int64)
         block, cursor = self._blocks[width], self._cursors[width]
-        take = torch.ones(c, dtype=torch.bool) if mask is None else mask.detach().cpu()
-        for i in torch.nonzero(take & (cursor == BLOCK)).flatten().tolist():
-            g = self.generators[i]
-            block[i] = torch.randn((BLOCK, width), generator=g, dtype=self.dtype) \
-                if width else torch.rand((BLOCK, 1), generator=g, dtype=self.dtype)
-            cursor[i] = 0
-        rows = block[torch.arange(c), cursor.clamp(max=BLOCK - 1)]
-        rows = torch.where(take[:, None], rows, torch.full_like(rows, 0.0 if width else 0.5))
-        cursor += take.long()
-        return rows.to(self.device)
+        if mask is None:
+            take = self._everyone
+        elif isinstance(mask, torch.Tensor):
+            take = mask.detach().cpu().numpy().reshape(c)
+        else:
+            take = np.asarray(mask).reshape(c)
+        empty = take & (cursor == BLOCK)
+        if empty.any():
+            for i in np.flatnonzero(empty).tolist():
+                g = self.generators[i]
+                block[i] = torch.randn((BLOCK, columns), generator=g, dtype=self.dtype) \
+                    if normal else torch.rand((BLOCK, columns), generator=g, dtype=self.dtype)
+                cursor[i] = 0
+        rows = block.numpy()[self._index, np.minimum(cursor, BLOCK - 1)]
+        rows = np.where(take[:, None], rows, 0.0 if normal else 0.5).astype(rows.dtype)
+        cursor += take
+        out = torch.from_numpy(rows)
+        return out if self.device.type == "cpu" else out.to(self.device)

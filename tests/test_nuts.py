@@ -3,10 +3,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from runtime.nuts import Metric, NutsSettings, _no_uturn, sample, windows
+from runtime.arrays import ArrayOps
+from runtime.nuts import Metric, NutsSettings, sample, windows
+from runtime.nuts_tree import Trajectories
+from runtime.streams import ChainStreams
 
 torch.set_default_dtype(torch.float64)
 
@@ -106,11 +110,66 @@ def test_divergences_are_detected_in_a_funnel():
     assert r.stats["diverging"].sum() > 0
 
 
+def _trajectories(inverse: torch.Tensor, dense: bool = False) -> Trajectories:
+    ops = ArrayOps(torch.float64)
+    q = np.zeros((1, 2))
+    return Trajectories(ops, lambda x: (np.zeros(1), np.zeros((1, 2))), Metric(inverse, dense),
+                        np.ones(1), q, np.zeros(1), q, ChainStreams(1, [0], torch.float64), 3)
+
+
 def test_u_turn_criterion():
-    m = Metric(torch.ones(1, 2))
-    p = torch.tensor([[1.0, 0.0]])
-    assert _no_uturn(m, p, p, 2 * p).item()
-    assert not _no_uturn(m, p, -p, torch.tensor([[-0.5, 0.0]])).item()
+    """Both end momenta's velocities must point along the momentum sum; several checks
+    are one batched product, each taking its pair of dots."""
+    t = _trajectories(torch.ones(1, 2))
+    p = np.array([1.0, 0.0])
+    ends_at = np.stack([p, p, -p])[None]  # [1, 3 ends, 2]
+    spans = np.stack([2 * p, np.array([-0.5, 0.0])])[None]  # [1, 2 sums, 2]
+    check = {(0, 1): np.array([0, 2]), (0, 2): np.array([1, 5])}  # flat (end, sum)
+    assert t._apart(ends_at, spans, check[0, 1])[0]  # p, p along 2p: no U-turn
+    assert not t._apart(ends_at, spans, check[0, 2])[0]  # p, -p: turned back
+    # with the metric: velocities M^{-1} p, not p, are compared with the sum
+    skew = _trajectories(torch.tensor([[[1.0, 0.0], [0.0, 100.0]]]), dense=True)
+    ends_at = np.array([[[1.0, -0.02], [1.0, 0.0]]])
+    spans = np.array([[[0.0, 1.0]]])
+    assert not skew._apart(ends_at, spans, np.array([0, 1]))[0]  # velocity (1, -2)
+    assert t._apart(ends_at, np.array([[[1.0, 1.0]]]), np.array([0, 1]))[0]
+
+
+def test_no_chain_waits_for_another():
+    """The run makes as many density calls as its busiest chain has leapfrog steps (plus
+    the start's), not the sum over iterations of the deepest tree, which is what chains
+    waiting for each other would cost."""
+    calls = []
+    log_prob, _ = _gaussian(torch.tensor([0.3, 1.0, 3.0]))
+
+    def counted(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return log_prob(x)
+    r = sample(counted, torch.zeros(8, 3), NutsSettings(chains=8, warmup=0, draws=200,
+                                                         seed=2, init_step_size=0.3))
+    steps = r.stats["n_leapfrog"]
+    busiest = int(steps.sum(1).max())
+    lock_step = int(steps.max(0).values.sum())
+    assert busiest < len(calls) <= busiest + 52  # the initial density and step-size search
+    assert lock_step > 1.3 * len(calls)
+
+
+@pytest.mark.parametrize("metric", ["diag", "dense"])
+def test_bookkeeping_in_numpy_and_in_torch_gives_the_same_draws(metric):
+    """The per-step bookkeeping runs in numpy on a CPU and in torch elsewhere (a GPU):
+    the same chains, to rounding, whichever library does it."""
+    log_prob, _ = _gaussian(torch.tensor([0.5, 1.0, 2.0]), rho=0.5)
+    settings = NutsSettings(chains=3, warmup=120, draws=60, seed=4, metric=metric,
+                            save_warmup=True, thin=2)
+    init = torch.tensor([[0.1, 0.2, 0.3], [1.0, -1.0, 0.5], [-0.5, 0.0, 2.0]])
+    a = sample(log_prob, init, settings)
+    b = sample(log_prob, init, settings, arrays=ArrayOps(torch.float64, use_numpy=False))
+    assert torch.allclose(a.draws, b.draws, rtol=0, atol=1e-10)
+    assert torch.allclose(a.warmup_draws, b.warmup_draws, rtol=0, atol=1e-10)
+    for k in a.stats:
+        assert torch.equal(a.stats[k].to(b.stats[k].dtype), b.stats[k]) or \
+            torch.allclose(a.stats[k].double(), b.stats[k].double(), atol=1e-10), k
+    assert torch.allclose(a.metric, b.metric, atol=1e-12)
 
 
 @pytest.mark.parametrize("warmup,first,last", [(1000, 75, 950), (150, 75, 100), (100, 15, 90)])
