@@ -67,6 +67,7 @@ class Accumulator:
         self.scales = scales or {}
         self.locations = locations or {}  # variable -> "model.bgm:7", for messages
         self.total: Any = 0.0
+        self._empty = True
         self.pointwise: dict[str, torch.Tensor] = {}
         self.deterministics: dict[str, torch.Tensor] = {}
         self.terms: dict[str, Any] = {}
@@ -86,7 +87,10 @@ class Accumulator:
         return iterations_in(self.windows, first, count, context)
 
     def _add(self, key: str, value: Any) -> None:
-        self.total = self.total + value
+        # the first term is the total as it is: adding it to 0.0 would cost an operation
+        # and a node of the backward pass at every gradient (NUTS makes thousands)
+        self.total = value if self._empty else self.total + value
+        self._empty = False
         if self.record:
             self.terms[key] = self.terms.get(key, 0.0) + value
 

@@ -256,7 +256,11 @@ class CompiledModel:
                 raise
             self.last_failure = describe_failure(exc, self.locations)
             total = per_point(lambda row: self._log_prob(row, mode), theta, exc)
-        return torch.nan_to_num(total, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        # NaN -> -inf, only when there is a NaN: nan_to_num's backward node costs more than
+        # this check at each of the thousands of gradients a sampler takes
+        if total.is_meta or bool(torch.isnan(total).any()):
+            total = torch.nan_to_num(total, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
+        return total
 
     # The most recent numerical failure (for messages), as describe_failure gives it.
     last_failure: str | None = None

@@ -139,10 +139,11 @@ def _potential_of(log_prob: Callable[[torch.Tensor], torch.Tensor]) -> Potential
             if not numerical_failure(exc):
                 raise
             lp, g = _each_chain(log_prob, q)
+        if bool(torch.isfinite(lp + g.sum(-1)).all()):  # the usual case, in few operations
+            return lp, g
         bad = ~torch.isfinite(lp) | ~torch.isfinite(g).all(-1)
-        if bad.any():
-            lp = torch.where(bad, torch.full_like(lp, -math.inf), lp)
-            g = torch.where(bad[:, None], torch.zeros_like(g), g)
+        lp = torch.where(bad, torch.full_like(lp, -math.inf), lp)
+        g = torch.where(bad[:, None], torch.zeros_like(g), g)
         return lp, g
     return potential
 

@@ -72,3 +72,31 @@ def test_save_warmup_keeps_the_warmup_draws_in_their_own_groups(
     capsys.readouterr()
     assert main(["summary", str(out)]) == 0  # the summary reads the posterior alone
     assert capsys.readouterr().out.splitlines()[1].startswith("theta")
+
+
+@pytest.mark.parametrize("method, flags, named", [
+    ("nuts", ["--batch", "64"], "--batch applies to --method svi, adversarial"),
+    ("nuts", ["--lr-schedule", "cosine"], "--lr-schedule applies to --method svi"),
+    ("chees", ["--max-treedepth", "5"], "--max-treedepth applies to --method nuts"),
+    ("map", ["--chains", "8"], "--chains applies to --method nuts, chees, exact"),
+    ("advi", ["--lr", "0.1"], "--lr applies to --method mle, map, svi, adversarial"),
+    ("svi", ["--metric", "dense"], "--metric applies to --method nuts, chees"),
+    ("map", ["--critic", "D"], "--critic applies to --method adversarial"),
+])
+def test_a_flag_the_method_does_not_read_is_refused(
+        method: str, flags: list[str], named: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A flag given to a method that ignores it would pass silently (--batch 64 with NUTS:
+    the user believes the run is minibatched): one message naming the flag, the methods
+    that read it and the method given."""
+    code = main(["fit", str(EXAMPLES / "coin.bgm"), "--data", str(EXAMPLES / "coin.json"),
+                 "--method", method, *flags, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and named in err and f"--method {method} does not use it" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_flag_at_its_default_or_read_by_the_method_is_accepted() -> None:
+    from compiler.app.fitting import FitSettings
+    assert FitSettings(method="nuts", max_treedepth=10, particles=1).method == "nuts"
+    assert FitSettings(method="svi", batch=64, lr_schedule="cosine", draws=100).batch == 64
+    assert FitSettings(method="exact", chains=2, draws=50).chains == 2

@@ -54,10 +54,34 @@ LIMITS: dict[str, tuple[int, int | None]] = {
     "batch": (1, None), "epochs": (1, None), "thin": (1, None), "refresh": (1, None)}
 
 
+# The methods that read each option that not every method reads. An option given to a
+# method that does not read it is refused (it would otherwise pass silently: a user who
+# writes --batch 64 --method nuts believes the run is minibatched).
+USED_BY = {
+    "chains": ("nuts", "chees", "exact"),
+    "warmup": ("nuts", "chees"), "adapt_delta": ("nuts", "chees"),
+    "metric": ("nuts", "chees"), "thin": ("nuts", "chees"),
+    "step_size": ("nuts", "chees"), "save_warmup": ("nuts", "chees"),
+    "max_treedepth": ("nuts",),
+    "draws": ("nuts", "chees", "advi", "svi", "exact"),
+    "family": ("advi",),
+    "optimizer": ("mle", "map"), "restarts": ("mle", "map"),
+    "max_iter": ("mle", "map", "svi", "adversarial"),
+    "lr": ("mle", "map", "svi", "adversarial"),
+    "lr_schedule": ("svi",), "plate": ("svi",), "epochs": ("svi",), "particles": ("svi",),
+    "checkpoint": ("svi",), "checkpoint_every": ("svi",), "resume": ("svi",),
+    "batch": ("svi", "adversarial"), "loss_plot": ("svi", "adversarial"),
+    "critic": ("adversarial",), "gan_loss": ("adversarial",),
+}
+# the command-line flag of an option, where it is not --name-with-dashes
+FLAG_OF = {"max_iter": "--iter", "step_size": "--step-size"}
+
+
 @dataclass(frozen=True)
 class FitSettings:
-    """Every option of every method, with the defaults of `bgmc fit`. A method reads the
-    options it uses and ignores the others, as the CLI does."""
+    """Every option of every method, with the defaults of `bgmc fit`. An option the
+    method does not read (USED_BY) is refused when it is given a value other than its
+    default."""
 
     method: str = "map"
     seed: int = 1
@@ -106,6 +130,7 @@ class FitSettings:
     refresh: int = 20
 
     def __post_init__(self) -> None:
+        unused = self._unused()
         if self.method in METHODS:
             defaults = {**METHOD_DEFAULTS["*"], **METHOD_DEFAULTS.get(self.method, {})}
             for name, value in defaults.items():
@@ -132,6 +157,25 @@ class FitSettings:
             if value is not None and not (isinstance(value, (int, float)) and
                                           math.isfinite(value) and value > 0):
                 raise ModelError(f"fit option {name}={value!r}: expected a positive number")
+        if unused:
+            raise ModelError(unused)
+
+    def _unused(self) -> str | None:
+        """The message for the first option given that the method does not read (one at
+        its default, or at the value every method is given, is not counted)."""
+        if self.method not in METHODS:
+            return None
+        filled = {**METHOD_DEFAULTS["*"], **METHOD_DEFAULTS.get(self.method, {})}
+        for spec in fields(self):
+            users = USED_BY.get(spec.name)
+            value = getattr(self, spec.name)
+            if users is None or self.method in users or value == spec.default or \
+                    (spec.name in filled and value == filled[spec.name]):
+                continue
+            flag = FLAG_OF.get(spec.name, "--" + spec.name.replace("_", "-"))
+            return (f"{flag} applies to --method {', '.join(users)}; --method "
+                    f"{self.method} does not use it (leave it out)")
+        return None
 
     @classmethod
     def of(cls, options: Mapping[str, Any]) -> FitSettings:
