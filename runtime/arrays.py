@@ -25,6 +25,7 @@ class ArrayOps:
         self.device = torch.device(device)
         self.dtype = dtype
         self.numpy = self.device.type == "cpu" if use_numpy is None else use_numpy
+        self.np_dtype = torch.empty(0, dtype=dtype).numpy().dtype if self.numpy else None
         xp: Any = np if self.numpy else torch
         self.xp = xp
         self.where, self.logaddexp, self.exp, self.log = xp.where, xp.logaddexp, xp.exp, xp.log
@@ -48,6 +49,10 @@ class ArrayOps:
 
     def arange(self, n: int) -> Any:
         return self.array(torch.arange(n, device=self.device))
+
+    def real(self, a: Any) -> Any:
+        """`a` in the floating dtype (numpy promotes float32 / int64 to float64)."""
+        return a.astype(self.np_dtype, copy=False) if self.numpy else a.to(self.dtype)
 
     def copy(self, a: Any) -> Any:
         return a.copy() if self.numpy else a.clone()

@@ -289,7 +289,7 @@ class Trajectories:
         """The statistics of each chain's latest transition (read when it ends)."""
         steps = self.ops.where(self.n_leapfrog > 0, self.n_leapfrog, 1)
         return {
-            "accept_stat": self.sum_accept / steps,
+            "accept_stat": self.ops.real(self.sum_accept / steps),
             "n_leapfrog": self.n_leapfrog,
             "tree_depth": self.depth,
             "diverging": self.divergent,

@@ -48,6 +48,19 @@ def test_bernoulli_both_parameterisations():
     assert torch.allclose(bd.Bernoulli(logits=0.3).log_prob(y), ref_num, atol=1e-12)
 
 
+def test_bernoulli_logits_value_and_gradient_hold_at_extreme_logits():
+    """log sigmoid((2y - 1) l) is y l - softplus(l) for y in {0, 1}, with its gradient,
+    and stays finite where exp(l) overflows."""
+    logits = torch.tensor([-800.0, -40.0, -1.5, 0.0, 2.0, 35.0, 800.0], requires_grad=True)
+    for y in (torch.zeros(7), torch.ones(7)):
+        ours = bd.Bernoulli(logits=logits).log_prob(y)
+        ref = torch.distributions.Bernoulli(logits=logits).log_prob(y)
+        assert torch.isfinite(ours).all() and torch.allclose(ours, ref, atol=1e-12, rtol=1e-12)
+        (g_ours,) = torch.autograd.grad(ours.sum(), logits)
+        (g_ref,) = torch.autograd.grad(ref.sum(), logits)
+        assert torch.allclose(g_ours, g_ref, atol=1e-12)
+
+
 def test_sampling_is_delegated_to_torch():
     d = bd.Normal(torch.zeros(3), 1.0)
     assert d.expand(torch.Size([4, 3])).sample().shape == (4, 3)
