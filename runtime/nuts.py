@@ -76,14 +76,10 @@ class Metric:
     _chol: torch.Tensor | None = field(default=None, repr=False)
 
     def velocity(self, p: torch.Tensor) -> torch.Tensor:
-        """M^{-1} p, for p [C, D] or [C, ..., D] (several vectors per chain)."""
-        inverse = self.inverse
-        if p.dim() > 2:
-            inverse = inverse.reshape(inverse.shape[:1] + (1,) * (p.dim() - 2)
-                                      + inverse.shape[1:])
+        """M^{-1} p."""
         if self.dense:
-            return (inverse @ p.unsqueeze(-1)).squeeze(-1)
-        return inverse * p
+            return (self.inverse @ p.unsqueeze(-1)).squeeze(-1)
+        return self.inverse * p
 
     def kinetic(self, p: torch.Tensor) -> torch.Tensor:
         return 0.5 * (p * self.velocity(p)).sum(-1)
@@ -348,7 +344,7 @@ def _adapt(t: Trajectories, run: _Run, adapter: DualAveraging, potential: Potent
     chains = ops.tensor(warm)
     step = ops.tensor(t.step)
     step = torch.where(chains, adapter.update(ops.tensor(accept), chains), step)
-    wit = it.clip(0, run.warmup - 1) if ops.numpy else it.clamp(0, run.warmup - 1)
+    wit = it.clip(0, run.warmup - 1)  # numpy and torch alike
     in_window = warm & (it >= run.first_window) & (it < run.last_window)
     if bool(in_window.any()):
         rows = ops.nonzero(in_window)
